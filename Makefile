@@ -1,0 +1,58 @@
+# draw-ai: `make demo` trains and reports on the embedded sample; `make test` runs every test.
+# Both create the environment first (a venv in .venv; conda users see environment.yml).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8866
+
+.PHONY: env demo test test-fast bench lab dashboard lint format strip browser clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch is pinned to the CPU build (a looser pin pulls GBs of CUDA packages).
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+# Debian's chromium for the browser tests (Playwright cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+
+demo: env
+	$(PY) -m drawai.jobs demo
+
+test: env browser
+	$(VENV)/bin/ruff check .
+	$(PY) scripts/strip_notebooks.py --check
+	$(PY) -m pytest -x --durations=15
+
+test-fast: env
+	$(PY) -m pytest -x -m "not slow and not browser"
+
+bench: env
+	$(PY) -m drawai.bench
+
+lab: env
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 notebooks/
+
+dashboard: env
+	$(VENV)/bin/voila --no-browser --Voila.ip=127.0.0.1 --port=$(PORT) notebooks/dashboard.ipynb
+
+lint: env
+	$(VENV)/bin/ruff check .
+
+format: env
+	$(VENV)/bin/ruff check --fix .
+
+strip: env
+	$(PY) scripts/strip_notebooks.py
+
+clean:
+	rm -rf runs test-artifacts .pytest_cache .ruff_cache
