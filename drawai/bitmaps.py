@@ -28,6 +28,9 @@ INK_LONG_SIDE = 25.0  # the source's ink box is scaled to this (its centreline e
 STROKE_WIDTH = 1.5  # brush diameter in output pixels: Google's numpy_bitmap lines are 16/304*28 = 1.47
 SUPERSAMPLE = 4  # the centreline is found on a canvas SUPERSAMPLE times finer
 INK_THRESHOLD = 0.3  # a pixel is ink at >= this fraction of the drawing's brightest pixel
+# A vector drawing (no stroke width) is scaled so its centreline spans this; a bitmap's ink box
+# (centreline + its own ~1-1.5 px stroke) spans INK_LONG_SIDE: both end up the same size.
+CENTRELINE_LONG_SIDE = INK_LONG_SIDE - STROKE_WIDTH
 MIN_PEAK = 0.1  # a bitmap whose brightest pixel is below this (of full scale) is empty
 MAX_INK_FRACTION = 0.6  # more ink than this is not a line drawing (inverted colours, a photo)
 
