@@ -28,10 +28,9 @@ browser:
 demo: env
 	$(PY) -m drawai.jobs demo
 
+# Every test: unit, notebooks (papermill), browser (Playwright + chromium), ruff, stripped notebooks.
 test: env browser
-	$(VENV)/bin/ruff check .
-	$(PY) scripts/strip_notebooks.py --check
-	$(PY) -m pytest -x --durations=15
+	$(PY) -m pytest --durations=15
 
 test-fast: env
 	$(PY) -m pytest -x -m "not slow and not browser"

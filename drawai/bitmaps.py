@@ -32,7 +32,7 @@ INK_THRESHOLD = 0.3  # a pixel is ink at >= this fraction of the drawing's brigh
 # (centreline + its own ~1-1.5 px stroke) spans INK_LONG_SIDE: both end up the same size.
 CENTRELINE_LONG_SIDE = INK_LONG_SIDE - STROKE_WIDTH
 MIN_PEAK = 0.1  # a bitmap whose brightest pixel is below this (of full scale) is empty
-MAX_INK_FRACTION = 0.6  # more ink than this is not a line drawing (inverted colours, a photo)
+MAX_INK_FRACTION = 0.85  # more ink than this is not a line drawing (inverted colours, a photo); real max 0.76
 
 
 class BadBitmapError(ValueError):

@@ -1,0 +1,363 @@
+"""The PyTorch doodle classifier: models, the training loop, evaluation, prediction, safe save/load.
+
+Models see only the canonical form (`drawai.bitmaps`); `Classifier.predict` takes any bitmap and gets
+it there first. Training is robust to rendering by augmenting in that form (small rotations, scale,
+shear, shifts, mirror images, stroke weight), so drawings from a canvas, a GAN or Google's
+numpy_bitmap files are read like the sample the model was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from drawai import bitmaps
+from drawai import categories as cats
+from drawai.data import Drawings
+
+FORMAT = "drawai-classifier/1"
+
+
+# --- models ------------------------------------------------------------------------------------------
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class DoodleCNN(nn.Module):
+    """draw-ai's default: VGG-style stages at 28, 14 and 7 px, global average pooling, one linear layer.
+
+    Small on purpose: it trains in minutes on two CPU cores, and with 80 drawings per class more
+    width mostly buys overfitting.
+    """
+
+    def __init__(self, n_classes: int, widths: tuple = (32, 64, 128), depth: tuple = (1, 1, 2), dropout: float = 0.2):
+        super().__init__()
+        layers, c_in = [], 1
+        for stage, (w, d) in enumerate(zip(widths, depth)):
+            if stage:
+                layers.append(nn.MaxPool2d(2))
+            for _ in range(d):
+                layers.append(conv_bn(c_in, w))
+                c_in = w
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout))
+        self.head = nn.Linear(c_in, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class OriginalMLP(nn.Module):
+    """The original draw-ai recipe: 784-128-100-64 with BatchNorm (trained with Adam 3e-3)."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        layers, sizes = [nn.Flatten()], [784, 128, 100, 64]
+        for a, b in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(64, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class DoodleNet(nn.Module):
+    """The doodleNet recipe: conv 16-16-pool-32-32-pool-64-64-pool, dense 512 tanh (Adam, batch 256)."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        def block(a, b):
+            return [nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.Conv2d(b, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*block(1, 16), *block(16, 32), *block(32, 64), nn.Flatten(),
+                                      nn.Linear(64 * 3 * 3, 512), nn.Tanh())
+        self.head = nn.Linear(512, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+ARCHITECTURES = {"cnn": DoodleCNN, "mlp": OriginalMLP, "doodlenet": DoodleNet}
+
+
+# --- configuration -------------------------------------------------------------------------------------
+
+@dataclass
+class TrainConfig:
+    arch: str = "cnn"
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 3e-3  # peak of the one-cycle schedule
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    augment: bool = True
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 = all cores
+    arch_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(ARCHITECTURES)}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "weight_decay", "label_smoothing"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        if self.lr == 0:
+            raise ValueError("lr must be positive")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+# --- augmentation: rendering robustness, applied on the canonical form ------------------------------------
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random affine (rotation +-12 deg, scale 0.85-1.1, shear, shift +-2 px, mirror) and stroke weight."""
+    n = x.shape[0]
+    u = lambda lo, hi: torch.empty(n).uniform_(lo, hi, generator=generator)  # noqa: E731
+    angle, scale, shear = u(-0.21, 0.21), u(0.85, 1.1), u(-0.15, 0.15)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = cos / scale * flip, (-sin + shear) / scale
+    theta[:, 1, 0], theta[:, 1, 1] = sin / scale * flip, cos / scale
+    theta[:, :, 2] = torch.empty(n, 2).uniform_(-2 / 14, 2 / 14, generator=generator)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # Stroke weight: thicken a third of the drawings a little, thin a third (dim the anti-aliased edge).
+    r = torch.rand(n, 1, 1, 1, generator=generator)
+    thick = F.max_pool2d(x, 3, 1, 1) * 0.5 + x * 0.5
+    thin = (x - 0.35).clamp(min=0) / 0.65
+    return torch.where(r < 1 / 3, thick, torch.where(r < 2 / 3, thin, x))
+
+
+# --- the classifier ----------------------------------------------------------------------------------------
+
+class Classifier:
+    """A trained model with its categories and manifest. Takes any bitmap; sees the canonical form."""
+
+    def __init__(self, model: nn.Module, categories: list[str], manifest: dict | None = None):
+        self.model = model.eval()
+        self.categories = list(categories)
+        self.manifest = manifest or {}
+
+    @torch.no_grad()
+    def _forward(self, images, canonical: bool, features: bool = False, batch: int = 1024) -> tuple[np.ndarray, bool]:
+        x, single = bitmaps.as_float_images(images)
+        if not canonical:
+            x = bitmaps.to_canonical(x)
+        if x.shape[1:] != (bitmaps.SIZE, bitmaps.SIZE):
+            raise bitmaps.BadBitmapError(f"canonical input must be 28x28, got {x.shape[1:]}")
+        self.model.eval()
+        out = []
+        for i in range(0, len(x), batch):
+            t = torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))[:, None]
+            out.append(self.model.features(t) if features else F.softmax(self.model(t), dim=1))
+        return torch.cat(out).numpy(), single
+
+    def probabilities(self, images, canonical: bool = False) -> np.ndarray:
+        """(N, C) class probabilities (or (C,) for one image)."""
+        p, single = self._forward(images, canonical)
+        return p[0] if single else p
+
+    def features(self, images, canonical: bool = False) -> np.ndarray:
+        """Penultimate-layer features (N, D): the space FID and nearest neighbours are measured in."""
+        f, single = self._forward(images, canonical, features=True)
+        return f[0] if single else f
+
+    def predict(self, images, k: int = 5, canonical: bool = False) -> list:
+        """Top-k (label, probability) pairs for one image, or a list of them for a batch."""
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        p, single = self._forward(images, canonical)
+        top = np.argsort(-p, axis=1)[:, :k]
+        result = [[(self.categories[j], float(row[j])) for j in idx] for row, idx in zip(p, top)]
+        return result[0] if single else result
+
+    # Saving: a folder with safetensors weights and a JSON manifest; nothing that can run code.
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        manifest = {**self.manifest, "format": FORMAT, "categories": self.categories}
+        state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
+        tmp = path / "model.safetensors.tmp"
+        save_file(state, str(tmp))
+        os.replace(tmp, path / "model.safetensors")
+        write_json(path / "manifest.json", manifest)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, categories: str | list[str] | None = None) -> Classifier:
+        """Load a saved classifier; with `categories`, insist that it was trained on exactly those."""
+        path = Path(path)
+        manifest = read_manifest(path)
+        names = manifest["categories"]
+        if categories is not None and cats.resolve(categories) != names:
+            raise ValueError(f"{path} was trained on {len(names)} other categories ({names[:3]}...), "
+                             f"not on {categories!r}")
+        arch = manifest.get("config", {}).get("arch")
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"{path}: unknown architecture {arch!r} in manifest.json")
+        model = build_model(arch, len(names), manifest["config"].get("arch_kwargs", {}))
+        try:
+            state = load_file(str(path / "model.safetensors"))
+        except FileNotFoundError:
+            raise ValueError(f"{path} has no model.safetensors") from None
+        except Exception as e:  # safetensors raises its own error types for bad headers / truncation
+            raise ValueError(f"{path}/model.safetensors is not a readable safetensors file: {e}") from None
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"{path}: weights do not fit a {arch} for {len(names)} categories: "
+                             f"{str(e).splitlines()[0]}") from None
+        return cls(model, names, manifest)
+
+
+def build_model(arch: str, n_classes: int, arch_kwargs: dict | None = None) -> nn.Module:
+    return ARCHITECTURES[arch](n_classes, **(arch_kwargs or {}))
+
+
+def read_manifest(path: Path) -> dict:
+    file = path / "manifest.json"
+    if not file.exists():
+        raise ValueError(f"{path} is not a draw-ai model folder: it has no manifest.json")
+    try:
+        manifest = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file} is not valid JSON: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a draw-ai classifier (manifest format {manifest.get('format')!r}, "
+                         f"expected {FORMAT!r})" if isinstance(manifest, dict) else f"{file} is not a manifest")
+    for name in manifest["categories"]:
+        cats.check_name(name)
+    return manifest
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+# --- training ------------------------------------------------------------------------------------------------
+
+def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = None,
+          checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
+          on_epoch=None, progress: bool = True) -> tuple[Classifier, list[dict]]:
+    """Train a classifier; returns it and the per-epoch history.
+
+    With `checkpoint_dir`, the full training state is written atomically after every epoch, and
+    `resume=True` continues from the last complete epoch (the result equals an uninterrupted run).
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    x = torch.from_numpy(canonical_images(train_set))[:, None]
+    y = torch.from_numpy(train_set.labels)
+    x_test = torch.from_numpy(canonical_images(test_set))[:, None] if test_set is not None else None
+    n_classes = len(train_set.categories)
+    model = build_model(config.arch, n_classes, config.arch_kwargs)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(x) / config.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
+                                                pct_start=0.25)
+    gen = torch.Generator().manual_seed(config.seed)
+    history: list[dict] = []
+    start_epoch = 0
+    ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
+    if ckpt and resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=True)  # tensors and plain containers only: no code runs
+        if state["config"] != asdict(config):
+            raise ValueError(f"{ckpt} was made with another configuration; use a new folder or resume=False")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        history, start_epoch = state["history"], state["epoch"]
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress,
+               initial=start_epoch, total=config.epochs)
+    for epoch in bar:
+        model.train()
+        t0, total, correct, seen = time.perf_counter(), 0.0, 0, 0
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), config.batch_size):
+            idx = order[i:i + config.batch_size]
+            xb, yb = x[idx], y[idx]
+            if config.augment:
+                xb = augment(xb, gen)
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+            correct += (logits.argmax(1) == yb).sum().item()
+            seen += len(idx)
+        row = {"epoch": epoch + 1, "loss": total / seen, "train_top1": correct / seen,
+               "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+        if x_test is not None:
+            clf = Classifier(model, list(train_set.categories))
+            p = clf.probabilities(x_test[:, 0].numpy(), canonical=True)
+            row.update(top_k(p, test_set.labels))
+        history.append(row)
+        bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("loss", "top1", "top5")})
+        if ckpt:
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "generator": gen.get_state(), "history": history, "epoch": epoch + 1,
+                        "config": asdict(config)}, tmp)
+            os.replace(tmp, ckpt)
+        if on_epoch:
+            on_epoch(row)
+    manifest = {"config": asdict(config), "input_form": input_form(), "data": {
+        "source": train_set.source, "checksum": train_set.checksum, "train_drawings": len(train_set)},
+        "history": history}
+    return Classifier(model, list(train_set.categories), manifest), history
+
+
+def input_form() -> dict:
+    return {"size": bitmaps.SIZE, "range": [0, 1], "ink": "bright on black",
+            "centreline_long_side": bitmaps.CENTRELINE_LONG_SIDE, "stroke_width": bitmaps.STROKE_WIDTH,
+            "canonicalised_by": "drawai.bitmaps.to_canonical"}
+
+
+def canonical_images(drawings: Drawings) -> np.ndarray:
+    return bitmaps.to_canonical(drawings.images)
+
+
+# --- evaluation ------------------------------------------------------------------------------------------------
+
+def top_k(probs: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict:
+    order = np.argsort(-probs, axis=1)
+    return {f"top{k}": float((order[:, :k] == labels[:, None]).any(1).mean()) for k in ks}
+
+
+def evaluate(clf: Classifier, drawings: Drawings, canonical: bool = False) -> dict:
+    """Top-1/top-5, per-class top-1 and the confusion matrix (rows: true class, columns: predicted)."""
+    if list(drawings.categories) != clf.categories:
+        raise ValueError("the drawings' categories are not the classifier's")
+    images = drawings.images if not canonical else drawings.images
+    probs = clf.probabilities(images, canonical=canonical)
+    pred = probs.argmax(1)
+    n = len(clf.categories)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (drawings.labels, pred), 1)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
+    return {**top_k(probs, drawings.labels), "per_class": per_class, "confusion": confusion, "probs": probs}

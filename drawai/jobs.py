@@ -1,0 +1,185 @@
+"""Training jobs: notebooks executed headlessly by papermill; the executed notebook is the job's report.
+
+    python -m drawai.jobs train-classifier -p categories classic10 -p epochs 10
+    python -m drawai.jobs train-classifier --publish models/classifier-345     # the shipped model
+    python -m drawai.jobs demo                                                  # what `make demo` runs
+
+Each run writes `runs/<job>/<timestamp>/`: the executed notebook, `params.json`, `metrics.json` (written
+last, so its presence means the run finished), the model, and TensorBoard logs. Running the same
+command again after a crash or a kill resumes the unfinished run from its last checkpoint; `--fresh`
+starts a new one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from drawai import categories as cats
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+RUNS = Path(os.environ.get("DRAWAI_RUNS", ROOT / "runs"))
+
+
+def check_classifier_params(p: dict) -> None:
+    from drawai import classifier
+
+    classifier.TrainConfig(arch=p["arch"], epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
+                           seed=p["seed"], augment=p["augment"], threads=p["threads"])
+
+
+@dataclass(frozen=True)
+class Job:
+    notebook: str
+    defaults: dict  # every parameter the notebook accepts, with its default
+    model_dir: str | None = None  # where in the run folder the notebook saves its model
+    check: Callable[[dict], None] | None = None  # raises ValueError on parameters that cannot work
+
+
+JOBS = {
+    "data": Job("01_data.ipynb", {"categories": "classic10", "seed": 0}),
+    "train-classifier": Job("02_classifier.ipynb", {
+        "categories": "all", "arch": "cnn", "epochs": 25, "batch_size": 256, "lr": 4e-3, "seed": 0,
+        "augment": True, "threads": 0, "resume": True}, model_dir="model", check=check_classifier_params),
+}
+
+# `make demo`: the main job on the embedded sample, sized to finish in minutes on two cores.
+DEMO = [("train-classifier", {"categories": "all"})]
+
+
+class JobError(RuntimeError):
+    """A job that could not run, or whose notebook failed (the partial report is kept)."""
+
+
+def check_params(job: Job, params: dict) -> dict:
+    """Unknown names and values of the wrong type fail here, before anything runs."""
+    unknown = sorted(set(params) - set(job.defaults))
+    if unknown:
+        raise JobError(f"{job.notebook} has no parameter(s) {unknown}; it accepts {sorted(job.defaults)}")
+    out = dict(job.defaults)
+    for name, value in params.items():
+        default = job.defaults[name]
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise JobError(f"parameter {name} must be true/false, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and (
+                not isinstance(value, int) or isinstance(value, bool)):
+            raise JobError(f"parameter {name} must be an integer, got {value!r}")
+        if isinstance(default, float) and not isinstance(value, (int, float)):
+            raise JobError(f"parameter {name} must be a number, got {value!r}")
+        out[name] = value
+    try:
+        if "categories" in out:
+            cats.resolve(out["categories"])
+        if job.check:
+            job.check(out)
+    except ValueError as e:
+        raise JobError(f"bad parameters for {job.notebook}: {e}") from None
+    return out
+
+
+def parse_value(text: str):
+    """`-p epochs 3` -> 3, `-p lr 1e-3` -> 0.001, `-p categories classic10` -> 'classic10', lists as Python."""
+    lowered = {"true": True, "false": False, "none": None}
+    if text.lower() in lowered:
+        return lowered[text.lower()]
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def find_unfinished(job_name: str, params: dict) -> Path | None:
+    """The newest run of this job with the same parameters that has no metrics.json yet."""
+    runs = sorted((RUNS / job_name).glob("*/params.json"), reverse=True)
+    for p in runs:
+        if (p.parent / "metrics.json").exists():
+            return None  # the newest same-job run finished: start anew
+        if json.loads(p.read_text()) == params:
+            return p.parent
+    return None
+
+
+def run(job_name: str, params: dict | None = None, fresh: bool = False, publish: str | None = None,
+        progress: bool = True) -> Path:
+    """Run a job; returns its run folder. Raises JobError naming the failing cell if the notebook fails."""
+    import papermill as pm
+
+    if job_name not in JOBS:
+        raise JobError(f"unknown job {job_name!r}; jobs are {sorted(JOBS)}")
+    job = JOBS[job_name]
+    params = check_params(job, params or {})
+    out_dir = None if fresh else find_unfinished(job_name, params)
+    if out_dir is None:
+        out_dir = RUNS / job_name / time.strftime("%Y%m%d-%H%M%S")
+        while out_dir.exists():  # two runs in one second
+            out_dir = out_dir.with_name(out_dir.name + "-1")
+        out_dir.mkdir(parents=True)
+        (out_dir / "params.json").write_text(json.dumps(params, indent=2) + "\n")
+    else:
+        print(f"resuming the unfinished run {out_dir}", file=sys.stderr)
+    report = out_dir / job.notebook
+    try:
+        pm.execute_notebook(NOTEBOOKS / job.notebook, report, parameters={**params, "out_dir": str(out_dir)},
+                            cwd=str(NOTEBOOKS), progress_bar=progress, kernel_name="python3")
+    except pm.PapermillExecutionError as e:
+        raise JobError(f"{job_name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
+                       f"the partial report is kept: {report}") from None
+    if not (out_dir / "metrics.json").exists():  # a notebook with no metrics of its own: mark it finished
+        (out_dir / "metrics.json").write_text(json.dumps({"job": job_name, "finished": True}) + "\n")
+    if publish:
+        if not job.model_dir:
+            raise JobError(f"{job_name} makes no model to publish")
+        publish_model(out_dir / job.model_dir, Path(publish), job_name, params)
+    print(f"report: {report}")
+    return out_dir
+
+
+def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
+    """Copy a run's model to `dest` (e.g. models/classifier-345), recording the command that remakes it."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    manifest_path = tmp / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    args = " ".join(f"-p {k} {v!r}" if isinstance(v, str) else f"-p {k} {v}"
+                    for k, v in params.items() if v != JOBS[job_name].defaults[k])
+    manifest["command"] = f"python -m drawai.jobs {job_name} {args} --publish {dest}".replace("  ", " ")
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    print(f"published {dest}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m drawai.jobs", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("job", choices=[*JOBS, "demo"])
+    ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="a notebook parameter (repeatable)")
+    ap.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
+    ap.add_argument("--publish", metavar="DIR", help="copy the trained model here (e.g. models/classifier-345)")
+    args = ap.parse_args(argv)
+    params = {name: parse_value(value) for name, value in args.parameter}
+    try:
+        if args.job == "demo":
+            for name, demo_params in DEMO:
+                run(name, {**demo_params, **params}, fresh=args.fresh)
+        else:
+            run(args.job, params, fresh=args.fresh, publish=args.publish)
+    except JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from drawai import bitmaps, classifier, data
+
+
+@pytest.fixture(scope="module")
+def classic10():
+    return data.train_test(data.load_sample("classic10"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(classic10, tmp_path_factory):
+    train, test = classic10
+    config = classifier.TrainConfig(epochs=6, batch_size=64, lr=4e-3, seed=0)
+    clf, history = classifier.train(train, config, test_set=test, progress=False)
+    return clf, history
+
+
+def test_learns_classic10(trained, classic10):
+    clf, history = trained
+    assert history[-1]["loss"] < history[0]["loss"]
+    result = classifier.evaluate(clf, classic10[1])
+    assert result["top1"] > 0.6  # chance is 0.1
+    assert result["confusion"].sum() == len(classic10[1]) and result["confusion"].shape == (10, 10)
+    assert np.isclose(result["per_class"].mean(), result["top1"])
+
+
+def test_predict_api(trained, classic10):
+    clf, _ = trained
+    test = classic10[1]
+    top = clf.predict(test.images[0], k=3)
+    assert len(top) == 3 and all(name in clf.categories for name, _ in top)
+    assert top[0][1] >= top[1][1] >= top[2][1] and 0 < sum(p for _, p in top) <= 1.0001
+    batch = clf.predict(test.images[:4])
+    assert len(batch) == 4 and len(batch[0]) == 5
+    assert batch[0] == clf.predict(test.images[0])
+    # the same drawing from another renderer and the canonical form give the same answer
+    canon = bitmaps.to_canonical(test.images[:4])
+    assert clf.predict(canon, canonical=True)[0][0][0] == batch[0][0][0]
+    assert clf.probabilities(test.images[:4]).shape == (4, 10)
+    assert clf.features(test.images[:4]).shape[0] == 4
+    with pytest.raises(ValueError, match="k must"):
+        clf.predict(test.images[0], k=0)
+    with pytest.raises(bitmaps.EmptyDrawingError):
+        clf.predict(np.zeros((28, 28)))
+
+
+def test_save_load_round_trip(trained, classic10, tmp_path):
+    clf, _ = trained
+    clf.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["manifest.json", "model.safetensors"]
+    again = classifier.Classifier.load(tmp_path / "m", categories="classic10")
+    x = classic10[1].images[:20]
+    np.testing.assert_allclose(again.probabilities(x), clf.probabilities(x), atol=1e-6)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["input_form"]["size"] == 28 and manifest["data"]["checksum"] == data.sample_info()["sha256"]
+    with pytest.raises(ValueError, match="other categories"):
+        classifier.Classifier.load(tmp_path / "m", categories="all")
+
+
+def test_foreign_model_files_are_refused(trained, tmp_path):
+    clf, _ = trained
+    clf.save(tmp_path / "m")
+    with pytest.raises(ValueError, match="no manifest.json"):
+        classifier.Classifier.load(tmp_path)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "manifest.json").write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError, match="not a draw-ai classifier"):
+        classifier.Classifier.load(tmp_path / "x")
+    # truncated weights
+    w = tmp_path / "m" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="safetensors"):
+        classifier.Classifier.load(tmp_path / "m")
+    # weights of another architecture
+    clf.save(tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest["config"]["arch"] = "mlp"
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="do not fit"):
+        classifier.Classifier.load(tmp_path / "m")
+
+
+class Boom:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch /tmp/drawai-pwned",))
+
+
+def test_a_pickle_in_place_of_weights_never_runs(trained, tmp_path):
+    clf, _ = trained
+    clf.save(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(ValueError):
+        classifier.Classifier.load(tmp_path / "m")
+    # and a checkpoint that is a pickle is refused by torch.load(weights_only=True)
+    ckpt = tmp_path / "ck"
+    ckpt.mkdir()
+    torch.save({"evil": Boom()}, ckpt / "checkpoint.pt")
+    with pytest.raises(Exception):
+        classifier.train(data.load_sample("classic10"), classifier.TrainConfig(epochs=1), checkpoint_dir=ckpt,
+                         resume=True, progress=False)
+    import os
+    assert not os.path.exists("/tmp/drawai-pwned")
+
+
+def test_resume_equals_uninterrupted(classic10, tmp_path):
+    train, _ = classic10
+    small = train.subset(np.arange(0, len(train), 4))
+    config = classifier.TrainConfig(epochs=3, batch_size=50, seed=3)
+    full, h_full = classifier.train(small, config, checkpoint_dir=tmp_path / "a", progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_2(row):
+        if row["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        classifier.train(small, config, checkpoint_dir=tmp_path / "b", on_epoch=kill_after_2, progress=False)
+    resumed, h_res = classifier.train(small, config, checkpoint_dir=tmp_path / "b", resume=True, progress=False)
+    assert [h["epoch"] for h in h_res] == [1, 2, 3]
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="another configuration"):
+        classifier.train(small, classifier.TrainConfig(epochs=4, batch_size=50, seed=3),
+                         checkpoint_dir=tmp_path / "b", resume=True, progress=False)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"epochs": 0}, "epochs"), ({"epochs": -3}, "epochs"), ({"batch_size": 0}, "batch_size"),
+    ({"epochs": 2.5}, "epochs"), ({"lr": -1}, "lr"), ({"lr": float("nan")}, "lr"),
+    ({"arch": "resnet900"}, "unknown arch"), ({"label_smoothing": 1.0}, "label_smoothing"),
+])
+def test_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        classifier.TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "doodlenet"])
+def test_baseline_architectures_train(arch, classic10):
+    train, test = classic10
+    clf, history = classifier.train(train, classifier.TrainConfig(arch=arch, epochs=2, batch_size=64), test_set=test,
+                                    progress=False)
+    assert history[-1]["top1"] > 0.2

@@ -1,0 +1,94 @@
+import json
+
+import nbformat
+import pytest
+
+from drawai import jobs
+from drawai.classifier import Classifier
+
+
+def test_parse_value():
+    assert jobs.parse_value("3") == 3 and jobs.parse_value("1e-3") == 0.001
+    assert jobs.parse_value("classic10") == "classic10" and jobs.parse_value("true") is True
+    assert jobs.parse_value("['cat', 'dog']") == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"epoch": 3}, "no parameter"),
+    ({"epochs": -1}, "epochs"),
+    ({"epochs": "ten"}, "integer"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"lr": "fast"}, "number"),
+    ({"augment": "yes"}, "true/false"),
+    ({"categories": "catt"}, "did you mean 'cat'"),
+    ({"arch": "vgg"}, "unknown arch"),
+])
+def test_bad_parameters_fail_before_anything_runs(params, match, tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "RUNS", tmp_path)
+    with pytest.raises(jobs.JobError, match=match):
+        jobs.run("train-classifier", params)
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_reports_bad_parameters(capsys):
+    assert jobs.main(["train-classifier", "-p", "epochs", "0"]) == 1
+    assert "epochs must be a positive integer" in capsys.readouterr().err
+
+
+def test_unknown_job():
+    with pytest.raises(jobs.JobError, match="unknown job"):
+        jobs.run("train-everything")
+
+
+def test_a_failing_notebook_keeps_its_partial_report_and_names_the_cell(tmp_path, monkeypatch):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print('before')"),
+        nbformat.v4.new_code_cell("raise RuntimeError('the data went away')"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "nb").mkdir()
+    nbformat.write(nb, tmp_path / "nb" / "broken.ipynb")
+    monkeypatch.setattr(jobs, "NOTEBOOKS", tmp_path / "nb")
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    monkeypatch.setitem(jobs.JOBS, "broken", jobs.Job("broken.ipynb", {"x": 1}))
+    with pytest.raises(jobs.JobError, match="cell 3: RuntimeError: the data went away") as e:
+        jobs.run("broken", progress=False)
+    report = next((tmp_path / "runs" / "broken").glob("*/broken.ipynb"))
+    assert str(report) in str(e.value)
+    executed = nbformat.read(report, as_version=4)
+    assert executed.cells[2].outputs[0]["text"] == "before\n"
+    assert not (report.parent / "metrics.json").exists()
+    # the same command again resumes in the unfinished run's folder instead of starting another
+    with pytest.raises(jobs.JobError):
+        jobs.run("broken", progress=False)
+    assert len(list((tmp_path / "runs" / "broken").iterdir())) == 1
+    with pytest.raises(jobs.JobError):
+        jobs.run("broken", progress=False, fresh=True)
+    assert len(list((tmp_path / "runs" / "broken").iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_train_classifier_job_end_to_end(tmp_path, monkeypatch):
+    """The papermill job: executed report, metrics.json, a loadable model, TensorBoard logs, publish."""
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    out = jobs.run("train-classifier", {"categories": "classic10", "epochs": 3, "batch_size": 64},
+                   publish=str(tmp_path / "published"), progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["categories"] == 10 and metrics["test_top1"] > 0.3
+    assert abs(metrics["test_top1"] - metrics["shifted_top1"]) < 0.25
+    report = nbformat.read(out / "02_classifier.ipynb", as_version=4)
+    images = [o for c in report.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 5  # the plots are in the report
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    clf = Classifier.load(tmp_path / "published", categories="classic10")
+    assert clf.manifest["command"].startswith("python -m drawai.jobs train-classifier -p categories 'classic10'")
+    assert clf.manifest["metrics"]["test_top1"] == metrics["test_top1"]
+
+
+@pytest.mark.slow
+def test_data_notebook_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    out = jobs.run("data", {"categories": "classic10"}, progress=False)
+    report = nbformat.read(out / "01_data.ipynb", as_version=4)
+    assert sum("image/png" in o.get("data", {}) for c in report.cells for o in c.get("outputs", [])) >= 4
