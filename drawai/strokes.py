@@ -15,19 +15,28 @@ those. y grows downwards in both (canvas and Google alike), so it is the bitmap'
 `simplify` is Google's preprocessing of the `simplified` dataset; `render_strokes` draws its
 centreline through `bitmaps.draw_centreline`, the same brush that `bitmaps.to_canonical` uses, so a
 drawing looks the same to the models whether it arrives as strokes or as a bitmap.
+`save_drawings` / `load_drawings` keep drawings made on the DrawingPad (strokes, bitmaps, labels).
 """
 
 from __future__ import annotations
 
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
+from drawai import categories as cats
 from drawai.bitmaps import CENTRELINE_LONG_SIDE, SIZE, EmptyDrawingError, draw_centreline
+from drawai.data import Drawings
 
 SIMPLIFIED_RANGE = 255.0  # Google's simplified drawings span 0-255 on their long side
 RDP_EPSILON = 2.0  # Google's Ramer-Douglas-Peucker tolerance, on that 0-255 scale
 SAMPLE_SPACING = 0.25  # output px between brush dabs along a segment (draw_centreline needs <= 0.5)
 
-__all__ = ["BadStrokesError", "EmptyDrawingError", "parse_strokes", "rdp", "simplify", "render_strokes", "render_many"]
+__all__ = ["BadStrokesError", "EmptyDrawingError", "parse_strokes", "rdp", "simplify", "render_strokes", "render_many",
+           "SavedDrawings", "save_drawings", "load_drawings"]
 
 
 class BadStrokesError(ValueError):
@@ -181,3 +190,77 @@ def render_many(drawings, layout: str = "auto") -> np.ndarray:
     if not points:
         return np.zeros((0, SIZE, SIZE), dtype=np.float32)
     return draw_centreline(points)
+
+
+# --- stroke drawings on disk -----------------------------------------------------------------------
+# One .npz, no pickle: the ragged strokes are flattened into one points array plus lengths, labels are
+# category names (so the file does not depend on any model's class order), and the canonical bitmaps
+# are stored as rendered, so a reader needs nothing else to train on them.
+
+@dataclass
+class SavedDrawings:
+    strokes: list[list[np.ndarray]]  # per drawing, its strokes as (K, 2) float arrays of (x, y)
+    bitmaps: np.ndarray  # (N, 28, 28) float32, render_many(strokes)
+    labels: list[str]  # category names
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to_drawings(self, categories="all") -> Drawings:
+        """As `data.Drawings` (uint8 images, labels indexing `categories`), e.g. to train on them."""
+        names = tuple(cats.resolve(categories))
+        unknown = sorted(set(self.labels) - set(names))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not among the {len(names)} categories {names[:5]}...")
+        images = np.rint(self.bitmaps * 255).astype(np.uint8)
+        labels = np.array([names.index(n) for n in self.labels], dtype=np.int64)
+        return Drawings(images.reshape(-1, SIZE, SIZE), labels, names, "drawing pad (strokes, canonical form)")
+
+
+def save_drawings(path, drawings, labels) -> Path:
+    """Write drawings (each a list of strokes) and their category names to `path` (.npz), atomically."""
+    labels = [cats.check_name(n) for n in labels]
+    if len(labels) != len(drawings):
+        raise ValueError(f"{len(drawings)} drawings but {len(labels)} labels")
+    parsed = []
+    for i, d in enumerate(drawings):
+        try:
+            parsed.append(parse_strokes(d))
+        except ValueError as e:
+            raise type(e)(f"drawing {i}: {e}") from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "format": np.array("drawai strokes 1"),
+        "points": np.concatenate([np.zeros((0, 2))] + [p for d in parsed for p in d]),  # float64, as drawn
+        "stroke_lengths": np.array([len(p) for d in parsed for p in d], dtype=np.int64),
+        "drawing_strokes": np.array([len(d) for d in parsed], dtype=np.int64),
+        "bitmaps": render_many(parsed, layout="points"),
+        "labels": np.array(labels, dtype=str),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_drawings(path) -> SavedDrawings:
+    """Read a file written by `save_drawings`; a file that is not one is a ValueError saying so."""
+    try:
+        with np.load(path, allow_pickle=False) as f:  # an .npy gives an array, which has no `with`
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as e:  # missing, not an npz, pickles
+        raise ValueError(f"cannot read drawings from {path}: {e}") from None
+    needed = {"format", "points", "stroke_lengths", "drawing_strokes", "bitmaps", "labels"}
+    if str(arrays.get("format")) != "drawai strokes 1" or needed - arrays.keys():
+        raise ValueError(f"{path} is not a drawai strokes file (one written by strokes.save_drawings)")
+    points, stroke_lengths, drawing_strokes = arrays["points"], arrays["stroke_lengths"], arrays["drawing_strokes"]
+    bitmaps, labels = arrays["bitmaps"], [str(n) for n in arrays["labels"]]
+    if (stroke_lengths.sum() != len(points) or drawing_strokes.sum() != len(stroke_lengths)
+            or not len(drawing_strokes) == len(bitmaps) == len(labels)):
+        raise ValueError(f"{path} is inconsistent (its counts do not add up): truncated or edited?")
+    flat = np.split(points, np.cumsum(stroke_lengths)[:-1]) if len(points) else []
+    bounds = np.concatenate([[0], np.cumsum(drawing_strokes)])
+    strokes = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return SavedDrawings(strokes, bitmaps.astype(np.float32), labels)

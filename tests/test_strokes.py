@@ -14,10 +14,12 @@ from drawai.strokes import (
     RDP_EPSILON,
     BadStrokesError,
     _centreline_points,
+    load_drawings,
     parse_strokes,
     rdp,
     render_many,
     render_strokes,
+    save_drawings,
     simplify,
 )
 
@@ -304,3 +306,54 @@ def test_strokes_and_bitmaps_agree(rasterise, min_corr, mean_corr, threshold, me
     other = np.corrcoef(render_strokes(SHAPES["circle"]).ravel(),
                         bitmaps.to_canonical(rasterise(SHAPES["square"])).ravel())[0, 1]
     assert other < 0.5
+
+
+# --- drawings on disk ----------------------------------------------------------------------------
+
+def test_save_and_load_drawings_round_trip(tmp_path):
+    names = ["circle", "house", "star"]
+    path = save_drawings(tmp_path / "sub" / "mine.npz", [SHAPES[n] for n in names], ["circle", "house", "star"])
+    assert path.exists() and list(path.parent.iterdir()) == [path]  # written atomically: no temp file left
+    saved = load_drawings(path)
+    assert len(saved) == 3 and saved.labels == names
+    for got, n in zip(saved.strokes, names, strict=True):
+        assert len(got) == len(SHAPES[n])
+        for a, b in zip(got, SHAPES[n], strict=True):
+            np.testing.assert_array_equal(a, np.asarray(b, dtype=float))
+    np.testing.assert_allclose(saved.bitmaps, render_many([SHAPES[n] for n in names]), atol=1e-6)
+    drawings = saved.to_drawings(["star", "circle", "house", "square"])
+    assert drawings.images.dtype == np.uint8 and drawings.images.shape == (3, 28, 28)
+    assert drawings.label_names() == names and drawings.labels.tolist() == [1, 2, 0]
+    with pytest.raises(ValueError, match="not among"):
+        saved.to_drawings("classic10")  # has no circle
+    empty = load_drawings(save_drawings(tmp_path / "empty.npz", [], []))
+    assert len(empty) == 0 and empty.bitmaps.shape == (0, 28, 28)
+
+
+def test_save_and_load_drawings_refuse_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="did you mean"):
+        save_drawings(tmp_path / "a.npz", [SHAPES["circle"]], ["cirle"])
+    with pytest.raises(ValueError, match="1 drawings but 2 labels"):
+        save_drawings(tmp_path / "a.npz", [SHAPES["circle"]], ["circle", "line"])
+    with pytest.raises(bitmaps.EmptyDrawingError, match="drawing 1"):
+        save_drawings(tmp_path / "a.npz", [SHAPES["circle"], []], ["circle", "line"])
+    assert not (tmp_path / "a.npz").exists()
+    with pytest.raises(ValueError, match="cannot read"):
+        load_drawings(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_drawings(tmp_path / "junk.npz")
+    np.savez(tmp_path / "other.npz", images=np.zeros((2, 28, 28)))
+    with pytest.raises(ValueError, match="not a drawai strokes file"):
+        load_drawings(tmp_path / "other.npz")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="cannot read"):
+        load_drawings(tmp_path / "array.npy")
+    # A file whose counts do not add up (edited or truncated) is refused, not misread.
+    path = save_drawings(tmp_path / "ok.npz", [SHAPES["house"]], ["house"])
+    with np.load(path) as f:
+        arrays = dict(f)
+    arrays["stroke_lengths"] = arrays["stroke_lengths"][:-1]
+    np.savez(tmp_path / "edited.npz", **arrays)
+    with pytest.raises(ValueError, match="inconsistent"):
+        load_drawings(tmp_path / "edited.npz")
