@@ -15,7 +15,8 @@ those. y grows downwards in both (canvas and Google alike), so it is the bitmap'
 `simplify` is Google's preprocessing of the `simplified` dataset; `render_strokes` draws its
 centreline through `bitmaps.draw_centreline`, the same brush that `bitmaps.to_canonical` uses, so a
 drawing looks the same to the models whether it arrives as strokes or as a bitmap.
-`save_drawings` / `load_drawings` keep drawings made on the DrawingPad (strokes, bitmaps, labels).
+`save_drawings`, `load_drawings` and `append_drawing` keep drawings made on the DrawingPad in a small
+file (strokes, canonical bitmaps, labels).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ RDP_EPSILON = 2.0  # Google's Ramer-Douglas-Peucker tolerance, on that 0-255 sca
 SAMPLE_SPACING = 0.25  # output px between brush dabs along a segment (draw_centreline needs <= 0.5)
 
 __all__ = ["BadStrokesError", "EmptyDrawingError", "parse_strokes", "rdp", "simplify", "render_strokes", "render_many",
-           "SavedDrawings", "save_drawings", "load_drawings"]
+           "SavedDrawings", "save_drawings", "load_drawings", "append_drawing"]
 
 
 class BadStrokesError(ValueError):
@@ -264,3 +265,11 @@ def load_drawings(path) -> SavedDrawings:
     bounds = np.concatenate([[0], np.cumsum(drawing_strokes)])
     strokes = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     return SavedDrawings(strokes, bitmaps.astype(np.float32), labels)
+
+
+def append_drawing(path, drawing, label: str) -> int:
+    """Add one drawing to the file at `path` (created if missing); returns how many it now holds."""
+    path = Path(path)
+    old = load_drawings(path) if path.exists() else SavedDrawings([], np.zeros((0, SIZE, SIZE), np.float32), [])
+    save_drawings(path, old.strokes + [drawing], old.labels + [label])
+    return len(old) + 1

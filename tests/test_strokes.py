@@ -14,6 +14,7 @@ from drawai.strokes import (
     RDP_EPSILON,
     BadStrokesError,
     _centreline_points,
+    append_drawing,
     load_drawings,
     parse_strokes,
     rdp,
@@ -328,6 +329,13 @@ def test_save_and_load_drawings_round_trip(tmp_path):
         saved.to_drawings("classic10")  # has no circle
     empty = load_drawings(save_drawings(tmp_path / "empty.npz", [], []))
     assert len(empty) == 0 and empty.bitmaps.shape == (0, 28, 28)
+    # append_drawing: one at a time, as the notebook's Save button does.
+    new = tmp_path / "new.npz"
+    assert append_drawing(new, SHAPES["line"], "line") == 1
+    assert append_drawing(new, SHAPES["square"], "square") == 2
+    again = load_drawings(new)
+    assert again.labels == ["line", "square"]
+    np.testing.assert_allclose(again.bitmaps[1], render_strokes(SHAPES["square"]), atol=1e-6)
 
 
 def test_save_and_load_drawings_refuse_bad_input(tmp_path):
