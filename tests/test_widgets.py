@@ -291,3 +291,22 @@ def test_layout_is_fixed_in_pixels():
     for bad in (0, 10, 280.5, "280", True):
         with pytest.raises(ValueError, match="size"):
             DrawingPad(size=bad)
+
+
+def test_predictions_run_on_one_torch_thread_and_restore_the_setting():
+    import torch
+
+    seen = []
+
+    class ThreadSpy(TemplateClassifier):
+        def probabilities(self, images, canonical=False):
+            seen.append(torch.get_num_threads())
+            return super().probabilities(images, canonical)
+
+    before = torch.get_num_threads()
+    pad = DrawingPad(ThreadSpy(TEMPLATES))
+    pad.set_strokes(CIRCLE)
+    assert seen == [1] and torch.get_num_threads() == before
+    failing = DrawingPad(TemplateClassifier(TEMPLATES, fail=True))
+    failing.set_strokes(CIRCLE)
+    assert torch.get_num_threads() == before  # restored after an error too
