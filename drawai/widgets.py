@@ -99,7 +99,7 @@ class DrawingPad(widgets.VBox):
         self._drawing = True
         self._strokes.append([(float(x), float(y))])
         with hold_canvas():
-            self.canvas.fill_style = INK
+            self._set_pen()
             self.canvas.fill_circle(x, y, self.line_width / 2)
 
     def extend_stroke(self, x: float, y: float) -> None:
@@ -111,9 +111,7 @@ class DrawingPad(widgets.VBox):
         if abs(x - x0) + abs(y - y0) < 1:  # sub-pixel jitter adds points, not ink
             return
         stroke.append((float(x), float(y)))
-        with hold_canvas():
-            self._set_pen()
-            self.canvas.stroke_line(x0, y0, x, y)
+        self.canvas.stroke_line(x0, y0, x, y)  # with the pen start_stroke set
         if self.clock() - self._last_update >= self.PREDICT_EVERY:
             self.update()
 
@@ -210,7 +208,7 @@ class DrawingPad(widgets.VBox):
         self.status.value = f"<span style='color:#555'>{html.escape(message)}</span>" if message else ""
 
     def _set_pen(self) -> None:
-        self.canvas.stroke_style = INK
+        self.canvas.fill_style = self.canvas.stroke_style = INK
         self.canvas.line_width = self.line_width
         self.canvas.line_cap = "round"
         self.canvas.line_join = "round"
@@ -221,7 +219,6 @@ class DrawingPad(widgets.VBox):
             self.canvas.fill_style = PAPER
             self.canvas.fill_rect(0, 0, self.canvas.width, self.canvas.height)
             self._set_pen()
-            self.canvas.fill_style = INK
             for stroke in self._strokes:
                 if len(stroke) == 1:
                     self.canvas.fill_circle(*stroke[0], self.line_width / 2)
