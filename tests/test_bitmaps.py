@@ -112,3 +112,15 @@ def test_draw_centreline_line():
     # on a pixel boundary it is shared evenly between the two rows
     img = bitmaps.draw_centreline([np.stack([np.full_like(xs, 14.0), xs], 1)])[0]
     np.testing.assert_allclose(img[[13, 14], 3:25], 0.75)
+
+
+def test_thin_lines_on_a_big_canvas_survive():
+    """A 2-px line on a 256-px canvas (a screen capture) is averaged down, not skipped by sampling."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("L", (256, 256))
+    ImageDraw.Draw(im).line([(30, 40), (220, 200)], fill=255, width=2)
+    c = bitmaps.to_canonical(np.asarray(im))
+    assert c.max() > 0.9 and 20 < (c > 0.5).sum() < 80
+    ys, xs = np.nonzero(c > 0.5)
+    assert np.ptp(xs) >= 24 and np.corrcoef(ys, xs)[0, 1] > 0.98  # one unbroken diagonal, full length
