@@ -124,30 +124,38 @@ def draw_centreline(points: list[np.ndarray]) -> np.ndarray:
 def to_canonical(images) -> np.ndarray:
     """Any bitmap(s) -> the canonical form: (28, 28) float32 for one image, (N, 28, 28) for a batch."""
     x, single = as_float_images(images)
-    boxes = [ink_box(img, None if single else i) for i, img in enumerate(x)]
+    out = np.concatenate([_canonical_chunk(x[i:i + 256], None if single else i) for i in range(0, len(x), 256)])
+    return out[0] if single else out
+
+
+def _canonical_chunk(x: np.ndarray, first: int | None) -> np.ndarray:
+    where = (lambda i: None) if first is None else (lambda i: first + i)  # noqa: E731 (batch index in errors)
+    boxes = [ink_box(img, where(i)) for i, img in enumerate(x)]
     scales = [INK_LONG_SIDE / max(y1 - y0, x1 - x0) for y0, y1, x0, x1 in boxes]  # output px per source px
     shrink = int(np.ceil(1 / (min(scales) * SUPERSAMPLE)))
     if shrink > 1:  # a big bitmap (a 256-px canvas): average it down first so thin lines are not skipped
         x = F.avg_pool2d(torch.from_numpy(x)[:, None], shrink, ceil_mode=True)[:, 0].numpy()
-        boxes = [ink_box(img) for img in x]
+        boxes = [ink_box(img, where(i)) for i, img in enumerate(x)]
         scales = [INK_LONG_SIDE / max(y1 - y0, x1 - x0) for y0, y1, x0, x1 in boxes]
     n, h, w = x.shape
-    theta = np.zeros((n, 2, 3), dtype=np.float32)
-    for i, ((y0, y1, x0, x1), s) in enumerate(zip(boxes, scales)):
-        cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
-        # grid_sample's normalised coords (align_corners=False): out (-1..1) -> source (-1..1).
-        theta[i] = [[SIZE / (s * w), 0, 2 * cx / w - 1], [0, SIZE / (s * h), 2 * cy / h - 1]]
     fine = SIZE * SUPERSAMPLE
-    grid = F.affine_grid(torch.from_numpy(theta), [n, 1, fine, fine], align_corners=False)
+    # Where each fine output pixel samples the source, in grid_sample's normalised coordinates
+    # (align_corners=False: -1 and 1 are the outer edges): scale about the ink box's centre.
+    out = (np.arange(fine, dtype=np.float32) + 0.5) / fine * 2 - 1
+    box = np.array(boxes, dtype=np.float32)
+    s = np.array(scales, dtype=np.float32)[:, None]
+    gx = out[None] * SIZE / (s * w) + ((box[:, 2:3] + box[:, 3:4]) / w - 1)
+    gy = out[None] * SIZE / (s * h) + ((box[:, 0:1] + box[:, 1:2]) / h - 1)
+    grid = torch.stack(torch.broadcast_tensors(torch.from_numpy(gx)[:, None, :], torch.from_numpy(gy)[:, :, None]), -1)
     placed = F.grid_sample(torch.from_numpy(x)[:, None], grid, mode="bilinear", align_corners=False)[:, 0].numpy()
     ink = placed >= INK_THRESHOLD * x.reshape(n, -1).max(1)[:, None, None]
     # Skeleton pixels of the fine canvas, as (y, x) centres in output pixels.
     points = [(np.argwhere(skeletonize(m)) + 0.5) / SUPERSAMPLE for m in ink]
     for i, p in enumerate(points):
         if not len(p):
-            raise EmptyDrawingError(f"no strokes left after scaling{'' if single else f' (drawing {i})'}")
-    out = draw_centreline(points)
-    return out[0] if single else out
+            at = "" if first is None else f" (drawing {first + i})"
+            raise EmptyDrawingError(f"no strokes left after scaling{at}")
+    return draw_centreline(points)
 
 
 def numpy_bitmap_style(images, long_side: float = 26.0, stroke: float = 2.0, seed: int | None = None) -> np.ndarray:

@@ -126,23 +126,36 @@ class TrainConfig:
 # --- augmentation: rendering robustness, applied on the canonical form ------------------------------------
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random affine (rotation +-12 deg, scale 0.85-1.1, shear, shift +-2 px, mirror) and stroke weight."""
+    """Mild random affine on the canonical form: rotation +-8 deg, scale 0.92-1.06, shear, shift +-1.5 px, mirror.
+
+    Mild on purpose: the canonical form already removed position and size, and with minutes of training
+    stronger geometry costs more accuracy than it buys (measured on 50 classes: 49 % vs 65 % top-1).
+    """
     n = x.shape[0]
     u = lambda lo, hi: torch.empty(n).uniform_(lo, hi, generator=generator)  # noqa: E731
-    angle, scale, shear = u(-0.21, 0.21), u(0.85, 1.1), u(-0.15, 0.15)
+    angle, scale, shear = u(-0.14, 0.14), u(0.92, 1.06), u(-0.08, 0.08)
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 1] = cos / scale * flip, (-sin + shear) / scale
     theta[:, 1, 0], theta[:, 1, 1] = sin / scale * flip, cos / scale
-    theta[:, :, 2] = torch.empty(n, 2).uniform_(-2 / 14, 2 / 14, generator=generator)
+    theta[:, :, 2] = torch.empty(n, 2).uniform_(-1.5 / 14, 1.5 / 14, generator=generator)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    # Stroke weight: thicken a third of the drawings a little, thin a third (dim the anti-aliased edge).
-    r = torch.rand(n, 1, 1, 1, generator=generator)
-    thick = F.max_pool2d(x, 3, 1, 1) * 0.5 + x * 0.5
-    thin = (x - 0.35).clamp(min=0) / 0.65
-    return torch.where(r < 1 / 3, thick, torch.where(r < 2 / 3, thin, x))
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def heavier_strokes(images: np.ndarray) -> np.ndarray:
+    """The source bitmaps with every stroke one pixel wider (a 2x2 dilation), as a second rendering.
+
+    Thick strokes merge lines that run close together, and no canonicalisation can split them again;
+    training on both renderings teaches the model that merged and separate lines mean the same thing.
+    """
+    x = np.asarray(images)
+    out = x.copy()
+    out[:, 1:, :] = np.maximum(out[:, 1:, :], x[:, :-1, :])
+    out[:, :, 1:] = np.maximum(out[:, :, 1:], x[:, :, :-1])
+    out[:, 1:, 1:] = np.maximum(out[:, 1:, 1:], x[:, :-1, :-1])
+    return out
 
 
 # --- the classifier ----------------------------------------------------------------------------------------
@@ -267,10 +280,12 @@ def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = 
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     x = torch.from_numpy(canonical_images(train_set))[:, None]
+    # The second rendering (heavier strokes) that half of each augmented batch is drawn from.
+    x_alt = torch.from_numpy(bitmaps.to_canonical(heavier_strokes(train_set.images)))[:, None] if config.augment else x
     y = torch.from_numpy(train_set.labels)
     x_test = torch.from_numpy(canonical_images(test_set))[:, None] if test_set is not None else None
     n_classes = len(train_set.categories)
-    model = build_model(config.arch, n_classes, config.arch_kwargs)
+    model = build_model(config.arch, n_classes, config.arch_kwargs).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
@@ -280,13 +295,18 @@ def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = 
     start_epoch = 0
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
     if ckpt and resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)  # tensors and plain containers only: no code runs
+        try:
+            state = torch.load(ckpt, weights_only=True)  # tensors and plain containers only: no code runs
+        except Exception as e:  # an unpickling error names what the file tried to load
+            raise ValueError(f"{ckpt} is not a draw-ai checkpoint (refused to load it: "
+                             f"{str(e).splitlines()[0]})") from None
         if state["config"] != asdict(config):
             raise ValueError(f"{ckpt} was made with another configuration; use a new folder or resume=False")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])  # dropout draws from torch's global generator
         history, start_epoch = state["history"], state["epoch"]
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress,
@@ -299,8 +319,9 @@ def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = 
             idx = order[i:i + config.batch_size]
             xb, yb = x[idx], y[idx]
             if config.augment:
-                xb = augment(xb, gen)
-            logits = model(xb)
+                heavy = torch.rand(len(idx), 1, 1, 1, generator=gen) < 0.5
+                xb = augment(torch.where(heavy, x_alt[idx], xb), gen)
+            logits = model(xb.contiguous(memory_format=torch.channels_last))  # faster convolutions on CPU
             loss = loss_fn(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -321,7 +342,8 @@ def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = 
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "generator": gen.get_state(), "history": history, "epoch": epoch + 1,
+                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                        "history": history, "epoch": epoch + 1,
                         "config": asdict(config)}, tmp)
             os.replace(tmp, ckpt)
         if on_epoch:

@@ -102,7 +102,7 @@ def test_a_pickle_in_place_of_weights_never_runs(trained, tmp_path):
     ckpt = tmp_path / "ck"
     ckpt.mkdir()
     torch.save({"evil": Boom()}, ckpt / "checkpoint.pt")
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="not a draw-ai checkpoint"):
         classifier.train(data.load_sample("classic10"), classifier.TrainConfig(epochs=1), checkpoint_dir=ckpt,
                          resume=True, progress=False)
     import os
