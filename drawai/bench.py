@@ -40,11 +40,15 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.morphology import skeletonize
 from tqdm.auto import tqdm
 
+from drawai import bitmaps, classifier, data, jobs
 from drawai import categories as cats
-from drawai import data, jobs
 from drawai.classifier import TrainConfig
+from drawai.strokes import render_strokes
 
 FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
 SPLIT_SEED = 0  # the shared split every notebook and job uses
@@ -121,8 +125,6 @@ TARGETS = [
 
 def shifted_test(categories: str) -> np.ndarray:
     """The held-out drawings re-rendered like Google's numpy_bitmap files (uint8)."""
-    from drawai import bitmaps
-
     _, test = data.train_test(data.load_sample(categories), seed=SPLIT_SEED)
     return bitmaps.numpy_bitmap_style(test.images, seed=SHIFT_SEED)
 
@@ -134,12 +136,6 @@ def traced_strokes(image, canvas: int = PAD_CANVAS, spacing: float = PAD_SPACING
     The embedded sample has no strokes, so they are traced: the skeleton of the drawing's canonical
     bitmap enlarged to the pad, walked pixel by pixel, each walk starting at a line's end.
     """
-    import torch
-    import torch.nn.functional as F
-    from skimage.morphology import skeletonize
-
-    from drawai import bitmaps
-
     small = torch.from_numpy(bitmaps.to_canonical(image))[None, None]
     big = F.interpolate(small, size=(canvas, canvas), mode="bilinear", align_corners=False)[0, 0].numpy()
     pixels = [tuple(p) for p in np.argwhere(skeletonize(big >= 0.5)).tolist()]
@@ -185,10 +181,6 @@ def peak_rss_mib() -> float:
 def accuracy_process(categories: str, config: dict, shifted: np.ndarray, checkpoint_dir: str,
                      progress: bool) -> dict:
     """Train one recipe on one seed; test on the held-out drawings, plain and rendering-shifted."""
-    import torch
-
-    from drawai import classifier
-
     train_set, test_set = data.train_test(data.load_sample(categories), seed=SPLIT_SEED)
     epochs_here = []
     start = time.perf_counter()
@@ -211,21 +203,19 @@ def percentiles(ms: list[float]) -> dict:
             "mean": float(np.mean(ms)), "n": len(ms)}
 
 
-def predictors(model: dict | None):
-    """(bitmap -> top-5, strokes -> top-5) for one model spec; None: the preprocessing alone (the baseline).
+def predictors(model: dict | None) -> dict:
+    """{"bitmap": image -> top-5, "strokes": strokes -> top-5} for one model spec; None: the preprocessing
+    alone (the baseline).
 
     The weights are freshly initialised: latency and memory do not depend on their values, and this way
     the latency section needs no trained model.
     """
-    from drawai import bitmaps, classifier
-    from drawai.strokes import render_strokes
-
     if model is None:
-        return bitmaps.to_canonical, lambda s: render_strokes(s, layout="points")
+        return {"bitmap": bitmaps.to_canonical, "strokes": lambda s: render_strokes(s, layout="points")}
     names = cats.resolve("all")
     clf = classifier.Classifier(classifier.build_model(model["arch"], len(names), model["arch_kwargs"]), names)
-    return (lambda img: clf.predict(img, k=5),
-            lambda s: clf.predict(render_strokes(s, layout="points"), k=5, canonical=True))
+    return {"bitmap": lambda img: clf.predict(img, k=5),
+            "strokes": lambda s: clf.predict(render_strokes(s, layout="points"), k=5, canonical=True)}
 
 
 def latency_process(models: dict, images: np.ndarray, strokes: list) -> dict:
@@ -234,21 +224,19 @@ def latency_process(models: dict, images: np.ndarray, strokes: list) -> dict:
     The models take turns drawing by drawing (the order rotating), so a burst of load from elsewhere
     on a shared machine falls on all of them alike and the ratios stay fair.
     """
-    import torch
-
     torch.set_num_threads(1)
     fns = {name: predictors(model) for name, model in models.items()}
-    for bitmap_fn, strokes_fn in fns.values():
+    for fn in fns.values():
         for img, s in zip(images[:WARMUP], strokes[:WARMUP], strict=True):  # first calls allocate, fill caches
-            bitmap_fn(img)
-            strokes_fn(s)
+            fn["bitmap"](img)
+            fn["strokes"](s)
     times = {name: {"bitmap": [], "strokes": [], "bitmap_cpu": [], "strokes_cpu": []} for name in fns}
     names = list(fns)
     for i, (img, s) in enumerate(zip(images, strokes, strict=True)):
         for name in names[i % len(names):] + names[:i % len(names)]:
             for path, arg in (("bitmap", img), ("strokes", s)):
                 wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
-                fns[name][path == "strokes"](arg)
+                fns[name][path](arg)
                 times[name][path + "_cpu"].append((time.thread_time_ns() - cpu) / 1e6)
                 times[name][path].append((time.perf_counter_ns() - wall) / 1e6)
     return {name: {k: percentiles(v) for k, v in t.items()} for name, t in times.items()}
@@ -256,13 +244,11 @@ def latency_process(models: dict, images: np.ndarray, strokes: list) -> dict:
 
 def prediction_memory_process(model: dict | None, images: np.ndarray, strokes: list) -> float:
     """Peak RSS (MiB) of a process that predicts drawings one by one with this one model."""
-    import torch
-
     torch.set_num_threads(1)
-    bitmap_fn, strokes_fn = predictors(model)
+    fn = predictors(model)
     for img, s in zip(images, strokes, strict=True):
-        bitmap_fn(img)
-        strokes_fn(s)
+        fn["bitmap"](img)
+        fn["strokes"](s)
     return peak_rss_mib()
 
 
@@ -339,8 +325,6 @@ def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
 
 
 def environment() -> dict:
-    import torch
-
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
                                 capture_output=True, text=True, timeout=10).stdout.strip()
@@ -420,7 +404,7 @@ def summarise(results: dict, cells: list[Cell]) -> dict:
         if cell.spec["kind"] != "accuracy" or not got or got.get("spec") != cell.spec:
             continue
         row = rows.setdefault((cell.spec["categories"], cell.spec["recipe"]), {
-            "top1": [], "top5": [], "top1_shifted": [], "gap": [], "train_min": [], "rss": [],
+            "top1": [], "top5": [], "top1_shifted": [], "gap": [], "train_min": [], "rss": [], "resumed": 0,
             "config": cell.spec["config"], "epochs_overridden": cell.spec["epochs_overridden"]})
         row["top1"].append(100 * got["top1"])
         row["top5"].append(100 * got["top5"])
@@ -428,6 +412,7 @@ def summarise(results: dict, cells: list[Cell]) -> dict:
         row["gap"].append(100 * (got["top1"] - got["top1_shifted"]))
         row["train_min"].append(got["train_seconds"] / 60)
         row["rss"].append(got["peak_rss_mib"])
+        row["resumed"] += bool(got.get("resumed_epochs"))
     recipe_order = list(dict.fromkeys(c.spec["recipe"] for c in cells if c.spec["kind"] == "accuracy"))
     return dict(sorted(rows.items(), key=lambda kv: (CATEGORY_SETS.index(kv[0][0]), recipe_order.index(kv[0][1]))))
 
@@ -461,6 +446,12 @@ def accuracy_table(summary: dict) -> str:
                     mean_std(r["train_min"], digits=2), vs])
     return table(["categories", "recipe", "seeds", "top-1 %", "top-5 %", "top-1 % shifted", "gap (points)",
                   "train min", f"top-1 vs {RECIPE_NAMES[BASELINE]}"], out)
+
+
+def resumed_note(summary: dict) -> str:
+    n = sum(r["resumed"] for r in summary.values())
+    return (f"\n\n{n} training run{'s were' if n > 1 else ' was'} killed and resumed from a checkpoint: "
+            "train min adds up the epochs of both processes." if n else "")
 
 
 def recipe_table(summary: dict, cells: list[Cell]) -> str:
@@ -548,17 +539,19 @@ def report(results: dict, cells: list[Cell]) -> str:
     summary, lat = summarise(results, cells), latency_rows(results, cells)
     env = results.get("environment", {})
     loads = [x for c in results["cells"].values() for x in c.get("load_average", [])]
+    quick = ("\n\n**Quick run** (`--quick`: 1 seed, classic10, 5 epochs): a smoke test of the bench, not the "
+             "figures." if results.get("options", {}).get("quick") else "")
     parts = [f"## Benchmark\n\ndraw-ai `{env.get('commit', '?')}`, Python {env.get('python', '?')}, torch "
              f"{env.get('torch', '?')}, {env.get('cpus', '?')} CPUs ({env.get('machine', '?')}); load average "
              f"during the run {min(loads, default=0):.1f}-{max(loads, default=0):.1f}. "
-             "Compare figures within this table, not with other machines."]
+             f"Compare figures within this table, not with other machines.{quick}"]
     if summary:
         parts += ["### Accuracy\n\nThe embedded sample (100 drawings per category), the shared split "
                   f"(`data.split(seed={SPLIT_SEED})`: 80 train / 20 test per category), mean ± std over training "
                   "seeds. *Shifted*: the test drawings re-rendered like Google's numpy_bitmap files "
                   f"(`bitmaps.numpy_bitmap_style(seed={SHIFT_SEED})`); *gap*: top-1 minus shifted top-1. "
                   "*Train min*: wall-clock of `classifier.train` (canonicalising the training set included).",
-                  accuracy_table(summary),
+                  accuracy_table(summary) + resumed_note(summary),
                   "Recipes (every one trained by `classifier.train`: AdamW with a one-cycle schedule, 25 % warm-up; "
                   "weight decay 0 makes it Adam; the originals used a constant learning rate):",
                   recipe_table(summary, cells)]

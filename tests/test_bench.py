@@ -90,8 +90,10 @@ def test_cells_from_another_recipe_are_not_reported():
     cells, results = synthetic_results()
     key = "accuracy/all/cnn/seed0"
     results["cells"][key]["spec"] = {**results["cells"][key]["spec"], "config": {"lr": 1.0}}  # made by old defaults
-    cnn_345 = table_rows(bench.report(results, cells), "345 (all)")[0]
-    assert cnn_345[2:4] == ["2", "59.0 ± 1.4"]
+    results["cells"]["accuracy/all/cnn/seed1"]["resumed_epochs"] = 3
+    text = bench.report(results, cells)
+    assert table_rows(text, "345 (all)")[0][2:4] == ["2", "59.0 ± 1.4"]
+    assert "1 training run was killed and resumed" in text
     results["cells"] = {k: v for k, v in results["cells"].items() if "mlp" not in k}
     text = bench.report(results, cells)
     assert table_rows(text, "345 (all)")[0][-1] == "–"  # no baseline, no ratio
