@@ -1,0 +1,665 @@
+"""The benchmark behind the README's figures: accuracy, latency and memory, on this machine, in one run.
+
+    python -m drawai.bench                        # `make bench`: everything, 3 seeds (hours on 2 cores)
+    python -m drawai.bench --quick                # 1 seed, classic10, 5 epochs, fewer repetitions (~3 min)
+    python -m drawai.bench --only latency         # sections: accuracy, latency
+    python -m drawai.bench --out runs/bench/X     # resume that run: cells measured there are skipped
+
+Every figure is set against a baseline measured in the same run (the original draw-ai MLP), because
+absolute times on a shared machine mean little; the load average is recorded with every cell.
+
+- Accuracy: each recipe trained on the shared split (`data.train_test(seed=0)` of the embedded sample),
+  for several seeds, on all 345 categories and on classic10; tested on the held-out drawings as they are
+  and re-rendered like Google's numpy_bitmap files (`bitmaps.numpy_bitmap_style`), the rendering shift.
+  The draw-ai recipe is `TrainConfig()` as it is now, read at run time; the baselines change only what
+  their original recipes say (see `recipes`).
+- Latency: one drawing at a time on ONE torch thread (as the drawing pad predicts): a bitmap through
+  `Classifier.predict` (to_canonical + forward) and strokes through `strokes.render_strokes` + forward.
+- Memory: peak RSS (VmHWM) of each training run and of a process predicting with one model. Every
+  training cell and every prediction process is a fresh one, so each has its own peak.
+
+Results go to `<out>/results.json` after every cell (and `<out>/results.md`); a killed bench keeps
+what it measured, and a training cell killed halfway resumes from its last epoch's checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, fields, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.morphology import skeletonize
+from tqdm.auto import tqdm
+
+from drawai import bitmaps, classifier, data, jobs
+from drawai import categories as cats
+from drawai.classifier import TrainConfig
+from drawai.strokes import render_strokes
+
+FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
+SPLIT_SEED = 0  # the shared split every notebook and job uses
+SHIFT_SEED = 0  # numpy_bitmap_style's per-drawing jitter of size and stroke width
+SECTIONS = ("accuracy", "latency")
+CATEGORY_SETS = ("all", "classic10")
+DEFAULT_RECIPES = ("cnn", "mlp", "doodlenet-5", "doodlenet-30")
+QUICK = {"seeds": 1, "categories": ["classic10"], "recipes": ["cnn", "mlp", "doodlenet-5"], "epochs": 5, "reps": 100}
+FULL = {"seeds": 3, "categories": list(CATEGORY_SETS), "recipes": list(DEFAULT_RECIPES), "epochs": None, "reps": 500}
+PAD_CANVAS, PAD_SPACING = 280, 4.0  # the DrawingPad's default size; pointer events a few pixels apart
+WARMUP = 20  # calls before timing starts (first calls allocate and fill caches)
+BASELINE = "mlp"
+
+RECIPE_NAMES = {"cnn": "draw-ai CNN", "mlp": "original MLP", "doodlenet-5": "doodleNet, 5 epochs",
+                "doodlenet-30": "doodleNet, 30 epochs", "cnn-job": "draw-ai CNN, job defaults"}
+ARCH_NAMES = {"cnn": "draw-ai CNN", "mlp": "original MLP", "doodlenet": "doodleNet"}
+
+
+class BenchError(ValueError):
+    """Options that cannot make a benchmark (unknown section, recipe or category set)."""
+
+
+# --- what is measured ----------------------------------------------------------------------------------------
+
+def recipes() -> dict[str, TrainConfig]:
+    """The recipes, built from `TrainConfig()` at call time, so they follow the lead's defaults.
+
+    The baselines take from their originals what TrainConfig can express and the rest from the defaults:
+    - original MLP: Adam at 3e-3 (the foundation issue); epochs and batch size are TrainConfig's.
+    - doodleNet (yining1023/doodleNet): Keras Adam at its default 1e-3, batch 256, 5 epochs (also 30).
+    Neither original used augmentation, label smoothing or weight decay (AdamW with weight_decay=0 is
+    Adam), so those are off. What stays from draw-ai's loop: the one-cycle schedule (the originals used a
+    constant rate) and the canonical input form.
+    """
+    default = TrainConfig()
+    original = {"weight_decay": 0.0, "label_smoothing": 0.0, "augment": False, "arch_kwargs": {}}
+    doodlenet = replace(default, arch="doodlenet", lr=1e-3, batch_size=256, **original)
+    job = jobs.JOBS["train-classifier"].defaults  # what the shipped model is trained with
+    names = {f.name for f in fields(TrainConfig)} - {"seed"}
+    return {
+        "cnn": default,
+        "mlp": replace(default, arch="mlp", lr=3e-3, **original),
+        "doodlenet-5": replace(doodlenet, epochs=5),
+        "doodlenet-30": replace(doodlenet, epochs=30),
+        "cnn-job": replace(default, **{k: v for k, v in job.items() if k in names}),
+    }
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    categories: str | None  # accuracy targets: the category set; None for latency targets
+    row: str  # a recipe (accuracy) or an arch (latency)
+    metric: str
+    op: str  # ">=", "<", "<="
+    threshold: float
+    unit: str
+    seeds: int = 1  # how many seeds the target is stated for
+
+
+TARGETS = [
+    Target("345 classes: top-1 >= 55 %", "all", "cnn", "top1", ">=", 55, "%"),
+    Target("345 classes: top-5 >= 80 %", "all", "cnn", "top5", ">=", 80, "%"),
+    Target("345 classes: training < 10 min on 2 cores", "all", "cnn", "train_min", "<", 10, "min"),
+    Target("classic10: top-1 >= 93 % (mean of 3 seeds)", "classic10", "cnn", "top1", ">=", 93, "%", seeds=3),
+    Target("345 classes: rendering-shifted top-1 within 5 points", "all", "cnn", "gap", "<=", 5, "points"),
+    Target("classic10: rendering-shifted top-1 within 5 points", "classic10", "cnn", "gap", "<=", 5, "points"),
+    Target("one drawing, bitmap -> top-5: p95 < 5 ms (1 thread)", None, "cnn", "bitmap_p95", "<", 5, "ms"),
+    Target("one drawing, strokes -> top-5: p95 < 10 ms (1 thread)", None, "cnn", "strokes_p95", "<", 10, "ms"),
+]
+
+
+# --- inputs ---------------------------------------------------------------------------------------------------
+
+def shifted_test(categories: str) -> np.ndarray:
+    """The held-out drawings re-rendered like Google's numpy_bitmap files (uint8)."""
+    _, test = data.train_test(data.load_sample(categories), seed=SPLIT_SEED)
+    return bitmaps.numpy_bitmap_style(test.images, seed=SHIFT_SEED)
+
+
+def traced_strokes(image, canvas: int = PAD_CANVAS, spacing: float = PAD_SPACING) -> list[np.ndarray]:
+    """A bitmap drawing as the DrawingPad would send it: strokes of (x, y) points on a `canvas`-px pad,
+    about `spacing` px apart.
+
+    The embedded sample has no strokes, so they are traced: the skeleton of the drawing's canonical
+    bitmap enlarged to the pad, walked pixel by pixel, each walk starting at a line's end.
+    """
+    small = torch.from_numpy(bitmaps.to_canonical(image))[None, None]
+    big = F.interpolate(small, size=(canvas, canvas), mode="bilinear", align_corners=False)[0, 0].numpy()
+    pixels = [tuple(p) for p in np.argwhere(skeletonize(big >= 0.5)).tolist()]
+    todo = set(pixels)
+    steps = [(0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1)]  # straight before diagonal
+    degree = {p: sum((p[0] + dy, p[1] + dx) in todo for dy, dx in steps) for p in pixels}
+    strokes = []
+    for start in sorted(pixels, key=lambda p: (degree[p], p)):  # line ends (degree 1) first
+        if start not in todo:
+            continue
+        path, p = [start], start
+        todo.discard(p)
+        while True:
+            p = next(((p[0] + dy, p[1] + dx) for dy, dx in steps if (p[0] + dy, p[1] + dx) in todo), None)
+            if p is None:
+                break
+            todo.discard(p)
+            path.append(p)
+        if len(path) >= 3 or not strokes:  # 1-2 pixel walks are skeleton spurs, not strokes
+            keep = path[::max(1, round(spacing))] + ([path[-1]] if (len(path) - 1) % round(spacing) else [])
+            strokes.append(np.array(keep, dtype=np.float64)[:, ::-1] + 0.5)  # (row, col) -> (x, y) centres
+    return strokes
+
+
+# --- the measurements: each runs in a fresh process ------------------------------------------------------------
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far, in MiB.
+
+    Linux: VmHWM of /proc/self/status, the peak of this process's own memory. Not ru_maxrss: Linux
+    carries that over from the parent through fork and exec, so every spawned child would report at
+    least its parent's size (measured: a child of a 500 MiB parent reports 505 MiB; its VmHWM, 29 MiB).
+    Elsewhere ru_maxrss (KiB, bytes on macOS), which may include the parent's.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def accuracy_process(categories: str, config: dict, shifted: np.ndarray, checkpoint_dir: str,
+                     progress: bool) -> dict:
+    """Train one recipe on one seed; test on the held-out drawings, plain and rendering-shifted."""
+    train_set, test_set = data.train_test(data.load_sample(categories), seed=SPLIT_SEED)
+    epochs_here = []
+    start = time.perf_counter()
+    clf, history = classifier.train(train_set, TrainConfig(**config), checkpoint_dir=checkpoint_dir, resume=True,
+                                    on_epoch=epochs_here.append, progress=progress)
+    wall = time.perf_counter() - start
+    training_rss = peak_rss_mib()  # before testing: the peak of training alone
+    earlier = history[:len(history) - len(epochs_here)]  # epochs done by a run that was killed
+    plain = classifier.top_k(clf.probabilities(test_set.images), test_set.labels)
+    shift = classifier.top_k(clf.probabilities(shifted), test_set.labels)
+    return {"top1": plain["top1"], "top5": plain["top5"], "top1_shifted": shift["top1"],
+            "top5_shifted": shift["top5"], "train_seconds": wall + sum(r["seconds"] for r in earlier),
+            "epoch_seconds": sum(r["seconds"] for r in history), "resumed_epochs": len(earlier),
+            "final_loss": history[-1]["loss"], "peak_rss_mib": training_rss, "torch_threads": torch.get_num_threads(),
+            "train_drawings": len(train_set), "test_drawings": len(test_set)}
+
+
+def percentiles(ms: list[float]) -> dict:
+    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+            "mean": float(np.mean(ms)), "n": len(ms)}
+
+
+def predictors(model: dict | None) -> dict:
+    """{"bitmap": image -> top-5, "strokes": strokes -> top-5} for one model spec; None: the preprocessing
+    alone (the baseline).
+
+    The weights are freshly initialised: latency and memory do not depend on their values, and this way
+    the latency section needs no trained model.
+    """
+    if model is None:
+        return {"bitmap": bitmaps.to_canonical, "strokes": lambda s: render_strokes(s, layout="points")}
+    names = cats.resolve("all")
+    clf = classifier.Classifier(classifier.build_model(model["arch"], len(names), model["arch_kwargs"]), names)
+    return {"bitmap": lambda img: clf.predict(img, k=5),
+            "strokes": lambda s: clf.predict(render_strokes(s, layout="points"), k=5, canonical=True)}
+
+
+def latency_process(models: dict, images: np.ndarray, strokes: list) -> dict:
+    """Milliseconds per drawing on one torch thread, wall clock and this thread's CPU time.
+
+    The models take turns drawing by drawing (the order rotating), so a burst of load from elsewhere
+    on a shared machine falls on all of them alike and the ratios stay fair.
+    """
+    torch.set_num_threads(1)
+    fns = {name: predictors(model) for name, model in models.items()}
+    for fn in fns.values():
+        for img, s in zip(images[:WARMUP], strokes[:WARMUP], strict=True):  # first calls allocate, fill caches
+            fn["bitmap"](img)
+            fn["strokes"](s)
+    times = {name: {"bitmap": [], "strokes": [], "bitmap_cpu": [], "strokes_cpu": []} for name in fns}
+    names = list(fns)
+    for i, (img, s) in enumerate(zip(images, strokes, strict=True)):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            for path, arg in (("bitmap", img), ("strokes", s)):
+                wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+                fns[name][path](arg)
+                times[name][path + "_cpu"].append((time.thread_time_ns() - cpu) / 1e6)
+                times[name][path].append((time.perf_counter_ns() - wall) / 1e6)
+    return {name: {k: percentiles(v) for k, v in t.items()} for name, t in times.items()}
+
+
+def prediction_memory_process(model: dict | None, images: np.ndarray, strokes: list) -> float:
+    """Peak RSS (MiB) of a process that predicts drawings one by one with this one model."""
+    torch.set_num_threads(1)
+    fn = predictors(model)
+    for img, s in zip(images, strokes, strict=True):
+        fn["bitmap"](img)
+        fn["strokes"](s)
+    return peak_rss_mib()
+
+
+def in_fresh_process(fn, *args):
+    """fn(*args) in a new Python process (spawned, not forked: nothing shared, its own peak RSS)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+# --- the plan, and measuring it cell by cell ----------------------------------------------------------------------
+
+@dataclass
+class Cell:
+    key: str
+    spec: dict  # everything that decides the figures: a stored cell with the same spec is not measured again
+
+
+def plan(options: dict) -> list[Cell]:
+    """The cells to measure for these options, in order: latency first (a minute), then accuracy seed by seed,
+    classic10 before all 345 categories, so an interrupted bench has comparable rows."""
+    book = recipes()
+    cells = []
+    if "latency" in options["only"]:
+        models = {}
+        for name in options["recipes"]:  # one row per distinct model (doodleNet 5 and 30 epochs are one)
+            models.setdefault(json.dumps([book[name].arch, book[name].arch_kwargs], sort_keys=True), name)
+        rows = {"baseline": None, **{book[n].arch: {"arch": book[n].arch, "arch_kwargs": book[n].arch_kwargs}
+                                     for n in models.values()}}
+        cells.append(Cell("latency", {"format": FORMAT, "kind": "latency", "rows": rows, "reps": options["reps"],
+                                      "warmup": WARMUP, "drawings": "embedded sample test split, all categories",
+                                      "pad_canvas": PAD_CANVAS, "pad_spacing": PAD_SPACING}))
+    if "accuracy" in options["only"]:
+        checksum = data.sample_info()["sha256"]
+        order = [c for c in ("classic10", "all") if c in options["categories"]]
+        for categories in order:
+            for seed in range(options["seeds"]):
+                for name in options["recipes"]:
+                    config = replace(book[name], seed=seed)
+                    if options["epochs"]:
+                        config = replace(config, epochs=options["epochs"])
+                    cells.append(Cell(f"accuracy/{categories}/{name}/seed{seed}", {
+                        "format": FORMAT, "kind": "accuracy", "categories": categories, "recipe": name, "seed": seed,
+                        "config": asdict(config), "epochs_overridden": bool(options["epochs"]),
+                        "split_seed": SPLIT_SEED, "shift_seed": SHIFT_SEED, "data": checksum}))
+    return cells
+
+
+def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
+    """Measure one cell (in fresh processes); returns its figures. `cache` keeps inputs between cells."""
+    spec = cell.spec
+    if spec["kind"] == "accuracy":
+        categories = spec["categories"]
+        if categories not in cache:
+            cache[categories] = shifted_test(categories)
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+        checkpoints = out / "checkpoints" / f"{cell.key.replace('/', '-')}-{digest}"
+        result = in_fresh_process(accuracy_process, categories, spec["config"], cache[categories], str(checkpoints),
+                                  progress)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return result
+    # latency: the same drawings for every model, as a bitmap and as the strokes a pad would send
+    if "latency_inputs" not in cache:
+        _, test = data.train_test(data.load_sample("all"), seed=SPLIT_SEED)
+        pick = np.random.default_rng(0).choice(len(test), size=min(spec["reps"], len(test)), replace=False)
+        images = test.images[np.sort(pick)]
+        cache["latency_inputs"] = images, [traced_strokes(img) for img in tqdm(
+            images, desc="tracing strokes", unit="drawing", leave=False, disable=not progress)]
+    images, strokes = cache["latency_inputs"]
+    rows = in_fresh_process(latency_process, spec["rows"], images, strokes)
+    for name, model in tqdm(spec["rows"].items(), desc="memory", unit="process", leave=False, disable=not progress):
+        rows[name]["peak_rss_mib"] = in_fresh_process(prediction_memory_process, model, images[:WARMUP],
+                                                      strokes[:WARMUP])
+    return {"rows": rows, "stroke_points_mean": float(np.mean([sum(len(s) for s in d) for d in strokes]))}
+
+
+def environment() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+            "processor": platform.processor(), "cpus": os.cpu_count(), "commit": commit}
+
+
+def load_results(out: Path) -> dict:
+    path = out / "results.json"
+    if not path.exists():
+        return {"format": FORMAT, "cells": {}}
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BenchError(f"{path} is not valid JSON ({e}); move it away or use another --out") from None
+    if not isinstance(results, dict) or results.get("format") != FORMAT:
+        raise BenchError(f"{path} is not a draw-ai bench results file")
+    return results
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_results(out: Path, results: dict, cells: list[Cell]) -> None:
+    write_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+    write_atomic(out / "results.md", report(results, cells))
+
+
+def run(cells: list[Cell], out: Path, options: dict, progress: bool = True) -> tuple[dict, list[str]]:
+    """Measure the cells not yet in `out` (with the same spec), saving after each; returns results and failures."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = load_results(out)
+    results["options"] = options
+    results.setdefault("environment", environment())
+    results["finished"] = False
+    todo = [c for c in cells if results["cells"].get(c.key, {}).get("spec") != c.spec]
+    if len(todo) < len(cells):
+        print(f"{out}: {len(cells) - len(todo)} of {len(cells)} cells already measured, skipped", file=sys.stderr)
+    save_results(out, results, cells)
+    failures, cache = [], {}
+    for cell in tqdm(todo, desc="bench", unit="cell", disable=not progress):
+        load_before = os.getloadavg()[0]
+        started = time.strftime("%Y-%m-%dT%H:%M:%S")
+        try:
+            figures = measure(cell, out, progress, cache)
+        except Exception as e:  # one recipe running out of memory must not cost the others
+            failures.append(f"{cell.key}: {type(e).__name__}: {e}")
+            print(f"FAILED {failures[-1]}", file=sys.stderr)
+            continue
+        results["cells"][cell.key] = {"spec": cell.spec, **figures, "started": started,
+                                      "load_average": [load_before, os.getloadavg()[0]]}
+        save_results(out, results, cells)
+    results["finished"] = not failures
+    save_results(out, results, cells)
+    return results, failures
+
+
+# --- tables ---------------------------------------------------------------------------------------------------------
+
+def mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    if not values:
+        return "–"
+    v = np.asarray(values, dtype=float) * scale
+    return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def summarise(results: dict, cells: list[Cell]) -> dict:
+    """Per (categories, recipe): the per-seed figures in display units (%, points, minutes, MiB)."""
+    rows: dict = {}
+    for cell in cells:
+        got = results["cells"].get(cell.key)
+        if cell.spec["kind"] != "accuracy" or not got or got.get("spec") != cell.spec:
+            continue
+        row = rows.setdefault((cell.spec["categories"], cell.spec["recipe"]), {
+            "top1": [], "top5": [], "top1_shifted": [], "gap": [], "train_min": [], "rss": [], "resumed": 0,
+            "config": cell.spec["config"], "epochs_overridden": cell.spec["epochs_overridden"]})
+        row["top1"].append(100 * got["top1"])
+        row["top5"].append(100 * got["top5"])
+        row["top1_shifted"].append(100 * got["top1_shifted"])
+        row["gap"].append(100 * (got["top1"] - got["top1_shifted"]))
+        row["train_min"].append(got["train_seconds"] / 60)
+        row["rss"].append(got["peak_rss_mib"])
+        row["resumed"] += bool(got.get("resumed_epochs"))
+    recipe_order = list(dict.fromkeys(c.spec["recipe"] for c in cells if c.spec["kind"] == "accuracy"))
+    return dict(sorted(rows.items(), key=lambda kv: (CATEGORY_SETS.index(kv[0][0]), recipe_order.index(kv[0][1]))))
+
+
+def latency_rows(results: dict, cells: list[Cell]) -> dict:
+    cell = next((c for c in cells if c.spec["kind"] == "latency"), None)
+    got = results["cells"].get("latency") if cell else None
+    return got if got and got.get("spec") == cell.spec else {}
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b else "–"
+
+
+def category_label(categories: str) -> str:
+    return f"{len(cats.resolve(categories))} ({categories})" if categories != "all" else "345 (all)"
+
+
+def accuracy_table(summary: dict) -> str:
+    out = []
+    for (categories, recipe), r in summary.items():
+        base = summary.get((categories, BASELINE))
+        vs = ratio(np.mean(r["top1"]), np.mean(base["top1"])) if base else "–"
+        out.append([category_label(categories), RECIPE_NAMES.get(recipe, recipe), str(len(r["top1"])),
+                    mean_std(r["top1"]), mean_std(r["top5"]), mean_std(r["top1_shifted"]), mean_std(r["gap"]),
+                    mean_std(r["train_min"], digits=2), vs])
+    return table(["categories", "recipe", "seeds", "top-1 %", "top-5 %", "top-1 % shifted", "gap (points)",
+                  "train min", f"top-1 vs {RECIPE_NAMES[BASELINE]}"], out)
+
+
+def resumed_note(summary: dict) -> str:
+    n = sum(r["resumed"] for r in summary.values())
+    return (f"\n\n{n} training run{'s were' if n > 1 else ' was'} killed and resumed from a checkpoint: "
+            "train min adds up the epochs of both processes." if n else "")
+
+
+def recipe_table(summary: dict, cells: list[Cell]) -> str:
+    seen, out = set(), []
+    for cell in cells:
+        if cell.spec["kind"] != "accuracy" or cell.spec["recipe"] in seen:
+            continue
+        seen.add(cell.spec["recipe"])
+        c = cell.spec["config"]
+        optimiser = "Adam" if c["weight_decay"] == 0 else f"AdamW, decay {c['weight_decay']:g}"
+        out.append([RECIPE_NAMES.get(cell.spec["recipe"], cell.spec["recipe"]), c["arch"],
+                    json.dumps(c["arch_kwargs"]) if c["arch_kwargs"] else "defaults", optimiser,
+                    f"{c['lr']:g}", str(c["batch_size"]), str(c["epochs"]), f"{c['label_smoothing']:g}",
+                    "yes" if c["augment"] else "no"])
+    return table(["recipe", "arch", "widths", "optimiser", "peak lr (one-cycle)", "batch", "epochs",
+                  "label smoothing", "augmentation"], out)
+
+
+def latency_table(lat: dict) -> str:
+    rows = lat["rows"]
+    base = rows.get(BASELINE)
+    out = []
+    for name, r in rows.items():
+        label = "preprocessing only (no model)" if name == "baseline" else ARCH_NAMES.get(name, name)
+        vs = "–"
+        if base and name != "baseline":
+            vs = " / ".join(ratio(r[path]["p95"], base[path]["p95"]) for path in ("bitmap", "strokes"))
+        out.append([label, f"{r['bitmap']['p50']:.2f}", f"{r['bitmap']['p95']:.2f}", f"{r['strokes']['p50']:.2f}",
+                    f"{r['strokes']['p95']:.2f}", f"{r['bitmap_cpu']['p50']:.2f} / {r['strokes_cpu']['p50']:.2f}",
+                    vs])
+    return table(["model (345 classes)", "bitmap p50 ms", "bitmap p95 ms", "strokes p50 ms", "strokes p95 ms",
+                  "CPU p50 ms (bitmap / strokes)", f"p95 vs {ARCH_NAMES[BASELINE]} (bitmap / strokes)"], out)
+
+
+def memory_table(summary: dict, lat: dict) -> str:
+    out = []
+    rows = lat.get("rows", {})
+    if rows:
+        base = rows.get("baseline", {}).get("peak_rss_mib")
+        for name, r in rows.items():
+            label = ("Python + torch + drawai, preprocessing only" if name == "baseline"
+                     else f"prediction, {ARCH_NAMES.get(name, name)}, 345 classes")
+            vs = f"{ratio(r['peak_rss_mib'], base)} baseline" if base and name != "baseline" else "–"
+            out.append([label, f"{r['peak_rss_mib']:.0f}", vs])
+    for (categories, recipe), r in summary.items():
+        base = summary.get((categories, BASELINE))
+        vs = f"{ratio(np.mean(r['rss']), np.mean(base['rss']))} {RECIPE_NAMES[BASELINE]}" if base else "–"
+        out.append([f"training, {RECIPE_NAMES.get(recipe, recipe)}, {category_label(categories)}",
+                    mean_std(r["rss"], digits=0), vs])
+    return table(["process", "peak RSS MiB", "ratio"], out)
+
+
+def check(t: Target, summary: dict, lat: dict) -> tuple[str, str, str] | None:
+    """(measured, PASS/FAIL, note) for a target, or None when it was not measured."""
+    if t.categories is None:
+        row = lat.get("rows", {}).get(t.row)
+        if not row:
+            return None
+        path, stat = t.metric.split("_")
+        value, note = row[path][stat], f"n={row[path]['n']}"
+    else:
+        row = summary.get((t.categories, t.row))
+        if not row:
+            return None
+        value = float(np.mean(row[t.metric]))
+        n = len(row[t.metric])
+        note = f"{n} seed{'s' if n > 1 else ''}" + (f", only {n} of {t.seeds}" if n < t.seeds else "")
+        if row["epochs_overridden"]:
+            note += f", {row['config']['epochs']} epochs (not the recipe's)"
+    ok = {">=": value >= t.threshold, "<": value < t.threshold, "<=": value <= t.threshold}[t.op]
+    return f"{value:.2f} {t.unit}", "PASS" if ok else "FAIL", note
+
+
+def targets_table(summary: dict, lat: dict) -> str:
+    out = []
+    for t in TARGETS:
+        got = check(t, summary, lat)
+        if got:
+            out.append([t.what, *got])
+    return table(["target", "measured", "result", "note"], out) if out else ""
+
+
+def report(results: dict, cells: list[Cell]) -> str:
+    """The Markdown tables, ready to paste into the README."""
+    summary, lat = summarise(results, cells), latency_rows(results, cells)
+    env = results.get("environment", {})
+    loads = [x for c in results["cells"].values() for x in c.get("load_average", [])]
+    quick = ("\n\n**Quick run** (`--quick`: 1 seed, classic10, 5 epochs): a smoke test of the bench, not the "
+             "figures." if results.get("options", {}).get("quick") else "")
+    parts = [f"## Benchmark\n\ndraw-ai `{env.get('commit', '?')}`, Python {env.get('python', '?')}, torch "
+             f"{env.get('torch', '?')}, {env.get('cpus', '?')} CPUs ({env.get('machine', '?')}); load average "
+             f"during the run {min(loads, default=0):.1f}-{max(loads, default=0):.1f}. "
+             f"Compare figures within this table, not with other machines.{quick}"]
+    if summary:
+        parts += ["### Accuracy\n\nThe embedded sample (100 drawings per category), the shared split "
+                  f"(`data.split(seed={SPLIT_SEED})`: 80 train / 20 test per category), mean ± std over training "
+                  "seeds. *Shifted*: the test drawings re-rendered like Google's numpy_bitmap files "
+                  f"(`bitmaps.numpy_bitmap_style(seed={SHIFT_SEED})`); *gap*: top-1 minus shifted top-1. "
+                  "*Train min*: wall-clock of `classifier.train` (canonicalising the training set included).",
+                  accuracy_table(summary) + resumed_note(summary),
+                  "Recipes (every one trained by `classifier.train`: AdamW with a one-cycle schedule, 25 % warm-up; "
+                  "weight decay 0 makes it Adam; the originals used a constant learning rate):",
+                  recipe_table(summary, cells)]
+    if lat:
+        parts += ["### Latency\n\nOne drawing at a time on one torch thread (`torch.set_num_threads(1)`, as the "
+                  f"drawing pad predicts), {lat['rows'][next(iter(lat['rows']))]['bitmap']['n']} drawings from the "
+                  f"test split after {WARMUP} warm-up calls. *Bitmap*: `Classifier.predict(image)` (to_canonical + "
+                  "forward + top-5). *Strokes*: `strokes.render_strokes` + forward + top-5, on strokes traced from "
+                  f"the same drawings as a {PAD_CANVAS}-px pad would send them (mean "
+                  f"{lat['stroke_points_mean']:.0f} points a drawing). The models take turns drawing by drawing, "
+                  "so load from elsewhere falls on all alike. *CPU*: the thread's CPU time, the work without the "
+                  "waits for a busy machine. Weights do not change latency; the models are freshly initialised.",
+                  latency_table(lat)]
+    if summary or lat:
+        parts += ["### Memory\n\nPeak resident set size (VmHWM) of a fresh process: one predicting drawings "
+                  f"one by one ({WARMUP} of them, bitmap and strokes) with one model, and each training run (up to "
+                  "the end of training, testing excluded).",
+                  memory_table(summary, lat)]
+    targets = targets_table(summary, lat)
+    if targets:
+        parts += ["### Targets", targets]
+    return "\n\n".join(parts) + "\n"
+
+
+# --- command line -----------------------------------------------------------------------------------------------
+
+def parse_list(text: str, allowed, what: str) -> list[str]:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in items if s not in allowed]
+    if unknown or not items:
+        raise BenchError(f"unknown {what} {unknown or text!r}; choose from {', '.join(allowed)}")
+    return items
+
+
+def options_from(args) -> dict:
+    defaults = QUICK if args.quick else FULL
+    options = {
+        "quick": args.quick,
+        "only": parse_list(args.only, SECTIONS, "section") if args.only else list(SECTIONS),
+        "seeds": args.seeds if args.seeds is not None else defaults["seeds"],
+        "categories": (parse_list(args.categories, CATEGORY_SETS, "category set") if args.categories
+                       else defaults["categories"]),
+        "recipes": parse_list(args.recipes, list(RECIPE_NAMES), "recipe") if args.recipes else defaults["recipes"],
+        "epochs": args.epochs if args.epochs is not None else defaults["epochs"],
+        "reps": args.reps if args.reps is not None else defaults["reps"],
+    }
+    for name in ("seeds", "epochs", "reps"):
+        if options[name] is not None and options[name] < 1:
+            raise BenchError(f"--{name} must be at least 1, got {options[name]}")
+    if "latency" in options["only"] and options["reps"] <= WARMUP // 2:
+        raise BenchError(f"--reps must be more than {WARMUP // 2} to give a p95")
+    return options
+
+
+def find_unfinished(root: Path, options: dict) -> Path | None:
+    """The newest bench run under `root` with the same options that did not finish: `make bench` again resumes it."""
+    for path in sorted(root.glob("*/results.json"), reverse=True):
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if results.get("finished"):
+            return None
+        if results.get("options") == options:
+            return path.parent
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m drawai.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1 seed, classic10, 5 epochs, 100 drawings for latency")
+    ap.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)} (default: all)")
+    ap.add_argument("--seeds", type=int, help="training seeds per recipe (default 3; quick 1)")
+    ap.add_argument("--categories", help="comma-separated: all, classic10 (default both; quick classic10)")
+    ap.add_argument("--recipes", help=f"comma-separated: {', '.join(RECIPE_NAMES)} "
+                                      f"(default {','.join(DEFAULT_RECIPES)})")
+    ap.add_argument("--epochs", type=int, help="train every recipe this many epochs (the targets then do not apply)")
+    ap.add_argument("--reps", type=int, help="drawings timed per model for latency (default 500; quick 100)")
+    ap.add_argument("--out", type=Path, help="results folder; an existing one is resumed "
+                                             "(default: the newest unfinished run with these options, or a new one)")
+    ap.add_argument("--fresh", action="store_true", help="start a new run rather than resume an unfinished one")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    out = args.out
+    try:
+        options = options_from(args)
+        root = jobs.RUNS / "bench"
+        out = out or (None if args.fresh else find_unfinished(root, options))
+        if out is None:
+            out = root / (time.strftime("%Y%m%d-%H%M%S") + ("-quick" if options["quick"] else ""))
+            while out.exists():  # two runs in one second
+                out = out.with_name(out.name + "-1")
+        cells = plan(options)
+        print(f"bench: {len(cells)} cells -> {out}", file=sys.stderr)
+        results, failures = run(cells, out, options, progress=not args.no_progress)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: what was measured is in {out}; run the same command to go on", file=sys.stderr)
+        return 130
+    print(report(results, cells))
+    print(f"results: {out / 'results.json'}, {out / 'results.md'}", file=sys.stderr)
+    for f in failures:
+        print(f"FAILED {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
