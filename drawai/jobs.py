@@ -30,6 +30,15 @@ NOTEBOOKS = ROOT / "notebooks"
 RUNS = Path(os.environ.get("DRAWAI_RUNS", ROOT / "runs"))
 
 
+def _classifier_recipe() -> dict:
+    """The notebook's training parameters default to TrainConfig's: one recipe, stated once."""
+    from drawai.classifier import TrainConfig
+
+    c = TrainConfig()
+    return {"arch": c.arch, "epochs": c.epochs, "batch_size": c.batch_size, "lr": c.lr, "seed": c.seed,
+            "augment": c.augment, "threads": c.threads}
+
+
 def check_classifier_params(p: dict) -> None:
     from drawai import classifier
 
@@ -48,8 +57,7 @@ class Job:
 JOBS = {
     "data": Job("01_data.ipynb", {"categories": "classic10", "seed": 0}),
     "train-classifier": Job("02_classifier.ipynb", {
-        "categories": "all", "arch": "cnn", "epochs": 25, "batch_size": 256, "lr": 4e-3, "seed": 0,
-        "augment": True, "threads": 0, "resume": True}, model_dir="model", check=check_classifier_params),
+        "categories": "all", **_classifier_recipe(), "resume": True}, model_dir="model", check=check_classifier_params),
 }
 
 # `make demo`: the main job on the embedded sample, sized to finish in minutes on two cores.
@@ -131,8 +139,9 @@ def run(job_name: str, params: dict | None = None, fresh: bool = False, publish:
         pm.execute_notebook(NOTEBOOKS / job.notebook, report, parameters={**params, "out_dir": str(out_dir)},
                             cwd=str(NOTEBOOKS), progress_bar=progress, kernel_name="python3")
     except pm.PapermillExecutionError as e:
-        raise JobError(f"{job_name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-                       f"the partial report is kept: {report}") from None
+        first_line = next((line for line in e.source.splitlines() if line.strip()), "")
+        raise JobError(f"{job_name} failed in cell {e.exec_count} ({first_line.strip()[:80]!r}): "
+                       f"{e.ename}: {e.evalue}\nthe partial report is kept: {report}") from None
     if not (out_dir / "metrics.json").exists():  # a notebook with no metrics of its own: mark it finished
         (out_dir / "metrics.json").write_text(json.dumps({"job": job_name, "finished": True}) + "\n")
     if publish:

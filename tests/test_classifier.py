@@ -38,7 +38,9 @@ def test_predict_api(trained, classic10):
     assert top[0][1] >= top[1][1] >= top[2][1] and 0 < sum(p for _, p in top) <= 1.0001
     batch = clf.predict(test.images[:4])
     assert len(batch) == 4 and len(batch[0]) == 5
-    assert batch[0] == clf.predict(test.images[0])
+    single = clf.predict(test.images[0])
+    assert [name for name, _ in batch[0]] == [name for name, _ in single]
+    np.testing.assert_allclose([p for _, p in batch[0]], [p for _, p in single], rtol=1e-5)
     # the same drawing from another renderer and the canonical form give the same answer
     canon = bitmaps.to_canonical(test.images[:4])
     assert clf.predict(canon, canonical=True)[0][0][0] == batch[0][0][0]
@@ -146,6 +148,23 @@ def test_bad_config(kwargs, match):
 @pytest.mark.parametrize("arch", ["mlp", "doodlenet"])
 def test_baseline_architectures_train(arch, classic10):
     train, test = classic10
-    clf, history = classifier.train(train, classifier.TrainConfig(arch=arch, epochs=2, batch_size=64), test_set=test,
-                                    progress=False)
+    config = classifier.TrainConfig(arch=arch, epochs=4, batch_size=64, lr=1e-3)
+    clf, history = classifier.train(train, config, test_set=test, progress=False)
     assert history[-1]["top1"] > 0.2
+
+
+@pytest.mark.parametrize("n, batch_size, epochs", [(40, 256, 1), (40, 20, 1), (40, 10, 1), (200, 64, 2)])
+def test_tiny_runs_have_a_schedule(n, batch_size, epochs, classic10):
+    small = classic10[0].subset(np.arange(n))
+    _, history = classifier.train(small, classifier.TrainConfig(epochs=epochs, batch_size=batch_size),
+                                  progress=False)
+    assert len(history) == epochs and np.isfinite(history[-1]["loss"])
+
+
+def test_heavier_strokes_keeps_every_sample_drawing_a_drawing():
+    images = data.load_sample().images
+    heavy = classifier.heavier_strokes(images)
+    assert (heavy >= images).all() and (heavy > 0).sum() > 1.3 * (images > 0).sum()
+    ink = (heavy > 76).reshape(len(images), -1).mean(1)
+    densest = np.argsort(ink)[-20:]  # the scribbled fills: still accepted by to_canonical
+    assert bitmaps.to_canonical(heavy[densest]).shape == (20, 28, 28)

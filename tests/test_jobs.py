@@ -52,12 +52,15 @@ def test_a_failing_notebook_keeps_its_partial_report_and_names_the_cell(tmp_path
     monkeypatch.setattr(jobs, "NOTEBOOKS", tmp_path / "nb")
     monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
     monkeypatch.setitem(jobs.JOBS, "broken", jobs.Job("broken.ipynb", {"x": 1}))
-    with pytest.raises(jobs.JobError, match="cell 3: RuntimeError: the data went away") as e:
+    # papermill numbers cells after injecting its parameters cell; the message also quotes the cell's code
+    with pytest.raises(jobs.JobError, match=r"cell 4 \(\"raise RuntimeError\('the data went away'\)\"\): "
+                                            "RuntimeError: the data went away") as e:
         jobs.run("broken", progress=False)
     report = next((tmp_path / "runs" / "broken").glob("*/broken.ipynb"))
     assert str(report) in str(e.value)
     executed = nbformat.read(report, as_version=4)
-    assert executed.cells[2].outputs[0]["text"] == "before\n"
+    before = next(c for c in executed.cells if c.source == "print('before')")
+    assert before.outputs[0]["text"] == "before\n"
     assert not (report.parent / "metrics.json").exists()
     # the same command again resumes in the unfinished run's folder instead of starting another
     with pytest.raises(jobs.JobError):
