@@ -73,12 +73,27 @@ def test_unknown_category_or_preset_in_config():
 def test_training_data_must_match_config_categories(drawings):
     with pytest.raises(gan.GANInputError, match="categories"):
         gan.train(drawings, tiny_config(categories=["apple", "cloud"]))
+    with pytest.raises(gan.GANInputError, match="run_dir"):
+        gan.train(drawings, tiny_config(), resume=True)
 
 
 def test_training_arrays_are_canonical_in_minus_one_to_one(drawings):
     images, labels = gan.training_arrays(drawings)
     assert images.shape == (24, 28, 28, 1) and images.dtype == np.float32 and labels.dtype == np.int32
     assert images.min() == -1 and 0.9 < images.max() <= 1
+
+
+def test_training_arrays_leave_out_unreadable_drawings(drawings):
+    images = drawings.images.copy()
+    images[4] = 255  # all ink: not a line drawing
+    images[9] = 0  # no ink at all
+    broken = data.Drawings(images, drawings.labels, drawings.categories, drawings.source)
+    with pytest.warns(UserWarning, match="left out 2 of 24 .* in: apple, cloud"):
+        x, labels = gan.training_arrays(broken)
+    assert len(x) == 22 and np.array_equal(labels, np.delete(drawings.labels, [4, 9]))
+    empty = data.Drawings(np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.int64), ("apple",), "test")
+    with pytest.raises(gan.GANInputError, match="none of the 2"):
+        gan.training_arrays(empty)
 
 
 def test_epoch_batches_mixed_labels():
