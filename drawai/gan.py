@@ -225,7 +225,11 @@ class ProjectionDiscriminator(keras.Model):
 
 @keras.saving.register_keras_serializable(package="drawai")
 class DCGANGenerator(keras.Model):
-    """noise -> 28x28x1 in [-1, 1]: the TF DCGAN tutorial generator (width 256 there)."""
+    """noise -> 28x28x1 in [-1, 1]: the TF DCGAN tutorial generator (width 256 there).
+
+    Batch-norm momentum 0.9 rather than 0.99: a per-label generator gets few steps, and generate()
+    draws with the running statistics. LeakyReLU slope 0.2 (the DCGAN paper's) in all networks here.
+    """
 
     def __init__(self, noise_dim: int = 100, width: int = 64, **kwargs):
         super().__init__(**kwargs)
@@ -546,8 +550,11 @@ def _dataset(images, labels, epochs: range, batch_size: int, seed: int, one_labe
     batches = [b for e in epochs for b in epoch_batches(labels, e, batch_size, seed, one_label)]
     index = tf.RaggedTensor.from_row_lengths(np.concatenate(batches), [len(b) for b in batches])
     x, y = tf.constant(images), tf.constant(labels)
-    ds = tf.data.Dataset.from_tensor_slices(index).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
-    return ds.prefetch(2), len(batches) // len(epochs)
+
+    def gather(i):
+        return tf.gather(x, i), tf.gather(y, i)
+
+    return tf.data.Dataset.from_tensor_slices(index).map(gather).prefetch(2), len(batches) // len(epochs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -665,16 +672,10 @@ def _resume_point(run_dir: Path, run_record: dict) -> tuple[int, ConditionalGAN 
     """(epochs done, model, history) from the last loadable checkpoint of a run, or (0, None, [])."""
     record_path = run_dir / "run.json"
     if record_path.exists():
-        saved = json.loads(record_path.read_text())
-        mine = {k: v for k, v in run_record.items() if k != "config"}
-        theirs = {k: v for k, v in saved.items() if k != "config"}
-        # `epochs` may grow on resume (the batch order of an epoch does not depend on the total).
-        differ = sorted(k for k in set(run_record["config"]) | set(saved.get("config", {}))
-                        if k not in ("epochs", "preset") and run_record["config"].get(k) != saved["config"].get(k))
-        if mine != theirs or differ:
-            raise ModelFileError(f"{run_dir} holds a different run (differs in: "
-                                 f"{differ + sorted(k for k in mine if mine[k] != theirs.get(k))}); "
-                                 "use a new run_dir or the same config and data")
+        differ = _record_differences(json.loads(record_path.read_text()), run_record)
+        if differ:
+            raise ModelFileError(f"{run_dir} holds a different run (differs in: {differ}); "
+                                 "use a new run_dir, or the same config and data")
     for epoch, path in reversed(_checkpoints(run_dir)):
         try:
             model = _load_keras(path)
@@ -685,6 +686,17 @@ def _resume_point(run_dir: Path, run_record: dict) -> tuple[int, ConditionalGAN 
         history = json.loads(history_path.read_text()) if history_path.exists() else []
         return epoch, model, [h for h in history if h["epoch"] <= epoch]
     return 0, None, []
+
+
+def _record_differences(a: dict, b: dict) -> list[str]:
+    """The keys in which two run records differ, except `epochs`, which may grow on resume (an epoch's
+    batches do not depend on the total), and `preset`, a label."""
+    def flat(record):
+        config = {f"config.{k}": v for k, v in record.get("config", {}).items() if k not in ("epochs", "preset")}
+        return {**{k: v for k, v in record.items() if k != "config"}, **config}
+
+    a, b = flat(a), flat(b)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
 def configure_threads() -> None:
