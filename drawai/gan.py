@@ -546,15 +546,17 @@ def epoch_batches(labels: np.ndarray, epoch: int, batch_size: int, seed: int, on
 
 
 def _dataset(images, labels, epochs: range, batch_size: int, seed: int, one_label: bool):
-    """All batches of `epochs` as one tf.data pipeline, and the number of batches per epoch."""
+    """All batches of `epochs` as one tf.data pipeline, and the number of batches and images per epoch."""
     batches = [b for e in epochs for b in epoch_batches(labels, e, batch_size, seed, one_label)]
+    per_epoch = len(batches) // len(epochs)
     index = tf.RaggedTensor.from_row_lengths(np.concatenate(batches), [len(b) for b in batches])
     x, y = tf.constant(images), tf.constant(labels)
 
     def gather(i):
         return tf.gather(x, i), tf.gather(y, i)
 
-    return tf.data.Dataset.from_tensor_slices(index).map(gather).prefetch(2), len(batches) // len(epochs)
+    images_per_epoch = sum(len(b) for b in batches[:per_epoch])
+    return tf.data.Dataset.from_tensor_slices(index).map(gather).prefetch(2), per_epoch, images_per_epoch
 
 
 # --------------------------------------------------------------------------------------------------
@@ -636,13 +638,14 @@ class SampleGrid(keras.callbacks.Callback):
             _atomic_write(self.folder / f"epoch-{epoch + 1:04d}.png", lambda p: picture.save(p, format="PNG"))
 
 
-class Checkpoint(keras.callbacks.Callback):
-    """Times every epoch, then writes `checkpoints/epoch-XXXX.keras` and `history.json` atomically
-    (checkpoint first: history never names an epoch that has no checkpoint). Keeps the last `keep`."""
+class EpochLog(keras.callbacks.Callback):
+    """Appends every epoch's losses, time and images/s to `history`; with `run_dir`, then writes
+    `checkpoints/epoch-XXXX.keras` and `history.json` atomically (checkpoint first: history never names
+    an epoch that has no checkpoint), keeping the last `keep` checkpoints."""
 
-    def __init__(self, run_dir: Path, history: list[dict], images_per_epoch: int, keep: int = 2):
+    def __init__(self, history: list[dict], images_per_epoch: int, run_dir: Path | None = None, keep: int = 2):
         super().__init__()
-        self.run_dir, self.history, self.images_per_epoch, self.keep = Path(run_dir), history, images_per_epoch, keep
+        self.history, self.images_per_epoch, self.run_dir, self.keep = history, images_per_epoch, run_dir, keep
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start, self.cpu_start = time.perf_counter(), time.process_time()
@@ -654,6 +657,8 @@ class Checkpoint(keras.callbacks.Callback):
         self.history.append({"epoch": epoch + 1, **{k: round(float(v), 5) for k, v in (logs or {}).items()},
                              "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
                              "images_per_s": round(self.images_per_epoch / seconds, 1)})
+        if self.run_dir is None:
+            return
         folder = self.run_dir / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / f"epoch-{epoch + 1:04d}.keras", self.model.save)
@@ -715,7 +720,7 @@ def train(train_set: data.Drawings | None, config: GANConfig, run_dir: str | Pat
 
     With `run_dir`, every epoch writes a checkpoint, `history.json` and a sample grid PNG there, and
     `resume=True` continues from the last complete checkpoint (a finished run returns at once).
-    The per-epoch log (losses, seconds, images/s) is `model.train_history`.
+    The per-epoch log (losses, seconds, CPU seconds, images/s) is `model.train_history`.
     """
     if resume and run_dir is None:
         raise GANInputError("resume=True needs the run_dir of the run to continue")
@@ -744,14 +749,13 @@ def train(train_set: data.Drawings | None, config: GANConfig, run_dir: str | Pat
     if start >= config.epochs:
         model.train_history = history
         return model
-    dataset, steps = _dataset(images, labels, range(start, config.epochs), config.batch_size, config.seed,
-                              one_label=config.recipe == "per_label")
+    dataset, steps, images_per_epoch = _dataset(images, labels, range(start, config.epochs), config.batch_size,
+                                                config.seed, one_label=config.recipe == "per_label")
     model.compile(optimizer=None, jit_compile=False)
-    all_callbacks = list(callbacks or [])
+    all_callbacks = [EpochLog(history, images_per_epoch, run_dir)]
     if run_dir is not None:
-        all_callbacks = [Checkpoint(run_dir, history, len(labels) // config.batch_size * config.batch_size
-                                    if config.recipe == "conditional" else len(labels)),
-                         SampleGrid(folder=run_dir / "samples")] + all_callbacks
+        all_callbacks.append(SampleGrid(folder=run_dir / "samples"))
+    all_callbacks += list(callbacks or [])
     model.fit(dataset, epochs=config.epochs, initial_epoch=start, steps_per_epoch=steps, callbacks=all_callbacks,
               shuffle=False, verbose=verbose)
     model.train_history = history

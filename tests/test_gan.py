@@ -287,6 +287,8 @@ class KillAt(keras.callbacks.Callback):
 def test_resume_continues_from_the_last_checkpoint(drawings, tmp_path):
     config = tiny_config(epochs=2)
     straight = gan.train(drawings, config, verbose=0)
+    assert [h["epoch"] for h in straight.train_history] == [1, 2]  # logged even without a run_dir
+    assert all(h["images_per_s"] > 0 and h["cpu_seconds"] > 0 for h in straight.train_history)
 
     run_dir = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
