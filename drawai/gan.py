@@ -1,0 +1,833 @@
+"""The generator: one Keras conditional DCGAN that draws any of the 345 categories, and the original
+per-label recipe as a baseline behind the same API.
+
+Two recipes, chosen by `GANConfig.recipe`:
+
+- "conditional" (`ConditionalGAN`): ONE model for every category. The generator is the DCGAN shape
+  (Dense 7x7 -> Conv2DTranspose -> Conv2DTranspose -> 28x28 tanh) with the label embedded next to
+  the noise and class-conditional batch norm (each category learns its own BN scale and shift);
+  the discriminator is a projection discriminator (Miyato & Koyama 2018): an unconditional score
+  plus <embedding(label), features(image)>, with spectral norm on its weights.
+- "per_label" (`PerLabelGAN`): the original draw-ai recipe, the TF DCGAN tutorial network
+  (Dense 7x7xW -> Conv2DTranspose W/2 -> W/4 -> 1 tanh, noise 100, Adam 1e-4, batch 256; W=256
+  there), one independent generator + discriminator per category. They live in a bank (every
+  variable stacked over labels); each training batch holds one label, and the step copies that
+  label's generator, discriminator and optimizer state into one template network, trains it and
+  copies it back, so one traced step serves all labels.
+
+Both train with their own `train_step` under `model.fit` (the keras.io "DCGAN"/"Conditional GAN"
+style) on the canonical form (`bitmaps.to_canonical`) scaled to [-1, 1], and draw with
+`generate(labels, n, seed)` -> float32 [0, 1] (N, 28, 28), ink bright on black, like the canonical form.
+
+Training is seeded and resumable: the batch order of epoch e and the noise of step s are pure
+functions of (seed, e) and (seed, s), and every epoch ends with an atomically written checkpoint
+(`run_dir/checkpoints/epoch-XXXX.keras`: weights, optimizer state, step counter, and for the
+per-label bank its dropout seeds too), so `resume=True` continues after a kill from the last complete
+checkpoint and ends where an uninterrupted run would have.
+
+A model on disk is a folder: `model.keras` (loaded with safe_mode=True, never executes pickled code)
+and `manifest.json` (categories, recipe, config, data checksum, metrics, command, SHA-256 of the weights).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shlex
+import sys
+import time
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from drawai import bitmaps, data
+from drawai import categories as cats
+
+RECIPES = ("conditional", "per_label")
+MAX_GENERATE = 10_000  # drawings per generate() call: more is almost surely a mistake (and memory)
+MODEL_FILE = "model.keras"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_KIND = "drawai.gan"
+INPUT_FORM = ("canonical 28x28 float32 [0, 1], ink bright on black (drawai.bitmaps.to_canonical); "
+              "trained on it scaled to [-1, 1], generate() returns it in [0, 1]")
+
+# Presets: data and sizes chosen so that `demo` takes a couple of minutes and `full` under ~45
+# minutes on 2 CPU cores (throughput measured and reported in the GAN issue / docs). Both recipes get
+# the same data, epochs and network width, so they are compared at (about) equal training time.
+PRESETS: dict[str, dict] = {
+    "demo": dict(categories="classic10", epochs=60, width=64),
+    "full": dict(categories="all", epochs=35, width=64),
+}
+# Optimiser and batch per recipe. Conditional: DCGAN's Adam beta_1=0.5 with a 10x larger step (2e-3,
+# which spectral norm keeps stable) and batch 32: on classic10 it drew recognisable doodles after about
+# 1,500 steps where 2e-4 / batch 64 still drew dotted noise. The per-label baseline keeps the TF
+# tutorial's Adam(1e-4) and batch 256 (one batch holds all 80 training drawings of a label in the sample).
+RECIPE_DEFAULTS: dict[str, dict] = {
+    "conditional": dict(batch_size=32, lr=2e-3, beta_1=0.5),
+    "per_label": dict(batch_size=256, lr=1e-4, beta_1=0.9),
+}
+
+
+class GANInputError(ValueError):
+    """A bad argument to the GAN: unknown label, bad count or seed, bad config."""
+
+
+class ModelFileError(ValueError):
+    """A file or folder that is not a draw-ai GAN model or run: foreign, corrupt, unsafe or mismatched."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class GANConfig:
+    """Everything that decides a training run. `GANConfig.from_preset("demo")` fills in a preset."""
+
+    recipe: str = "conditional"
+    categories: str | list[str] = "classic10"  # a preset name ("classic10", "all") or a list of names
+    epochs: int = PRESETS["demo"]["epochs"]
+    batch_size: int = RECIPE_DEFAULTS["conditional"]["batch_size"]
+    lr: float = RECIPE_DEFAULTS["conditional"]["lr"]
+    beta_1: float = RECIPE_DEFAULTS["conditional"]["beta_1"]
+    noise_dim: int = 100
+    width: int = PRESETS["demo"]["width"]  # generator channels after the Dense layer (the tutorial's 256)
+    seed: int = 0
+    preset: str = "custom"  # where the values came from, for the manifest
+
+    def __post_init__(self):
+        if self.recipe not in RECIPES:
+            raise GANInputError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
+        if not isinstance(self.categories, str):
+            self.categories = list(self.categories)
+        cats.resolve(self.categories)  # raises UnknownCategoryError (a ValueError) with suggestions
+        for name, low in (("epochs", 1), ("batch_size", 2), ("noise_dim", 1), ("width", 4), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+                raise GANInputError(f"GANConfig.{name} must be an integer >= {low}, got {value!r}")
+        if self.width % 4:
+            raise GANInputError(f"GANConfig.width must be a multiple of 4 (it is halved twice), got {self.width}")
+        if not (isinstance(self.lr, float | int) and 0 < self.lr < 1):
+            raise GANInputError(f"GANConfig.lr must be in (0, 1), got {self.lr!r}")
+        if not (isinstance(self.beta_1, float | int) and 0 <= self.beta_1 < 1):
+            raise GANInputError(f"GANConfig.beta_1 must be in [0, 1), got {self.beta_1!r}")
+
+    @classmethod
+    def from_preset(cls, preset: str, recipe: str = "conditional", **overrides) -> GANConfig:
+        """The `demo` or `full` preset for `recipe`, with any field overridden."""
+        if preset not in PRESETS:
+            raise GANInputError(f"unknown preset {preset!r}; presets are {sorted(PRESETS)}")
+        if recipe not in RECIPES:
+            raise GANInputError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+        return cls(**{**PRESETS[preset], **RECIPE_DEFAULTS[recipe], "recipe": recipe, "preset": preset, **overrides})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# Networks. Every custom class is registered and has get_config, so `.keras` files load with
+# safe_mode=True (no lambdas, no pickled code).
+
+
+def _lrelu(x):
+    return ops.leaky_relu(x, 0.2)
+
+
+@keras.saving.register_keras_serializable(package="drawai")
+class ConditionalBatchNorm(layers.Layer):
+    """Batch norm whose scale and shift are looked up per class: how the label reaches every layer."""
+
+    def __init__(self, n_classes: int, channels: int, momentum: float = 0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes, self.channels, self.momentum = n_classes, channels, momentum
+        self.norm = layers.BatchNormalization(momentum=momentum, center=False, scale=False)
+        self.gamma = layers.Embedding(n_classes, channels, embeddings_initializer="ones")
+        self.beta = layers.Embedding(n_classes, channels, embeddings_initializer="zeros")
+
+    def call(self, x, labels, training=False):
+        shape = (-1,) + (1,) * (len(x.shape) - 2) + (self.channels,)  # broadcast over the spatial axes
+        gamma = ops.reshape(self.gamma(labels), shape)
+        beta = ops.reshape(self.beta(labels), shape)
+        return self.norm(x, training=training) * gamma + beta
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes, "channels": self.channels,
+                "momentum": self.momentum}
+
+
+@keras.saving.register_keras_serializable(package="drawai")
+class ConditionalGenerator(keras.Model):
+    """(noise, label) -> 28x28x1 in [-1, 1]: the DCGAN tutorial generator, label-conditioned."""
+
+    def __init__(self, n_classes: int, noise_dim: int = 100, width: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes, self.noise_dim, self.width = n_classes, noise_dim, width
+        self.embed = layers.Embedding(n_classes, 32)
+        self.dense = layers.Dense(7 * 7 * width, use_bias=False)
+        self.up1 = layers.Conv2DTranspose(width // 2, 5, strides=1, padding="same", use_bias=False)
+        self.up2 = layers.Conv2DTranspose(width // 4, 5, strides=2, padding="same", use_bias=False)
+        self.to_image = layers.Conv2DTranspose(1, 5, strides=2, padding="same", activation="tanh")
+        # Normalised per channel (the tutorial normalises the Dense output per unit): a per-class
+        # scale and shift for each of 7*7*width units would be 100x more parameters to update.
+        self.norms = [ConditionalBatchNorm(n_classes, c) for c in (width, width // 2, width // 4)]
+
+    def call(self, inputs, training=False):
+        noise, labels = inputs
+        h = ops.reshape(self.dense(ops.concatenate([noise, self.embed(labels)], axis=-1)), (-1, 7, 7, self.width))
+        h = _lrelu(self.norms[0](h, labels, training=training))
+        h = _lrelu(self.norms[1](self.up1(h), labels, training=training))
+        h = _lrelu(self.norms[2](self.up2(h), labels, training=training))
+        return self.to_image(h)
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes, "noise_dim": self.noise_dim,
+                "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package="drawai")
+class ProjectionDiscriminator(keras.Model):
+    """(image, label) -> logit = w . phi(x) + embed(label) . phi(x), phi the tutorial's conv features.
+
+    Twice the tutorial's channels (width/2, width): the discriminator is cheap next to the generator
+    and a stronger one taught the generator faster. Spectral norm instead of the tutorial's dropout:
+    it steadies the game, and it is deterministic, so a resumed run continues exactly.
+    """
+
+    def __init__(self, n_classes: int, width: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes, self.width = n_classes, width
+        self.conv1 = layers.SpectralNormalization(layers.Conv2D(width // 2, 5, strides=2, padding="same"))
+        self.conv2 = layers.SpectralNormalization(layers.Conv2D(width, 5, strides=2, padding="same"))
+        self.score = layers.SpectralNormalization(layers.Dense(1))
+        self.embed = layers.Embedding(n_classes, 7 * 7 * width, embeddings_initializer="zeros")
+
+    def call(self, inputs, training=False):
+        images, labels = inputs
+        h = _lrelu(self.conv1(images, training=training))
+        h = _lrelu(self.conv2(h, training=training))
+        phi = ops.reshape(h, (-1, 7 * 7 * self.width))
+        return self.score(phi, training=training)[:, 0] + ops.sum(self.embed(labels) * phi, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes, "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package="drawai")
+class DCGANGenerator(keras.Model):
+    """noise -> 28x28x1 in [-1, 1]: the TF DCGAN tutorial generator (width 256 there).
+
+    Batch-norm momentum 0.9 rather than 0.99: a per-label generator gets few steps, and generate()
+    draws with the running statistics. LeakyReLU slope 0.2 (the DCGAN paper's) in all networks here.
+    """
+
+    def __init__(self, noise_dim: int = 100, width: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.noise_dim, self.width = noise_dim, width
+        self.dense = layers.Dense(7 * 7 * width, use_bias=False)
+        self.up1 = layers.Conv2DTranspose(width // 2, 5, strides=1, padding="same", use_bias=False)
+        self.up2 = layers.Conv2DTranspose(width // 4, 5, strides=2, padding="same", use_bias=False)
+        self.to_image = layers.Conv2DTranspose(1, 5, strides=2, padding="same", use_bias=False, activation="tanh")
+        self.norms = [layers.BatchNormalization(momentum=0.9) for _ in range(3)]
+
+    def call(self, noise, training=False):
+        h = _lrelu(self.norms[0](self.dense(noise), training=training))
+        h = ops.reshape(h, (-1, 7, 7, self.width))
+        h = _lrelu(self.norms[1](self.up1(h), training=training))
+        h = _lrelu(self.norms[2](self.up2(h), training=training))
+        return self.to_image(h)
+
+    def get_config(self):
+        return {**super().get_config(), "noise_dim": self.noise_dim, "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package="drawai")
+class DCGANDiscriminator(keras.Model):
+    """image -> logit: the TF DCGAN tutorial discriminator (64 and 128 channels for width 256)."""
+
+    def __init__(self, width: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.conv1 = layers.Conv2D(width // 4, 5, strides=2, padding="same")
+        self.conv2 = layers.Conv2D(width // 2, 5, strides=2, padding="same")
+        self.drop1, self.drop2 = layers.Dropout(0.3), layers.Dropout(0.3)
+        self.score = layers.Dense(1)
+
+    def call(self, images, training=False):
+        h = self.drop1(_lrelu(self.conv1(images)), training=training)
+        h = self.drop2(_lrelu(self.conv2(h)), training=training)
+        return self.score(ops.reshape(h, (-1, 7 * 7 * (self.width // 2))))[:, 0]
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+# --------------------------------------------------------------------------------------------------
+# The two GANs. What they share (optimisers, the adversarial step, generate) is in _GAN.
+
+
+class _GAN(keras.Model):
+    recipe = ""
+
+    def __init__(self, categories, noise_dim: int = 100, width: int = 64, lr: float = 2e-4, beta_1: float = 0.5,
+                 seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.categories = tuple(cats.resolve(list(categories)))
+        self.noise_dim, self.width, self.lr, self.beta_1, self.seed = noise_dim, width, lr, beta_1, seed
+        self._build_networks()
+        # Optimisers are part of the model and built here, so a checkpoint restores their state.
+        self.g_optimizer = keras.optimizers.Adam(lr, beta_1=beta_1)
+        self.d_optimizer = keras.optimizers.Adam(lr, beta_1=beta_1)
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        # Counts training steps; the noise of step s is drawn from (seed, s), so a resumed run
+        # draws the same noise as an uninterrupted one.
+        self.step_counter = self.add_weight(shape=(), dtype="int64", initializer="zeros", trainable=False,
+                                            name="step_counter")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self._build_bank()
+        self.built = True
+
+    def _build_networks(self):
+        raise NotImplementedError
+
+    def _build_bank(self):
+        pass
+
+    def get_config(self):
+        return {**super().get_config(), "categories": list(self.categories), "noise_dim": self.noise_dim,
+                "width": self.width, "lr": self.lr, "beta_1": self.beta_1, "seed": self.seed}
+
+    def get_compile_config(self):
+        return None  # the optimisers are built in __init__; there is nothing to re-compile on loading
+
+    @property
+    def metrics(self):
+        return [self.g_loss_tracker, self.d_loss_tracker]
+
+    def call(self, inputs, training=False):
+        noise, labels = inputs
+        return self._generator_call(noise, labels, training)
+
+    def _adversarial_step(self, images, labels):
+        """One step of the TF DCGAN tutorial: one fake batch, both networks updated from their tapes.
+
+        Non-saturating losses: D minimises softplus(-D(real)) + softplus(D(fake)), G softplus(-D(fake)).
+        """
+        noise = tf.random.stateless_normal((tf.shape(images)[0], self.noise_dim),
+                                           seed=tf.stack([tf.constant(self.seed, tf.int64), self.step_counter.value]))
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = self._generator_call(noise, labels, True)
+            real_logits = self._discriminator_call(images, labels, True)
+            fake_logits = self._discriminator_call(fake, labels, True)
+            g_loss = ops.mean(ops.softplus(-fake_logits))
+            d_loss = ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits))
+        g_vars, d_vars = self.generator.trainable_variables, self.discriminator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars, strict=True))
+        self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars, strict=True))
+        self.step_counter.assign_add(1)
+        self.g_loss_tracker.update_state(g_loss)
+        self.d_loss_tracker.update_state(d_loss)
+        return {m.name: m.result() for m in self.metrics}
+
+    def label_indices(self, labels) -> np.ndarray:
+        """Names or indices (one, or a list) -> int32 indices into `self.categories`."""
+        items = [labels] if isinstance(labels, str | int | np.integer) else labels
+        if isinstance(items, np.ndarray):
+            items = items.tolist()
+        if not isinstance(items, list | tuple) or not items:
+            raise GANInputError(f"labels must be a category name, an index or a non-empty list of them, "
+                                f"got {labels!r}")
+        out = []
+        for item in items:
+            if isinstance(item, str):
+                if item not in self.categories:
+                    cats.check_name(item)  # unknown anywhere: raises with suggestions
+                    raise GANInputError(f"this model draws {len(self.categories)} categories and {item!r} is "
+                                        f"not one of them: {list(self.categories)}")
+                out.append(self.categories.index(item))
+            elif isinstance(item, int | np.integer) and not isinstance(item, bool):
+                if not 0 <= item < len(self.categories):
+                    raise GANInputError(f"label index {item} is out of range: this model has "
+                                        f"{len(self.categories)} categories (0..{len(self.categories) - 1})")
+                out.append(int(item))
+            else:
+                raise GANInputError(f"a label is a category name or an index, got {item!r}")
+        return np.array(out, dtype=np.int32)
+
+    def generate(self, labels, n: int = 1, seed: int | None = None) -> np.ndarray:
+        """`n` drawings of each label -> float32 (n, 28, 28) in [0, 1] for one label, (len(labels) * n, 28, 28)
+        for a list (label by label). The same seed gives the same drawings; seed=None draws fresh noise.
+        """
+        idx = self.label_indices(labels)
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise GANInputError(f"n (drawings per label) must be a positive integer, got {n!r}")
+        if len(idx) * n > MAX_GENERATE:
+            raise GANInputError(f"{len(idx)} labels x n={n} is {len(idx) * n} drawings; at most {MAX_GENERATE} "
+                                "per call (call generate in a loop for more)")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+            raise GANInputError(f"seed must be a non-negative integer or None, got {seed!r}")
+        noise = np.random.default_rng(seed).standard_normal((len(idx) * n, self.noise_dim)).astype(np.float32)
+        images = self._generate(noise, np.repeat(idx, n))
+        return np.clip((images[..., 0] + 1) / 2, 0, 1).astype(np.float32)
+
+    def _generate(self, noise: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return np.concatenate([ops.convert_to_numpy(self._generator_call(noise[i:i + 1024], labels[i:i + 1024],
+                                                                         False))
+                               for i in range(0, len(noise), 1024)])
+
+
+@keras.saving.register_keras_serializable(package="drawai")
+class ConditionalGAN(_GAN):
+    """One conditional DCGAN for all categories: `ConditionalGenerator` + `ProjectionDiscriminator`."""
+
+    recipe = "conditional"
+
+    def _build_networks(self):
+        n = len(self.categories)
+        self.generator = ConditionalGenerator(n, self.noise_dim, self.width, name="generator")
+        self.discriminator = ProjectionDiscriminator(n, self.width, name="discriminator")
+        # Build every variable now (calling once), so a loaded file has somewhere to go.
+        fake = self.generator((np.zeros((1, self.noise_dim), np.float32), np.zeros((1,), np.int32)))
+        self.discriminator((fake, np.zeros((1,), np.int32)))
+
+    def _generator_call(self, noise, labels, training):
+        return self.generator((noise, labels), training=training)
+
+    def _discriminator_call(self, images, labels, training):
+        return self.discriminator((images, labels), training=training)
+
+    def train_step(self, data):
+        images, labels = data
+        return self._adversarial_step(images, labels)
+
+
+@keras.saving.register_keras_serializable(package="drawai")
+class PerLabelGAN(_GAN):
+    """The original recipe: an independent tutorial DCGAN per label, kept in a bank of stacked variables.
+
+    `generator` / `discriminator` / the optimisers are one template "slot"; `bank[i][k]` holds label
+    k's copy of slot variable i. A training batch has one label: the step loads that label into the
+    slot, trains, and stores it back, all inside one traced function.
+    """
+
+    recipe = "per_label"
+
+    def __init__(self, *args, random_bank: bool = True, **kwargs):
+        self._random_bank = random_bank
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config, random_bank=False)  # the weights file fills the bank: skip drawing a start
+
+    def _build_networks(self):
+        self.generator = DCGANGenerator(self.noise_dim, self.width, name="generator")
+        self.discriminator = DCGANDiscriminator(self.width, name="discriminator")
+        self.discriminator(self.generator(np.zeros((1, self.noise_dim), np.float32)))
+
+    def _slot_variables(self):
+        # Everything a separate model per label would own: weights, BN statistics, Adam moments and step counts.
+        return (self.generator.variables + self.discriminator.variables + self.g_optimizer.variables
+                + self.d_optimizer.variables)
+
+    def _build_bank(self):
+        k = len(self.categories)
+        rng = np.random.default_rng(self.seed)
+        self.bank = []
+        for i, v in enumerate(self._slot_variables()):
+            bank_var = self.add_weight(shape=(k, *v.shape), dtype=v.dtype, initializer="zeros", trainable=False,
+                                       name=f"bank_{i}")
+            if self._random_bank:
+                # Keras' initialisers draw every element independently, so shuffling a fresh
+                # initialisation gives each label its own random start (constants stay constants).
+                value = ops.convert_to_numpy(v)
+                bank_var.assign(np.stack([rng.permutation(value.ravel()).reshape(value.shape) for _ in range(k)]))
+            self.bank.append(bank_var)
+        self.n_generator_variables = len(self.generator.variables)
+
+    def _load_label(self, k, generator_only=False):
+        pairs = list(zip(self._slot_variables(), self.bank, strict=True))
+        for v, b in pairs[:self.n_generator_variables] if generator_only else pairs:
+            v.assign(tf.gather(b.value, k))
+
+    def _store_label(self, k):
+        for v, b in zip(self._slot_variables(), self.bank, strict=True):
+            b.value.scatter_nd_update(tf.reshape(k, (1, 1)), tf.expand_dims(v.value, 0))
+
+    def _generator_call(self, noise, labels, training):
+        return self.generator(noise, training=training)
+
+    def _discriminator_call(self, images, labels, training):
+        return self.discriminator(images, training=training)
+
+    def train_step(self, data):
+        images, labels = data
+        k = labels[0]  # batches are built one label at a time (see `epoch_batches`)
+        self._load_label(k)
+        logs = self._adversarial_step(images, labels)
+        self._store_label(k)
+        return logs
+
+    def _generate(self, noise: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(noise), 28, 28, 1), np.float32)
+        for k in np.unique(labels):
+            rows = np.flatnonzero(labels == k)
+            self._load_label(int(k), generator_only=True)
+            out[rows] = super()._generate(noise[rows], labels[rows])
+        return out
+
+
+GAN_CLASSES = {cls.recipe: cls for cls in (ConditionalGAN, PerLabelGAN)}
+
+
+def build(config: GANConfig, categories: list[str] | None = None) -> ConditionalGAN | PerLabelGAN:
+    """A fresh, untrained model for `config` (seeded: the same config gives the same initial weights)."""
+    keras.utils.set_random_seed(config.seed)
+    return GAN_CLASSES[config.recipe](categories or cats.resolve(config.categories), noise_dim=config.noise_dim,
+                                      width=config.width, lr=config.lr, beta_1=config.beta_1, seed=config.seed,
+                                      name=f"{config.recipe}_gan")
+
+
+# --------------------------------------------------------------------------------------------------
+# Data: the canonical form in [-1, 1], and a batch order that depends only on (seed, epoch).
+
+
+def training_arrays(drawings: data.Drawings) -> tuple[np.ndarray, np.ndarray]:
+    """Drawings -> (images (N, 28, 28, 1) float32 in [-1, 1] in the canonical form, labels int32).
+
+    Drawings that `bitmaps.to_canonical` cannot read are left out with a warning: the embedded sample
+    has 19 (of 34,500) filled-in scribbles that are mostly ink, 6 of them blackberries.
+    """
+    x, _ = bitmaps.as_float_images(drawings.images)
+    readable = []
+    for i, image in enumerate(x):
+        try:
+            bitmaps.ink_box(image)
+        except bitmaps.BadBitmapError:
+            continue
+        readable.append(i)
+    if not readable:
+        raise GANInputError(f"none of the {len(drawings)} drawings can be trained on (empty or not line drawings)")
+    if len(readable) < len(drawings):
+        skipped = sorted({drawings.categories[c] for c in np.delete(drawings.labels, readable)})
+        warnings.warn(f"left out {len(drawings) - len(readable)} of {len(drawings)} drawings that are not "
+                      f"readable line drawings (empty or mostly ink), in: {', '.join(skipped)}", stacklevel=2)
+    images = bitmaps.to_canonical(x[readable]).reshape(-1, 28, 28, 1)
+    return images * 2 - 1, drawings.labels[readable].astype(np.int32)
+
+
+def epoch_batches(labels: np.ndarray, epoch: int, batch_size: int, seed: int, one_label: bool) -> list[np.ndarray]:
+    """Index batches for `epoch`. Mixed labels: a shuffle cut into full batches (the rest waits for the next
+    epoch's shuffle). `one_label`: each label's drawings shuffled and cut into near-equal batches of at most
+    `batch_size`, the batches of all labels in shuffled order. The same number of batches every epoch.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    if not one_label:
+        size = min(batch_size, len(labels))
+        order = rng.permutation(len(labels))
+        return list(order[: len(order) // size * size].reshape(-1, size))
+    out = []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        out += np.array_split(idx, -(-len(idx) // batch_size))
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def _dataset(images, labels, epochs: range, batch_size: int, seed: int, one_label: bool):
+    """All batches of `epochs` as one tf.data pipeline, and the number of batches and images per epoch."""
+    batches = [b for e in epochs for b in epoch_batches(labels, e, batch_size, seed, one_label)]
+    per_epoch = len(batches) // len(epochs)
+    index = tf.RaggedTensor.from_row_lengths(np.concatenate(batches), [len(b) for b in batches])
+    x, y = tf.constant(images), tf.constant(labels)
+
+    def gather(i):
+        return tf.gather(x, i), tf.gather(y, i)
+
+    images_per_epoch = sum(len(b) for b in batches[:per_epoch])
+    return tf.data.Dataset.from_tensor_slices(index).map(gather).prefetch(2), per_epoch, images_per_epoch
+
+
+# --------------------------------------------------------------------------------------------------
+# Files: atomic writes, the run folder (checkpoints, history, sample grids), the model folder.
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write via `write(tmp_path)` then rename over `path`: a kill leaves the old file or the new, never half.
+    The temporary name keeps the suffix (Keras insists on `.keras`)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _write_json(path: Path, obj) -> None:
+    _atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1) + "\n"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_keras(path: Path) -> ConditionalGAN | PerLabelGAN:
+    """Load a `.keras` file that must hold a draw-ai GAN; anything else is a ModelFileError."""
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a .keras archive (corrupt or a different kind of file)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a failed load also warns; the error below says it all
+            model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:
+        raise ModelFileError(f"{path} could not be loaded as a draw-ai GAN (safe_mode=True): "
+                             f"{type(e).__name__}: {str(e)[:400]}") from e
+    if not isinstance(model, tuple(GAN_CLASSES.values())):
+        raise ModelFileError(f"{path} holds a {type(model).__name__}, not a draw-ai GAN "
+                             f"({', '.join(c.__name__ for c in GAN_CLASSES.values())})")
+    return model
+
+
+def grid_image(images: np.ndarray, rows: int) -> np.ndarray:
+    """(rows * cols, 28, 28) in [0, 1] -> one uint8 picture, a 2 px grey line between drawings."""
+    cols = len(images) // rows
+    out = np.full((rows * 30 + 2, cols * 30 + 2), 64, np.uint8)
+    for i, img in enumerate(images[: rows * cols]):
+        r, c = divmod(i, cols)
+        out[2 + r * 30: 30 + r * 30, 2 + c * 30: 30 + c * 30] = np.round(img * 255)
+    return out
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """After every epoch, draw `n` of each of (up to) 10 labels from fixed noise: arrays in `.grids`
+    (epoch -> (labels * n, 28, 28)) and, with `folder`, a PNG `epoch-XXXX.png` (rows are labels)."""
+
+    def __init__(self, labels=None, n: int = 8, seed: int = 1234, folder: str | Path | None = None):
+        super().__init__()
+        self.labels, self.n, self.seed = labels, n, seed
+        self.folder = Path(folder) if folder else None
+        self.grids: dict[int, np.ndarray] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        labels = self.labels if self.labels is not None else list(range(min(10, len(self.model.categories))))
+        images = self.model.generate(labels, self.n, self.seed)
+        self.grids[epoch + 1] = images
+        if self.folder:
+            from PIL import Image
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            picture = Image.fromarray(grid_image(images, len(images) // self.n)).resize(
+                (2 * (self.n * 30 + 2), 2 * (len(images) // self.n * 30 + 2)), Image.Resampling.NEAREST)
+            _atomic_write(self.folder / f"epoch-{epoch + 1:04d}.png", lambda p: picture.save(p, format="PNG"))
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Appends every epoch's losses, time and images/s to `history`; with `run_dir`, then writes
+    `checkpoints/epoch-XXXX.keras` and `history.json` atomically (checkpoint first: history never names
+    an epoch that has no checkpoint), keeping the last `keep` checkpoints."""
+
+    def __init__(self, history: list[dict], images_per_epoch: int, run_dir: Path | None = None, keep: int = 2):
+        super().__init__()
+        self.history, self.images_per_epoch, self.run_dir, self.keep = history, images_per_epoch, run_dir, keep
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Wall time says how long it took; CPU time (all threads) says how much work it was, even
+        # on a machine shared with other jobs.
+        seconds, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu_start
+        self.history.append({"epoch": epoch + 1, **{k: round(float(v), 5) for k, v in (logs or {}).items()},
+                             "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+                             "images_per_s": round(self.images_per_epoch / seconds, 1)})
+        if self.run_dir is None:
+            return
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(folder / f"epoch-{epoch + 1:04d}.keras", self.model.save)
+        _write_json(self.run_dir / "history.json", self.history)
+        for old in _checkpoints(self.run_dir)[: -self.keep]:
+            old[1].unlink()
+
+
+def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    found = [(int(m.group(1)), p) for p in (Path(run_dir) / "checkpoints").glob("epoch-*.keras")
+             if (m := re.fullmatch(r"epoch-(\d+)\.keras", p.name))]
+    return sorted(found)
+
+
+def _resume_point(run_dir: Path, run_record: dict) -> tuple[int, ConditionalGAN | PerLabelGAN | None, list[dict]]:
+    """(epochs done, model, history) from the last loadable checkpoint of a run, or (0, None, [])."""
+    record_path = run_dir / "run.json"
+    if record_path.exists():
+        differ = _record_differences(json.loads(record_path.read_text()), run_record)
+        if differ:
+            raise ModelFileError(f"{run_dir} holds a different run (differs in: {differ}); "
+                                 "use a new run_dir, or the same config and data")
+    for epoch, path in reversed(_checkpoints(run_dir)):
+        try:
+            model = _load_keras(path)
+        except ModelFileError as e:
+            warnings.warn(f"skipping unreadable checkpoint: {e}", stacklevel=3)
+            continue
+        history_path = run_dir / "history.json"
+        history = json.loads(history_path.read_text()) if history_path.exists() else []
+        return epoch, model, [h for h in history if h["epoch"] <= epoch]
+    return 0, None, []
+
+
+def _record_differences(a: dict, b: dict) -> list[str]:
+    """The keys in which two run records differ, except `epochs`, which may grow on resume (an epoch's
+    batches do not depend on the total), and `preset`, a label."""
+    def flat(record):
+        config = {f"config.{k}": v for k, v in record.get("config", {}).items() if k not in ("epochs", "preset")}
+        return {**{k: v for k, v in record.items() if k != "config"}, **config}
+
+    a, b = flat(a), flat(b)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def configure_threads() -> None:
+    """One intra-op pool over the CPUs this process may use, and no inter-op pool on top of it
+    (the GAN step is one chain of ops: two pools only oversubscribe a small machine)."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(len(os.sched_getaffinity(0)))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TF already started: threads are fixed for this process
+
+
+def train(train_set: data.Drawings | None, config: GANConfig, run_dir: str | Path | None = None,
+          resume: bool = False, callbacks: list | None = None, verbose="auto") -> ConditionalGAN | PerLabelGAN:
+    """Train a GAN on `train_set` (None: the embedded sample's training split of `config.categories`).
+
+    With `run_dir`, every epoch writes a checkpoint, `history.json` and a sample grid PNG there, and
+    `resume=True` continues from the last complete checkpoint (a finished run returns at once).
+    The per-epoch log (losses, seconds, CPU seconds, images/s) is `model.train_history`.
+    """
+    if resume and run_dir is None:
+        raise GANInputError("resume=True needs the run_dir of the run to continue")
+    configure_threads()
+    if train_set is None:
+        train_set = data.train_test(data.load_sample(config.categories))[0]
+    if list(train_set.categories) != cats.resolve(config.categories):
+        raise GANInputError(f"the drawings' categories ({len(train_set.categories)}) are not config.categories "
+                            f"({config.categories!r}); set config.categories to match")
+    images, labels = training_arrays(train_set)
+    record = {"kind": "drawai.gan.run", "config": config.to_dict(), "data_checksum": train_set.checksum,
+              "data_source": train_set.source, "n_train": len(labels)}
+    start, model, history = 0, None, []
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        if _checkpoints(run_dir) and not resume:
+            raise ModelFileError(f"{run_dir} already has checkpoints; pass resume=True to continue that run, "
+                                 "or use a new run_dir (nothing was overwritten)")
+        if resume:
+            start, model, history = _resume_point(run_dir, record)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "run.json", record)
+    if model is None:
+        model = build(config, list(train_set.categories))
+    model.train_record = record
+    if start >= config.epochs:
+        model.train_history = history
+        return model
+    dataset, steps, images_per_epoch = _dataset(images, labels, range(start, config.epochs), config.batch_size,
+                                                config.seed, one_label=config.recipe == "per_label")
+    model.compile(optimizer=None, jit_compile=False)
+    all_callbacks = [EpochLog(history, images_per_epoch, run_dir)]
+    if run_dir is not None:
+        all_callbacks.append(SampleGrid(folder=run_dir / "samples"))
+    all_callbacks += list(callbacks or [])
+    model.fit(dataset, epochs=config.epochs, initial_epoch=start, steps_per_epoch=steps, callbacks=all_callbacks,
+              shuffle=False, verbose=verbose)
+    model.train_history = history
+    return model
+
+
+# --------------------------------------------------------------------------------------------------
+# The model folder.
+
+
+def save(model: ConditionalGAN | PerLabelGAN, path: str | Path, config: GANConfig | None = None,
+         data_checksum: str | None = None, metrics: dict | None = None, command: str | None = None) -> Path:
+    """Write `path/model.keras` and `path/manifest.json` (atomically, manifest last). Config and data
+    default to what `train` recorded. A folder that holds anything but a draw-ai GAN is refused untouched."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise ModelFileError(f"{path} exists and is not a folder; nothing was overwritten")
+        if any(path.iterdir()) and _manifest_kind(path) != MANIFEST_KIND:
+            raise ModelFileError(f"{path} is not empty and is not a draw-ai GAN folder; "
+                                 "nothing was overwritten (choose another path)")
+    record = getattr(model, "train_record", None) or getattr(model, "manifest", None) or {}
+    history = getattr(model, "train_history", None) or []
+    path.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path / MODEL_FILE, model.save)
+    manifest = {
+        "kind": MANIFEST_KIND, "format": 1, "recipe": model.recipe, "categories": list(model.categories),
+        "input_form": INPUT_FORM, "config": config.to_dict() if config else record.get("config", model.get_config()),
+        "data_checksum": data_checksum if data_checksum is not None else record.get("data_checksum", ""),
+        "data_source": record.get("data_source", ""), "n_train": record.get("n_train"),
+        "metrics": {**({"epochs": history[-1]["epoch"], "last_epoch": history[-1],
+                        "train_seconds": round(sum(h["seconds"] for h in history), 1),
+                        "train_cpu_seconds": round(sum(h.get("cpu_seconds", 0) for h in history), 1)}
+                       if history else {}),
+                    **(metrics or {})},
+        "command": command if command is not None else shlex.join(sys.argv),
+        "weights": {"file": MODEL_FILE, "sha256": _sha256(path / MODEL_FILE)},
+        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_json(path / MANIFEST_FILE, manifest)
+    return path
+
+
+def _manifest_kind(folder: Path) -> str | None:
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest.get("kind") if isinstance(manifest, dict) else None
+
+
+def load(path: str | Path) -> ConditionalGAN | PerLabelGAN:
+    """Load a model folder written by `save`, checking the manifest against the weights (safe_mode=True)."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{path} is not a draw-ai GAN folder: cannot read {MANIFEST_FILE} ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        raise ModelFileError(f"{path / MANIFEST_FILE} is not a draw-ai GAN manifest "
+                             f"(kind {manifest.get('kind') if isinstance(manifest, dict) else None!r})")
+    weights = path / MODEL_FILE
+    if not weights.exists():
+        raise ModelFileError(f"{weights} is missing")
+    expected = manifest.get("weights", {}).get("sha256")
+    if _sha256(weights) != expected:
+        raise ModelFileError(f"{weights} does not match its manifest (SHA-256 differs): corrupt, or replaced "
+                             "by another model's file")
+    model = _load_keras(weights)
+    if model.recipe != manifest.get("recipe") or list(model.categories) != manifest.get("categories"):
+        raise ModelFileError(f"{weights} ({model.recipe}, {len(model.categories)} categories) does not match its "
+                             f"manifest ({manifest.get('recipe')}, {len(manifest.get('categories') or [])})")
+    model.manifest = manifest
+    return model

@@ -1,0 +1,321 @@
+"""The generator (drawai/gan.py): tiny models on a few real drawings, so the whole file runs in well under 2 minutes."""
+
+import json
+import os
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from drawai import data, gan
+from drawai.categories import UnknownCategoryError
+
+CATS = ["apple", "cloud", "door"]
+
+
+def tiny_config(recipe="conditional", **overrides):
+    return gan.GANConfig(**{"recipe": recipe, "categories": CATS, "epochs": 2, "batch_size": 8, "lr": 1e-3,
+                            "noise_dim": 8, "width": 8, "seed": 3, **overrides})
+
+
+@pytest.fixture(scope="module")
+def drawings():
+    """8 real drawings of each of CATS (24 in all)."""
+    sample = data.load_sample(CATS)
+    keep = np.concatenate([np.flatnonzero(sample.labels == c)[:8] for c in range(len(CATS))])
+    return sample.subset(keep)
+
+
+@pytest.fixture(scope="module", params=gan.RECIPES)
+def trained(request, drawings, tmp_path_factory):
+    """(model, config, run_dir) after one epoch of training, for each recipe."""
+    config = tiny_config(request.param, epochs=1)
+    run_dir = tmp_path_factory.mktemp(f"run-{request.param}")
+    return gan.train(drawings, config, run_dir=run_dir, verbose=0), config, run_dir
+
+
+def weights(variables):
+    return [v.numpy() for v in variables]
+
+
+def changed(before, after):
+    return any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+# --- config and data ---------------------------------------------------------------------------
+
+
+def test_presets_are_valid_configs_for_both_recipes():
+    for preset in gan.PRESETS:
+        for recipe in gan.RECIPES:
+            config = gan.GANConfig.from_preset(preset, recipe=recipe)
+            assert (config.recipe, config.preset) == (recipe, preset)
+            assert config.batch_size == gan.RECIPE_DEFAULTS[recipe]["batch_size"]
+    assert gan.GANConfig.from_preset("full").categories == "all"
+    assert gan.GANConfig.from_preset("demo", epochs=3).epochs == 3
+
+
+@pytest.mark.parametrize("bad", [dict(recipe="vae"), dict(epochs=0), dict(epochs=2.5), dict(batch_size=1),
+                                 dict(width=10), dict(lr=0), dict(beta_1=1.0), dict(seed=-1), dict(noise_dim=True)])
+def test_bad_config_is_a_clear_error(bad):
+    with pytest.raises(gan.GANInputError, match=next(iter(bad))):
+        tiny_config(**bad)
+
+
+def test_unknown_category_or_preset_in_config():
+    with pytest.raises(UnknownCategoryError, match="did you mean 'apple'"):
+        tiny_config(categories=["aple"])
+    with pytest.raises(gan.GANInputError, match="unknown preset"):
+        gan.GANConfig.from_preset("huge")
+
+
+def test_training_data_must_match_config_categories(drawings):
+    with pytest.raises(gan.GANInputError, match="categories"):
+        gan.train(drawings, tiny_config(categories=["apple", "cloud"]))
+    with pytest.raises(gan.GANInputError, match="run_dir"):
+        gan.train(drawings, tiny_config(), resume=True)
+
+
+def test_training_arrays_are_canonical_in_minus_one_to_one(drawings):
+    images, labels = gan.training_arrays(drawings)
+    assert images.shape == (24, 28, 28, 1) and images.dtype == np.float32 and labels.dtype == np.int32
+    assert images.min() == -1 and 0.9 < images.max() <= 1
+
+
+def test_training_arrays_leave_out_unreadable_drawings(drawings):
+    images = drawings.images.copy()
+    images[4] = 255  # all ink: not a line drawing
+    images[9] = 0  # no ink at all
+    broken = data.Drawings(images, drawings.labels, drawings.categories, drawings.source)
+    with pytest.warns(UserWarning, match="left out 2 of 24 .* in: apple, cloud"):
+        x, labels = gan.training_arrays(broken)
+    assert len(x) == 22 and np.array_equal(labels, np.delete(drawings.labels, [4, 9]))
+    empty = data.Drawings(np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.int64), ("apple",), "test")
+    with pytest.raises(gan.GANInputError, match="none of the 2"):
+        gan.training_arrays(empty)
+
+
+def test_epoch_batches_mixed_labels():
+    labels = np.repeat(np.arange(3), 10)
+    first = gan.epoch_batches(labels, epoch=0, batch_size=8, seed=1, one_label=False)
+    assert [len(b) for b in first] == [8, 8, 8]  # full batches only; the 6 left over wait for another shuffle
+    assert len(np.unique(np.concatenate(first))) == 24
+    again = gan.epoch_batches(labels, epoch=0, batch_size=8, seed=1, one_label=False)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    other = gan.epoch_batches(labels, epoch=1, batch_size=8, seed=1, one_label=False)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_epoch_batches_one_label_per_batch():
+    labels = np.array([0] * 10 + [1] * 3 + [2] * 8)
+    batches = gan.epoch_batches(labels, epoch=2, batch_size=4, seed=0, one_label=True)
+    assert all(len(np.unique(labels[b])) == 1 and len(b) <= 4 for b in batches)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(labels)))  # every drawing once
+    assert len(batches) == 3 + 1 + 2
+
+
+# --- networks and the training step ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe", gan.RECIPES)
+def test_shapes(recipe):
+    model = gan.build(tiny_config(recipe))
+    noise, labels = np.zeros((5, 8), np.float32), np.array([0, 1, 2, 0, 1], np.int32)
+    fake = model((noise, labels))
+    assert tuple(fake.shape) == (5, 28, 28, 1)
+    assert -1 <= float(keras.ops.min(fake)) and float(keras.ops.max(fake)) <= 1
+    assert tuple(model._discriminator_call(fake, labels, False).shape) == (5,)
+    one = model.generate("cloud", n=4, seed=0)
+    assert one.shape == (4, 28, 28) and one.dtype == np.float32 and 0 <= one.min() and one.max() <= 1
+    assert model.generate(["apple", 2], n=3, seed=0).shape == (6, 28, 28)
+
+
+@pytest.mark.parametrize("recipe", gan.RECIPES)
+def test_one_train_step_changes_generator_and_discriminator(recipe, drawings):
+    model = gan.build(tiny_config(recipe))
+    images, labels = gan.training_arrays(drawings)
+    batch = labels == 1 if recipe == "per_label" else slice(0, 24, 3)  # per_label batches hold one label
+    slot = model.generator.trainable_variables, model.discriminator.trainable_variables
+    before = [weights(v) for v in slot]
+    bank_before = weights(getattr(model, "bank", []))
+    logs = model.train_step((images[batch], labels[batch]))
+    assert np.isfinite(float(logs["g_loss"])) and np.isfinite(float(logs["d_loss"]))
+    if recipe == "conditional":
+        assert changed(before[0], weights(slot[0])) and changed(before[1], weights(slot[1]))
+    else:
+        # Label 1's generator and discriminator (kept in the bank) changed; the other labels' did not.
+        n_g, n_d = len(model.generator.variables), len(model.discriminator.variables)
+        after = weights(model.bank)
+        for k in range(3):
+            label_k = [(before_k[k], after_k[k]) for before_k, after_k in zip(bank_before, after, strict=True)]
+            gen, disc = label_k[:n_g], label_k[n_g:n_g + n_d]
+            assert changed(*zip(*gen, strict=True)) == (k == 1) and changed(*zip(*disc, strict=True)) == (k == 1)
+    assert int(model.step_counter.numpy()) == 1
+
+
+def test_per_label_generators_start_different():
+    model = gan.build(tiny_config("per_label"))
+    kernel = model.bank[0].numpy()  # the first Dense kernel of each label's generator
+    assert kernel.shape[0] == 3 and not np.array_equal(kernel[0], kernel[1])
+    assert np.allclose(np.sort(kernel[0].ravel()), np.sort(kernel[1].ravel()))  # same initialiser
+
+
+# --- generate ----------------------------------------------------------------------------------
+
+
+def test_generate_is_deterministic_and_label_conditional(trained):
+    model, _, _ = trained
+    a = model.generate(["apple", "door"], n=4, seed=7)
+    assert np.array_equal(a, model.generate(["apple", "door"], n=4, seed=7))
+    assert not np.array_equal(a, model.generate(["apple", "door"], n=4, seed=8))
+    # Same seed, so the same noise: the label alone changes the drawing.
+    assert np.abs(model.generate("apple", 4, seed=7) - model.generate("door", 4, seed=7)).mean() > 1e-3
+    assert np.array_equal(a[:4], model.generate("apple", 4, seed=7))
+    assert np.array_equal(model.generate(2, 2, seed=1), model.generate("door", 2, seed=1))
+
+
+@pytest.mark.parametrize("labels, n, seed, match", [
+    ("aple", 1, 0, "did you mean 'apple'"),
+    ("cat", 1, 0, "not one of them"),
+    (3, 1, 0, "out of range"),
+    (-1, 1, 0, "out of range"),
+    ([], 1, 0, "non-empty"),
+    ([0, 1.5], 1, 0, "name or an index"),
+    ([True], 1, 0, "name or an index"),
+    ("apple", 0, 0, "positive"),
+    ("apple", 2.0, 0, "positive"),
+    (["apple", "door"], gan.MAX_GENERATE, 0, "at most"),
+    ("apple", 1, -3, "seed"),
+])
+def test_generate_bad_input_is_a_clear_error(trained, labels, n, seed, match):
+    with pytest.raises(ValueError, match=match):
+        trained[0].generate(labels, n, seed)
+
+
+# --- save / load -------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip(trained, tmp_path, drawings):
+    model, config, _ = trained
+    folder = gan.save(model, tmp_path / "gan", config, data_checksum=drawings.checksum, command="pytest")
+    loaded = gan.load(folder)
+    assert type(loaded) is type(model) and loaded.categories == model.categories
+    assert np.array_equal(loaded.generate(CATS, 3, seed=5), model.generate(CATS, 3, seed=5))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["categories"] == CATS and manifest["recipe"] == config.recipe
+    assert manifest["config"] == config.to_dict() and manifest["data_checksum"] == drawings.checksum
+    assert manifest["metrics"]["epochs"] == 1 and manifest["metrics"]["last_epoch"]["images_per_s"] > 0
+    assert manifest["command"] == "pytest"
+    # Saving again over our own folder is allowed; config and data default to what train() recorded.
+    gan.save(model, folder)
+    again = gan.load(folder)
+    assert again.manifest["config"] == config.to_dict() and again.manifest["data_checksum"] == drawings.checksum
+    assert again.manifest["n_train"] == len(drawings)
+    assert sorted(os.listdir(folder)) == ["manifest.json", "model.keras"]  # no temp files left
+
+
+def test_save_refuses_a_foreign_folder(trained, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(gan.ModelFileError, match="nothing was overwritten"):
+        gan.save(trained[0], tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"] and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def fake_gan_folder(folder, write_model):
+    """A folder whose manifest claims a draw-ai GAN, around a model.keras written by `write_model`."""
+    folder.mkdir()
+    write_model(folder / "model.keras")
+    manifest = {"kind": gan.MANIFEST_KIND, "recipe": "conditional", "categories": CATS,
+                "weights": {"file": "model.keras", "sha256": gan._sha256(folder / "model.keras")}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_safe_mode_refuses_a_lambda(tmp_path):
+    doubling = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: x * 2)])
+    folder = fake_gan_folder(tmp_path / "lambda", doubling.save)
+    with pytest.raises(gan.ModelFileError, match="safe_mode"):
+        gan.load(folder)
+
+
+def test_load_refuses_foreign_corrupt_and_mismatched_files(trained, tmp_path):
+    dense = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with pytest.raises(gan.ModelFileError, match="holds a Sequential"):
+        gan.load(fake_gan_folder(tmp_path / "foreign", dense.save))
+    with pytest.raises(gan.ModelFileError, match="not a .keras archive"):
+        gan.load(fake_gan_folder(tmp_path / "junk", lambda p: p.write_bytes(b"not a zip" * 100)))
+    with pytest.raises(gan.ModelFileError, match="manifest"):
+        gan.load(tmp_path)  # no manifest at all
+    folder = gan.save(trained[0], tmp_path / "good", trained[1])
+    data_before = (folder / "model.keras").read_bytes()
+    with zipfile.ZipFile(folder / "model.keras", "a") as z:
+        z.writestr("extra.txt", "edited")
+    with pytest.raises(gan.ModelFileError, match="SHA-256"):
+        gan.load(folder)
+    (folder / "model.keras").write_bytes(data_before[: len(data_before) // 2])
+    with pytest.raises(gan.ModelFileError, match="SHA-256"):
+        gan.load(folder)
+    # Weights that truly belong to another model (other categories), with a manifest that agrees
+    # on the hash but not on the categories.
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "model.keras").write_bytes(data_before)
+    manifest["categories"] = ["apple", "cloud", "house"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(gan.ModelFileError, match="does not match its manifest"):
+        gan.load(folder)
+
+
+# --- checkpoints and resume --------------------------------------------------------------------
+
+
+class KillAt(keras.callbacks.Callback):
+    """Stands in for a kill: dies inside epoch `epoch` (1-based), before it is checkpointed."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch:
+            raise KeyboardInterrupt("killed")
+
+
+def test_resume_continues_from_the_last_checkpoint(drawings, tmp_path):
+    config = tiny_config(epochs=2)
+    straight = gan.train(drawings, config, verbose=0)
+    assert [h["epoch"] for h in straight.train_history] == [1, 2]  # logged even without a run_dir
+    assert all(h["images_per_s"] > 0 and h["cpu_seconds"] > 0 for h in straight.train_history)
+
+    run_dir = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        gan.train(drawings, config, run_dir=run_dir, verbose=0, callbacks=[KillAt(2)])
+    assert [p.name for _, p in gan._checkpoints(run_dir)] == ["epoch-0001.keras"]
+    assert not [p for p in (run_dir / "checkpoints").iterdir() if ".tmp" in p.name]
+    with pytest.raises(gan.ModelFileError, match="resume=True"):
+        gan.train(drawings, config, run_dir=run_dir, verbose=0)  # would overwrite: refused
+
+    resumed = gan.train(drawings, config, run_dir=run_dir, resume=True, verbose=0)
+    assert [h["epoch"] for h in resumed.train_history] == [1, 2]
+    assert int(resumed.step_counter.numpy()) == int(straight.step_counter.numpy()) == 2 * 3
+    # Same batches, same noise, restored optimiser state: the resumed run ends where the straight one does.
+    for a, b in zip(straight.generator.variables, resumed.generator.variables, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+    assert (run_dir / "samples" / "epoch-0002.png").exists()
+
+    done = gan.train(drawings, config, run_dir=run_dir, resume=True, verbose=0)  # finished: nothing to do
+    assert [h["epoch"] for h in done.train_history] == [1, 2]
+    with pytest.raises(gan.ModelFileError, match="different run"):
+        gan.train(drawings, tiny_config(epochs=2, lr=2e-3), run_dir=run_dir, resume=True, verbose=0)
+
+
+def test_checkpoint_restores_the_model(trained):
+    model, config, run_dir = trained
+    epoch, restored, history = gan._resume_point(run_dir, json.loads((run_dir / "run.json").read_text()))
+    assert epoch == 1 and [h["epoch"] for h in history] == [1]
+    assert np.array_equal(restored.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
+    if config.recipe == "per_label":
+        assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.bank, restored.bank, strict=True))
