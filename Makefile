@@ -36,7 +36,7 @@ test-fast: env
 	$(PY) -m pytest -x -m "not slow and not browser"
 
 bench: env
-	$(PY) -m drawai.bench
+	$(PY) -m drawai.bench $(ARGS)
 
 lab: env
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 notebooks/
