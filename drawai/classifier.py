@@ -312,6 +312,8 @@ def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = 
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
+        if "torch_rng" in state:  # dropout draws from torch's global generator
+            torch.set_rng_state(state["torch_rng"])
         history, start_epoch = state["history"], state["epoch"]
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress or rank > 0,
@@ -354,8 +356,8 @@ def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = 
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "generator": gen.get_state(), "history": history, "epoch": epoch + 1,
-                        "config": asdict(config)}, tmp)
+                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
+                        "epoch": epoch + 1, "config": asdict(config)}, tmp)
             os.replace(tmp, ckpt)
         distributed.barrier()  # no process starts the next epoch (or returns) before the checkpoint is whole
         if on_epoch:
