@@ -240,6 +240,15 @@ def sum_over_ranks(*numbers: float) -> list[float]:
     return t.tolist()
 
 
+def check_same(value: int, what: str) -> None:
+    """Fail on every process, rather than hang later, when the processes disagree about `value`."""
+    if rank_and_world()[1] > 1:
+        t = torch.tensor([value, -value], dtype=torch.int64, device=default_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        if t[0] != -t[1]:
+            raise ValueError(f"the processes disagree about {what}: from {-t[1].item()} to {t[0].item()}")
+
+
 def sync_buffers(model: torch.nn.Module) -> None:
     """Give every process rank 0's BatchNorm running statistics (DDP syncs gradients, not these)."""
     if rank_and_world()[1] > 1:
@@ -280,59 +289,81 @@ def top_k_sharded(model: torch.nn.Module, dataset: Dataset, device: torch.device
 
 # --- how fast: images/second ---------------------------------------------------------------------------------
 
+def _training_rate(tmp: str, procs: int, threads: int, args: list[str]) -> float:
+    """Images/s of `scripts/train_ddp.py` under torchrun on 127.0.0.1: training drawings / median epoch time,
+    leaving out the first epoch (warm-up)."""
+    out = Path(tmp) / f"run-{len(os.listdir(tmp))}"
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--rdzv-backend=c10d",
+           "--rdzv-endpoint=127.0.0.1:0", str(ROOT / "scripts" / "train_ddp.py"), *args,
+           "--threads", str(threads), "--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if run.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-3000:]}")
+    manifest = json.loads((out / "model" / "manifest.json").read_text())
+    return manifest["data"]["train_drawings"] / float(np.median([h["seconds"] for h in manifest["history"][1:]]))
+
+
 def throughput(layouts=((1, 1), (1, 2), (2, 1)), categories="classic10", per_class: int = 100, epochs: int = 3,
                batch_size: int = 128, workers=(0, 1, 2), verbose: bool = True) -> dict:
-    """Measure and print images/second: training per (processes, threads each), preprocessing per worker count.
+    """Measure and print images/second, three ways (`make bench`; `python -m drawai.distributed`):
 
-    Training: `scripts/train_ddp.py` under torchrun on 127.0.0.1, on the embedded sample (canonicalised
-    once, so this is the model and the gradient all-reduce); the rate is the training drawings over the
-    median epoch time, leaving out the first epoch (warm-up). Preprocessing: a DataLoader pass over
-    numpy_bitmap files written from the sample (`bitmaps.numpy_bitmap_style`), canonicalising in 0, 1, 2...
-    worker processes. Every process and worker competes for the same cores, so compare layouts that use
-    the same number of cores, and read the numbers against the load average printed with them.
+    - model: training on the embedded sample, canonicalised once up front (so the model and the gradient
+      all-reduce), for each (processes, threads per process) in `layouts`;
+    - preprocessing: `to_canonical` over numpy_bitmap files (written from the sample with
+      `bitmaps.numpy_bitmap_style`) through a DataLoader with 0, 1, 2... `workers`;
+    - end to end: training from those files, 1 and 2 processes with one DataLoader worker each.
+    Every process and worker competes for the same cores: compare layouts that use as many cores, and read
+    the numbers against the machine's load average, printed with them.
     """
     names = cats.resolve(categories)
-    result = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0], "training": {}, "preprocessing": {}}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    result = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0], "model": {}, "preprocessing": {},
+              "end_to_end": {}}
     say = print if verbose else (lambda *a, **k: None)
+    plural = lambda n, word: f"{n} {word}{'' if n == 1 else 'es' if word.endswith('s') else 's'}"  # noqa: E731
     say(f"draw-ai throughput: {os.cpu_count()} CPUs, load average {result['load_average']:.1f} at the start; "
-        f"{len(names)} categories, {per_class} drawings each, batch {batch_size}")
+        f"{len(names)} categories, {per_class} drawings each, batch {batch_size}, images/s")
+    common = ["--categories", *names, "--per-class", str(per_class), "--epochs", str(epochs),
+              "--batch-size", str(batch_size)]
     with tempfile.TemporaryDirectory(prefix="drawai-bench-") as tmp:
+        runs, cache = Path(tmp) / "runs", Path(tmp) / "cache"
+        runs.mkdir()
         for procs, threads in layouts:
-            out = Path(tmp) / f"train-{procs}x{threads}"
-            cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--rdzv-backend=c10d",
-                   "--rdzv-endpoint=127.0.0.1:0", str(ROOT / "scripts" / "train_ddp.py"), "--source", "sample",
-                   "--categories", *names, "--per-class", str(per_class), "--epochs", str(epochs),
-                   "--batch-size", str(batch_size), "--threads", str(threads), "--out", str(out), "--no-progress"]
-            run = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if run.returncode:
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-3000:]}")
-            manifest = json.loads((out / "model" / "manifest.json").read_text())
-            seconds = float(np.median([h["seconds"] for h in manifest["history"][1:]]))
-            rate = manifest["data"]["train_drawings"] / seconds
-            result["training"][f"{procs}x{threads}"] = rate
-            say(f"  training, {procs} process{'es' if procs > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
-                f": {rate:8.0f} images/s")
-        one, two = result["training"].get("1x1"), result["training"].get("2x1")
+            rate = result["model"][f"{procs}x{threads}"] = _training_rate(runs, procs, threads,
+                                                                          ["--source", "sample", *common])
+            say(f"  model, {plural(procs, 'process')} x {plural(threads, 'thread')}: {rate:8.0f}")
+        one, two = result["model"].get("1x1"), result["model"].get("2x1")
         if one and two:
             result["scaling_efficiency"] = two / (2 * one)
-            say(f"  2 processes vs 1 (1 thread each): speed-up {two / one:.2f}x, "
+            say(f"  model, 2 processes vs 1 (1 thread each): speed-up {two / one:.2f}x, "
                 f"scaling efficiency {result['scaling_efficiency']:.0%}")
+
         sample = data.load_sample(names)
         for c, name in enumerate(names):
             rows = bitmaps.numpy_bitmap_style(sample.images[sample.labels == c][:per_class], seed=c)
-            path = download.cached_path(name, "numpy_bitmap", tmp)
+            path = download.cached_path(name, "numpy_bitmap", cache)
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, rows.reshape(len(rows), -1))
-        dataset = NumpyBitmapDataset(names, "all", cache_dir=tmp)
-        for n in workers:
-            loader = DataLoader(dataset, batch_size=64, num_workers=n)
-            t0 = time.perf_counter()
-            count = sum(len(y) for _, y in loader)
-            rate = count / (time.perf_counter() - t0)
-            result["preprocessing"][n] = rate
-            say(f"  canonicalising numpy_bitmap drawings, {n} DataLoader worker{'s' if n != 1 else ''}: "
-                f"{rate:8.0f} images/s")
+        dataset = NumpyBitmapDataset(names, "all", cache_dir=cache)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in a torchrun process (and in DataLoader workers, which torch sets so)
+        try:
+            for n in workers:
+                loader = DataLoader(dataset, batch_size=64, num_workers=n, persistent_workers=n > 0)
+                sum(len(y) for _, y in loader)  # warm-up: workers started, files mapped
+                t0 = time.perf_counter()
+                count = sum(len(y) for _ in range(2) for _, y in loader)
+                rate = result["preprocessing"][n] = count / (time.perf_counter() - t0)
+                del loader  # stops its workers
+                say(f"  preprocessing (to_canonical), {plural(n, 'DataLoader worker')}: {rate:8.0f}")
+        finally:
+            torch.set_num_threads(threads)
+
+        for procs in (1, 2):
+            args = ["--source", "numpy_bitmap", "--cache-dir", str(cache), "--workers", "1", "--eval-per-class", "0"]
+            rate = result["end_to_end"][procs] = _training_rate(runs, procs, 1, [*args, *common])
+            say(f"  end to end from numpy_bitmap files, {plural(procs, 'process')} x 1 thread, 1 worker each: "
+                f"{rate:8.0f}")
     return result
 
 
