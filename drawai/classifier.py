@@ -315,6 +315,7 @@ def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = 
         if "torch_rng" in state:  # dropout draws from torch's global generator
             torch.set_rng_state(state["torch_rng"])
         history, start_epoch = state["history"], state["epoch"]
+    distributed.check_same(start_epoch, f"the epoch to start from ({ckpt} must be on storage every machine sees)")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress or rank > 0,
                initial=start_epoch, total=config.epochs)
