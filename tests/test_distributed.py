@@ -68,7 +68,7 @@ def test_dataset_holds_exactly_the_rule_s_rows(cache, part, cap):
     ds = distributed.NumpyBitmapDataset(NAMES, part, max_per_class=cap, cache_dir=root, canonical=False)
     images, labels = expected(files, part, cap)
     assert len(ds) == len(labels) and ds.categories == tuple(NAMES)
-    got, got_labels = ds.bitmaps(np.arange(len(ds)))
+    got, got_labels = ds.raw(np.arange(len(ds)))
     np.testing.assert_array_equal(got, images)
     np.testing.assert_array_equal(got_labels, labels)
     shuffled = np.random.default_rng(0).permutation(len(ds))  # any order, any batch: the same items
@@ -85,8 +85,8 @@ def test_train_and_test_parts_split_every_class(cache):
     small = distributed.NumpyBitmapDataset(NAMES, "test", max_per_class=10, cache_dir=root, canonical=False)
     big = distributed.NumpyBitmapDataset(NAMES, "test", max_per_class=30, cache_dir=root, canonical=False)
     for c in range(3):
-        a = small.bitmaps(np.flatnonzero(small.locate(np.arange(len(small)))[0] == c))[0]
-        b = big.bitmaps(np.flatnonzero(big.locate(np.arange(len(big)))[0] == c))[0]
+        a = small.raw(np.flatnonzero(small.locate(np.arange(len(small)))[0] == c))[0]
+        b = big.raw(np.flatnonzero(big.locate(np.arange(len(big)))[0] == c))[0]
         np.testing.assert_array_equal(a, b[:len(a)])
     assert parts["train"].checksum != parts["test"].checksum != small.checksum
 
