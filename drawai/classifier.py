@@ -255,7 +255,8 @@ def write_json(path: Path, obj) -> None:
 
 # --- training ------------------------------------------------------------------------------------------------
 
-def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = None,
+def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
+          test_set: Drawings | torch.utils.data.Dataset | None = None,
           checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
           on_epoch=None, progress: bool = True, num_workers: int = 0,
           device: str | torch.device | None = None) -> tuple[Classifier, list[dict]]:
@@ -274,7 +275,8 @@ def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = 
     rank, world = distributed.rank_and_world()
     device = torch.device(device) if device is not None else distributed.default_device()
     # The in-memory CPU path below is the original loop, unchanged; everything else reads DataLoaders.
-    streamed = world > 1 or device.type != "cpu" or not isinstance(train_set, Drawings)
+    streamed = (world > 1 or device.type != "cpu" or not isinstance(train_set, Drawings)
+                or not isinstance(test_set, Drawings | None))
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -304,8 +306,7 @@ def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = 
     start_epoch = 0
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
     if ckpt and resume and ckpt.exists():
-        # tensors and plain containers only: no code runs
-        state = torch.load(ckpt, weights_only=True, map_location="cpu")
+        state = torch.load(ckpt, weights_only=True, map_location="cpu")  # tensors and plain containers: no code runs
         if state["config"] != asdict(config):
             raise ValueError(f"{ckpt} was made with another configuration; use a new folder or resume=False")
         model.load_state_dict(state["model"])
