@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from drawai import bitmaps
+from drawai import bitmaps, distributed
 from drawai import categories as cats
 from drawai.data import Drawings
 
@@ -271,26 +271,53 @@ def write_json(path: Path, obj) -> None:
 
 # --- training ------------------------------------------------------------------------------------------------
 
-def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = None,
+def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
+          test_set: Drawings | torch.utils.data.Dataset | None = None,
           checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-          on_epoch=None, progress: bool = True) -> tuple[Classifier, list[dict]]:
+          on_epoch=None, progress: bool = True, num_workers: int = 0,
+          device: str | torch.device | None = None) -> tuple[Classifier, list[dict]]:
     """Train a classifier; returns it and the per-epoch history.
 
     With `checkpoint_dir`, the full training state is written atomically after every epoch, and
     `resume=True` continues from the last complete epoch (the result equals an uninterrupted run).
+
+    Past one machine (drawai/distributed.py): `train_set` and `test_set` may also be torch Datasets of
+    (canonical (1, 28, 28) image, label) with `categories`, `source` and `checksum` (the full dataset:
+    `distributed.NumpyBitmapDataset`), read by DataLoaders with `num_workers` worker processes each.
+    Under torchrun every process trains on its shard of each epoch, `config.batch_size` is the global
+    batch, DDP averages the gradients, and rank 0 alone writes the checkpoint, which holds nothing that
+    depends on the number of processes: any number can resume it. `device`: default the process's GPU if any.
     """
+    rank, world = distributed.rank_and_world()
+    device = torch.device(device) if device is not None else distributed.default_device()
+    # The in-memory CPU path below is the original loop, unchanged; everything else reads DataLoaders.
+    streamed = (world > 1 or device.type != "cpu" or not isinstance(train_set, Drawings)
+                or not isinstance(test_set, Drawings | None))
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    x = torch.from_numpy(canonical_images(train_set))[:, None]
-    # The second rendering (heavier strokes) that half of each augmented batch is drawn from.
-    x_alt = torch.from_numpy(bitmaps.to_canonical(heavier_strokes(train_set.images)))[:, None] if config.augment else x
-    y = torch.from_numpy(train_set.labels)
-    x_test = torch.from_numpy(canonical_images(test_set))[:, None] if test_set is not None else None
+    if streamed:  # DataLoaders; the full dataset's numpy_bitmap drawings already have heavy strokes
+        if isinstance(train_set, Drawings):
+            train_data = distributed.tensor_dataset(train_set, canonical_images(train_set))
+        else:
+            train_data = train_set
+        loader = distributed.train_loader(train_data, config.batch_size, config.seed, num_workers)
+        if isinstance(test_set, Drawings):
+            test_data = distributed.tensor_dataset(test_set, canonical_images(test_set))
+        else:
+            test_data = test_set
+    else:
+        x = torch.from_numpy(canonical_images(train_set))[:, None]
+        # The second rendering (heavier strokes) that half of each augmented batch is drawn from.
+        x_alt = torch.from_numpy(bitmaps.to_canonical(heavier_strokes(train_set.images)))[:, None] if config.augment \
+            else x
+        y = torch.from_numpy(train_set.labels)
+        x_test = torch.from_numpy(canonical_images(test_set))[:, None] if test_set is not None else None
     n_classes = len(train_set.categories)
-    model = build_model(config.arch, n_classes, config.arch_kwargs).to(memory_format=torch.channels_last)
+    model = build_model(config.arch, n_classes, config.arch_kwargs).to(device, memory_format=torch.channels_last)
+    net = distributed.wrap(model, device)  # DDP when there are several processes
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(x) / config.batch_size)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     if total_steps >= 4:  # one-cycle: a quarter warming up, the rest annealing
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps,
@@ -302,8 +329,8 @@ def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = 
     start_epoch = 0
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
     if ckpt and resume and ckpt.exists():
-        try:
-            state = torch.load(ckpt, weights_only=True)  # tensors and plain containers only: no code runs
+        try:  # tensors and plain containers only: no code runs
+            state = torch.load(ckpt, weights_only=True, map_location="cpu")
         except Exception as e:  # an unpickling error names what the file tried to load
             raise ValueError(f"{ckpt} is not a draw-ai checkpoint (refused to load it: "
                              f"{str(e).splitlines()[0]})") from None
@@ -313,52 +340,70 @@ def train(train_set: Drawings, config: TrainConfig, test_set: Drawings | None = 
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])  # dropout draws from torch's global generator
+        if "torch_rng" in state:  # dropout draws from torch's global generator
+            torch.set_rng_state(state["torch_rng"])
         history, start_epoch = state["history"], state["epoch"]
+    distributed.check_same(start_epoch, f"the epoch to start from ({ckpt} must be on storage every machine sees)")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress,
+    bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress or rank > 0,
                initial=start_epoch, total=config.epochs)
     for epoch in bar:
         model.train()
         t0, total, correct, seen = time.perf_counter(), 0.0, 0, 0
-        order = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), config.batch_size):
-            idx = order[i:i + config.batch_size]
-            xb, yb = x[idx], y[idx]
+        if streamed:  # this process's shard; its randomness seeded by (seed, epoch, rank): nothing to checkpoint
+            loader.sampler.set_epoch(epoch)
+            batches, aug_gen = loader, distributed.epoch_generator(config.seed, epoch, rank)
+        else:
+            order = torch.randperm(len(x), generator=gen)
+            batches = (_pick(x, x_alt, y, idx, config.augment, gen) for idx in order.split(config.batch_size))
+            aug_gen = gen
+        for xb, yb in batches:
             if config.augment:
-                heavy = torch.rand(len(idx), 1, 1, 1, generator=gen) < 0.5
-                xb = augment(torch.where(heavy, x_alt[idx], xb), gen)
-            logits = model(xb.contiguous(memory_format=torch.channels_last))  # faster convolutions on CPU
+                xb = augment(xb, aug_gen)  # on the CPU, before the copy to the device
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            logits = net(xb.contiguous(memory_format=torch.channels_last))  # faster convolutions on CPU
             loss = loss_fn(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(idx)
+            total += loss.item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
-            seen += len(idx)
+            seen += len(yb)
+        total, correct, seen = distributed.sum_over_ranks(total, correct, seen)
+        distributed.sync_buffers(model)
         row = {"epoch": epoch + 1, "loss": total / seen, "train_top1": correct / seen,
                "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
-        if x_test is not None:
+        if test_set is not None and streamed:
+            row.update(distributed.top_k_sharded(model, test_data, device, num_workers=num_workers))
+        elif test_set is not None:
             clf = Classifier(model, list(train_set.categories))
             p = clf.probabilities(x_test[:, 0].numpy(), canonical=True)
             row.update(top_k(p, test_set.labels))
         history.append(row)
         bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("loss", "top1", "top5")})
-        if ckpt:
+        if ckpt and rank == 0:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                        "history": history, "epoch": epoch + 1,
-                        "config": asdict(config)}, tmp)
+                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
+                        "epoch": epoch + 1, "config": asdict(config)}, tmp)
             os.replace(tmp, ckpt)
+        distributed.barrier()  # no process starts the next epoch (or returns) before the checkpoint is whole
         if on_epoch:
             on_epoch(row)
     manifest = {"config": asdict(config), "input_form": input_form(), "data": {
         "source": train_set.source, "checksum": train_set.checksum, "train_drawings": len(train_set)},
         "history": history}
-    return Classifier(model, list(train_set.categories), manifest), history
+    return Classifier(model.cpu(), list(train_set.categories), manifest), history
+
+
+def _pick(x, x_alt, y, idx, augment, gen):
+    """One in-memory batch; with augmentation, half of it from the heavier-stroke rendering."""
+    if not augment:
+        return x[idx], y[idx]
+    heavy = torch.rand(len(idx), 1, 1, 1, generator=gen) < 0.5
+    return torch.where(heavy, x_alt[idx], x[idx]), y[idx]
 
 
 def input_form() -> dict:

@@ -1,0 +1,374 @@
+"""Past one machine: the full Quick, Draw! dataset through memory maps, and training across processes with DDP.
+
+Two pieces, both on PyTorch's own engines (torchrun, DistributedDataParallel, DataLoader workers):
+
+- `NumpyBitmapDataset`: the cached numpy_bitmap files (`drawai.download`) as a torch Dataset. Files are
+  memory-mapped (`np.load(mmap_mode="r")`), so memory does not grow with the data: a batch reads its
+  rows and nothing else. Items are canonicalised (`bitmaps.to_canonical`) a batch at a time, inside
+  DataLoader worker processes when `num_workers` > 0: at ~1 ms a drawing, that is the expensive part.
+- The process-group side of `classifier.train`: under torchrun each process trains on its own shard of
+  every epoch (`ShardedSampler`), DDP averages the gradients, rank 0 alone writes the checkpoint, and
+  nothing in the checkpoint depends on the number of processes, so any number can resume it.
+
+    torchrun --standalone --nproc_per_node=2 scripts/train_ddp.py --categories classic10 --out runs/ddp
+
+`throughput()` measures images/second for 1 and 2 processes and for the preprocessing per worker count
+(`python -m drawai.distributed`). docs/scaling.md has the commands for GPUs and several machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
+
+from drawai import bitmaps, data, download
+from drawai import categories as cats
+from drawai.data import CorruptDataError, Drawings
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("train", "test", "all")
+
+
+# --- the full dataset, memory-mapped -------------------------------------------------------------------------
+
+class NumpyBitmapDataset(Dataset):
+    """Drawings of cached numpy_bitmap files, read lazily through memory maps.
+
+    Item i is (image, label): a (1, 28, 28) float32 tensor in the canonical form (with `canonical=False`,
+    the (28, 28) uint8 bitmap as the file ships it) and an int64 index into `categories`.
+    Each category uses the first `max_per_class` rows of its file. Of those, every `test_every`-th row
+    (rows 0, 5, 10, ... for 5) is the "test" part and the others the "train" part: a rule on the row
+    number, so a drawing's part never depends on the cap, on the other categories, or on an array of
+    indices that would grow with the data. The class keeps a few numbers per category, never rows.
+    """
+
+    def __init__(self, categories, part: str = "train", max_per_class: int | None = None, test_every: int = 5,
+                 cache_dir: str | os.PathLike | None = None, canonical: bool = True):
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+        for name, value, low in (("max_per_class", max_per_class, 1), ("test_every", test_every, 2)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.categories = tuple(cats.resolve(categories))
+        self.part, self.test_every, self.canonical = part, test_every, canonical
+        self.paths = [download.cached_path(n, "numpy_bitmap", cache_dir) for n in self.categories]
+        missing = [n for n, p in zip(self.categories, self.paths, strict=True) if not p.exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} numpy_bitmap file(s) are not in {self.paths[0].parent}: {missing[:5]}"
+                f"{'...' if len(missing) > 5 else ''}; download them first: python -m drawai.download "
+                f"{' '.join(repr(n) if ' ' in n else n for n in missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        record, self.rows = [], []
+        for name, path in zip(self.categories, self.paths, strict=True):
+            try:
+                rows = download._check_bitmap_file(path)  # header and length only: O(1) reads
+            except ValueError as e:
+                raise CorruptDataError(f"{path}: {e}; delete it and download it again") from None
+            self.rows.append(min(rows, max_per_class or rows))
+            record.append(f"{name}\t{download.file_sha256(path)}\t{self.rows[-1]}")
+        record.append(f"{part}\t{test_every}")
+        self.checksum = hashlib.sha256("\n".join(record).encode()).hexdigest()  # exactly the rows used
+        self.source = "numpy_bitmap"
+        n = np.array(self.rows, dtype=np.int64)
+        n_test = -(-n // test_every)  # rows 0, k, 2k, ... below n
+        self.counts = {"train": n - n_test, "test": n_test, "all": n}[part]
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
+        self._maps: list[np.ndarray] | None = None  # opened on first use in each process
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getstate__(self):  # a DataLoader worker started by spawn gets the paths, not a copy of the data
+        return {**self.__dict__, "_maps": None}
+
+    def _open(self) -> list[np.ndarray]:
+        if self._maps is None:
+            self._maps = [np.load(p, mmap_mode="r", allow_pickle=False) for p in self.paths]
+        return self._maps
+
+    def locate(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        """(label, row in the label's file) of each item index."""
+        i = np.asarray(indices, dtype=np.int64)
+        if i.size and (i.min() < 0 or i.max() >= len(self)):
+            raise IndexError(f"item index out of range for a dataset of {len(self)} drawings")
+        label = np.searchsorted(self.offsets, i, side="right") - 1
+        j, k = i - self.offsets[label], self.test_every
+        row = {"test": j * k, "train": j // (k - 1) * k + 1 + j % (k - 1), "all": j}[self.part]
+        return label, row
+
+    def raw(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        """The uint8 (N, 28, 28) bitmaps and labels of `indices`, as the files ship them."""
+        labels, rows = self.locate(indices)
+        out = np.empty((len(labels), 28, 28), dtype=np.uint8)
+        maps = self._open()
+        for c in np.unique(labels):  # one fancy-indexed read per file, rows in file order
+            at = np.flatnonzero(labels == c)
+            at = at[np.argsort(rows[at], kind="stable")]
+            out[at] = maps[c][rows[at]].reshape(-1, 28, 28)
+        return out, labels
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A batch at once (DataLoader calls this): one read per file, one `to_canonical` for the batch."""
+        raw, labels = self.raw(indices)
+        if not self.canonical:
+            return list(zip(torch.from_numpy(raw), torch.from_numpy(labels), strict=True))
+        try:
+            images = bitmaps.to_canonical(raw)
+        except bitmaps.BadBitmapError:  # a blank drawing in the files: drop it, not the batch (or the run)
+            keep, images = [], []
+            for i, image in enumerate(raw):
+                try:
+                    images.append(bitmaps.to_canonical(image))
+                    keep.append(i)
+                except bitmaps.BadBitmapError as e:
+                    label, row = self.locate([indices[i]])
+                    warnings.warn(f"skipping drawing {row[0]} of {self.paths[label[0]].name}: {e}", stacklevel=2)
+            if not keep:
+                raise bitmaps.EmptyDrawingError(f"no readable drawing in a batch of {len(raw)}") from None
+            images, labels = np.stack(images), labels[keep]
+        return list(zip(torch.from_numpy(images)[:, None], torch.from_numpy(labels), strict=True))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        (image, label), = self.__getitems__([index])
+        return image, label
+
+
+# --- sharding every epoch across processes -------------------------------------------------------------------
+
+class ShardedSampler(DistributedSampler):
+    """torch's DistributedSampler (same shards, padding and `set_epoch`), with its indices in a numpy array.
+
+    DistributedSampler builds a Python list of every index each epoch: at 20 M drawings, 0.9 GB more peak
+    memory per process and 3-4 s, measured here. This keeps an int64 array of the process's own shard,
+    8 bytes a drawing / N processes, after the permutation it is cut from (8 bytes a drawing) is gone:
+    0.23 GB and 1.5 s.
+    """
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = (torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).numpy()
+                 if self.shuffle else np.arange(n))
+        if self.drop_last:
+            order = order[:self.total_size]
+        elif self.total_size > n:  # pad by wrapping around, so every process gets the same number of batches
+            order = np.resize(order, self.total_size)
+        shard = order[self.rank:self.total_size:self.num_replicas].copy()  # lets the whole permutation go
+        return map(int, shard)  # one int at a time, not a list
+
+
+# --- the process group -----------------------------------------------------------------------------------------
+
+def setup() -> tuple[int, int]:
+    """Join the process group torchrun describes (env RANK, WORLD_SIZE, MASTER_ADDR...); returns (rank, world).
+
+    nccl between GPUs, gloo on CPUs. A plain `python` run (no WORLD_SIZE, or 1) stays a single process.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return rank_and_world()
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes: (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def default_device() -> torch.device:
+    """This process's GPU (LOCAL_RANK picks one of the machine's) when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`model` in DistributedDataParallel when there are several processes (it averages the gradients)."""
+    if rank_and_world()[1] == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def train_loader(dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0) -> DataLoader:
+    """This process's batches of every epoch: `batch_size` is the global batch, split evenly across processes.
+
+    So the number of steps an epoch takes, and with it the learning-rate schedule, is ceil(N / batch_size)
+    whatever the number of processes, which is what lets a checkpoint resume on another number.
+    """
+    rank, world = rank_and_world()
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes ({world})")
+    sampler = ShardedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size // world, sampler=sampler, num_workers=num_workers,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+
+
+def epoch_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """Seed this process's randomness for an epoch from (seed, epoch, rank); returns the augmentation generator.
+
+    Dropout draws from torch's global generator, which is seeded here too. Different per rank, and a
+    function of the epoch alone: a resumed run draws what an uninterrupted one would, with nothing in
+    the checkpoint.
+    """
+    for_dropout, for_augment = np.random.SeedSequence([seed, epoch, rank]).generate_state(2)
+    torch.manual_seed(int(for_dropout))
+    return torch.Generator().manual_seed(int(for_augment))
+
+
+def sum_over_ranks(*numbers: float) -> list[float]:
+    if rank_and_world()[1] == 1:
+        return list(numbers)
+    t = torch.tensor(numbers, dtype=torch.float64, device=default_device())
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def check_same(value: int, what: str) -> None:
+    """Fail on every process, rather than hang later, when the processes disagree about `value`."""
+    if rank_and_world()[1] > 1:
+        t = torch.tensor([value, -value], dtype=torch.int64, device=default_device())
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        if t[0] != -t[1]:
+            raise ValueError(f"the processes disagree about {what}: from {-t[1].item()} to {t[0].item()}")
+
+
+def sync_buffers(model: torch.nn.Module) -> None:
+    """Give every process rank 0's BatchNorm running statistics (DDP syncs gradients, not these)."""
+    if rank_and_world()[1] > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
+
+
+def barrier() -> None:
+    if rank_and_world()[1] > 1:
+        dist.barrier()
+
+
+def tensor_dataset(drawings: Drawings, images: np.ndarray) -> TensorDataset:
+    """In-memory canonical images and labels as a Dataset, the form `train_loader` reads."""
+    return TensorDataset(torch.from_numpy(images)[:, None], torch.from_numpy(drawings.labels))
+
+
+@torch.no_grad()
+def top_k_sharded(model: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 512,
+                  num_workers: int = 0) -> dict:
+    """Top-1/top-5 on `dataset`, each process scoring every world-th item, the counts summed over processes."""
+    rank, world = rank_and_world()
+    loader = DataLoader(Subset(dataset, range(rank, len(dataset), world)), batch_size=batch_size,
+                        num_workers=num_workers)
+    was_training = model.training
+    model.eval()
+    hits1 = hits5 = seen = 0
+    for xb, yb in loader:
+        logits = model(xb.to(device))
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
+        hits1 += (top[:, 0] == yb).sum().item()
+        hits5 += (top == yb[:, None]).any(1).sum().item()
+        seen += len(yb)
+    model.train(was_training)
+    hits1, hits5, seen = sum_over_ranks(hits1, hits5, seen)
+    return {"top1": hits1 / seen, "top5": hits5 / seen}
+
+
+# --- how fast: images/second ---------------------------------------------------------------------------------
+
+def _training_rate(tmp: str, procs: int, threads: int, args: list[str]) -> float:
+    """Images/s of `scripts/train_ddp.py` under torchrun on 127.0.0.1: training drawings / median epoch time,
+    leaving out the first epoch (warm-up)."""
+    out = Path(tmp) / f"run-{len(os.listdir(tmp))}"
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--rdzv-backend=c10d",
+           "--rdzv-endpoint=127.0.0.1:0", str(ROOT / "scripts" / "train_ddp.py"), *args,
+           "--threads", str(threads), "--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if run.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-3000:]}")
+    manifest = json.loads((out / "model" / "manifest.json").read_text())
+    return manifest["data"]["train_drawings"] / float(np.median([h["seconds"] for h in manifest["history"][1:]]))
+
+
+def throughput(layouts=((1, 1), (1, 2), (2, 1)), categories="classic10", per_class: int = 100, epochs: int = 3,
+               batch_size: int = 128, workers=(0, 1, 2), verbose: bool = True) -> dict:
+    """Measure and print images/second, three ways (`make bench`; `python -m drawai.distributed`):
+
+    - model: training on the embedded sample, canonicalised once up front (so the model and the gradient
+      all-reduce), for each (processes, threads per process) in `layouts`;
+    - preprocessing: `to_canonical` over numpy_bitmap files (written from the sample with
+      `bitmaps.numpy_bitmap_style`) through a DataLoader with 0, 1, 2... `workers`;
+    - end to end: training from those files, 1 and 2 processes with one DataLoader worker each.
+    Every process and worker competes for the same cores: compare layouts that use as many cores, and read
+    the numbers against the machine's load average, printed with them.
+    """
+    names = cats.resolve(categories)
+    result = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0], "model": {}, "preprocessing": {},
+              "end_to_end": {}}
+    say = print if verbose else (lambda *a, **k: None)
+    plural = lambda n, word: f"{n} {word}{'' if n == 1 else 'es' if word.endswith('s') else 's'}"  # noqa: E731
+    say(f"draw-ai throughput: {os.cpu_count()} CPUs, load average {result['load_average']:.1f} at the start; "
+        f"{len(names)} categories, {per_class} drawings each, batch {batch_size}, images/s")
+    common = ["--categories", *names, "--per-class", str(per_class), "--epochs", str(epochs),
+              "--batch-size", str(batch_size)]
+    with tempfile.TemporaryDirectory(prefix="drawai-bench-") as tmp:
+        runs, cache = Path(tmp) / "runs", Path(tmp) / "cache"
+        runs.mkdir()
+        for procs, threads in layouts:
+            rate = result["model"][f"{procs}x{threads}"] = _training_rate(runs, procs, threads,
+                                                                          ["--source", "sample", *common])
+            say(f"  model, {plural(procs, 'process')} x {plural(threads, 'thread')}: {rate:8.0f}")
+        one, two = result["model"].get("1x1"), result["model"].get("2x1")
+        if one and two:
+            result["scaling_efficiency"] = two / (2 * one)
+            say(f"  model, 2 processes vs 1 (1 thread each): speed-up {two / one:.2f}x, "
+                f"scaling efficiency {result['scaling_efficiency']:.0%}")
+
+        sample = data.load_sample(names)
+        for c, name in enumerate(names):
+            rows = bitmaps.numpy_bitmap_style(sample.images[sample.labels == c][:per_class], seed=c)
+            path = download.cached_path(name, "numpy_bitmap", cache)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, rows.reshape(len(rows), -1))
+        dataset = NumpyBitmapDataset(names, "all", cache_dir=cache)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in a torchrun process (and in DataLoader workers, which torch sets so)
+        try:
+            for n in workers:
+                loader = DataLoader(dataset, batch_size=64, num_workers=n, persistent_workers=n > 0)
+                sum(len(y) for _, y in loader)  # warm-up: workers started, files mapped
+                t0 = time.perf_counter()
+                count = sum(len(y) for _ in range(2) for _, y in loader)
+                rate = result["preprocessing"][n] = count / (time.perf_counter() - t0)
+                del loader  # stops its workers
+                say(f"  preprocessing (to_canonical), {plural(n, 'DataLoader worker')}: {rate:8.0f}")
+        finally:
+            torch.set_num_threads(threads)
+
+        for procs in (1, 2):
+            args = ["--source", "numpy_bitmap", "--cache-dir", str(cache), "--workers", "1", "--eval-per-class", "0"]
+            rate = result["end_to_end"][procs] = _training_rate(runs, procs, 1, [*args, *common])
+            say(f"  end to end from numpy_bitmap files, {plural(procs, 'process')} x 1 thread, 1 worker each: "
+                f"{rate:8.0f}")
+    return result
+
+
+if __name__ == "__main__":
+    throughput()
