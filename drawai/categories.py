@@ -71,11 +71,9 @@ def check_name(name: str) -> str:
         raise UnknownCategoryError(f"category names are strings, got {type(name).__name__}: {name!r}")
     if name in _INDEX:
         return name
-    # Forgive case and separators ("Eiffel_tower" -> "The Eiffel Tower" is a suggestion, not a guess).
+    # Case and separators are forgiven only as suggestions ("hot_dog" -> did you mean 'hot dog'?).
     key = name.strip().lower().replace("_", " ")
-    matches = [c for c in CATEGORIES if c.lower() == key]
-    close = matches or difflib.get_close_matches(key, [c.lower() for c in CATEGORIES], n=3, cutoff=0.6)
-    close = [_LOWER[c] if c in _LOWER else c for c in close]
+    close = [_LOWER[c] for c in difflib.get_close_matches(key, list(_LOWER), n=3, cutoff=0.6)]
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownCategoryError(f"unknown category {name!r}{hint} (see drawai.categories.CATEGORIES)")
 

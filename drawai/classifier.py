@@ -427,8 +427,7 @@ def evaluate(clf: Classifier, drawings: Drawings, canonical: bool = False) -> di
     """Top-1/top-5, per-class top-1 and the confusion matrix (rows: true class, columns: predicted)."""
     if list(drawings.categories) != clf.categories:
         raise ValueError("the drawings' categories are not the classifier's")
-    images = drawings.images if not canonical else drawings.images
-    probs = clf.probabilities(images, canonical=canonical)
+    probs = clf.probabilities(drawings.images, canonical=canonical)
     pred = probs.argmax(1)
     n = len(clf.categories)
     confusion = np.zeros((n, n), dtype=np.int64)
