@@ -2,6 +2,7 @@
 
     python -m drawai.jobs train-classifier -p categories classic10 -p epochs 10
     python -m drawai.jobs train-classifier --publish models/classifier-345     # the shipped model
+    python -m drawai.jobs train-gan -p preset full --publish models/generator-345  # the shipped generator
     python -m drawai.jobs demo                                                  # what `make demo` runs
 
 Each run writes `runs/<job>/<timestamp>/`: the executed notebook, `params.json`, `metrics.json` (written
@@ -46,6 +47,17 @@ def check_classifier_params(p: dict) -> None:
                            seed=p["seed"], augment=p["augment"], threads=p["threads"])
 
 
+def check_gan_params(p: dict) -> None:
+    from drawai import gan
+
+    overrides = {"seed": p["seed"]}
+    if p["categories"] is not None:
+        overrides["categories"] = p["categories"]
+    if p["epochs"] != 0:
+        overrides["epochs"] = p["epochs"]
+    gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
+
+
 @dataclass(frozen=True)
 class Job:
     notebook: str
@@ -58,6 +70,9 @@ JOBS = {
     "data": Job("01_data.ipynb", {"categories": "classic10", "seed": 0}),
     "train-classifier": Job("02_classifier.ipynb", {
         "categories": "all", **_classifier_recipe(), "resume": True}, model_dir="model", check=check_classifier_params),
+    "train-gan": Job("03_gan.ipynb", {
+        "preset": "demo", "recipe": "conditional", "categories": None, "epochs": 0, "seed": 0,
+        "classifier_path": "../models/classifier-345", "resume": True}, model_dir="model", check=check_gan_params),
 }
 
 # `make demo`: the main job on the embedded sample, sized to finish in minutes on two cores.
@@ -85,7 +100,7 @@ def check_params(job: Job, params: dict) -> dict:
             raise JobError(f"parameter {name} must be a number, got {value!r}")
         out[name] = value
     try:
-        if "categories" in out:
+        if out.get("categories") is not None:
             cats.resolve(out["categories"])
         if job.check:
             job.check(out)

@@ -101,3 +101,17 @@ def worst_confusions(confusion: np.ndarray, categories: Sequence[str], n: int = 
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
+
+
+def gan_losses(history: list[dict]):
+    """Generator and discriminator loss per epoch (non-saturating GAN losses, softplus)."""
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(epochs, [h["g_loss"] for h in history], label="generator")
+    ax.plot(epochs, [h["d_loss"] for h in history], label="discriminator")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
