@@ -632,9 +632,9 @@ def targets_table(summary: dict, lat: dict, gan: dict | None = None) -> str:
 # --- the generator section ----------------------------------------------------------------------------------------
 
 GAN_STAGES = {  # row label per stage of the comparison cell
-    "conditional": "conditional GAN (draw-ai), {epochs} epochs",
-    "per_label_equal_epochs": "per-label DCGANs (original), {epochs} epochs: equal epochs",
-    "per_label_equal_cpu": "per-label DCGANs (original), {epochs} epochs: equal CPU seconds",
+    "conditional": "conditional GAN (draw-ai)",
+    "per_label_equal_epochs": "per-label DCGANs (original), equal epochs",
+    "per_label_equal_cpu": "per-label DCGANs (original), equal CPU seconds",
 }
 
 
@@ -675,7 +675,7 @@ def gan_table(gan: dict) -> str:
     if comparison:
         n = len(cats.resolve(gan["spec"]["categories"]))
         out.append(real_row(next(iter(comparison.values())), n))
-        out += [row(label.format(epochs=comparison[stage]["epochs"]), comparison[stage], n)
+        out += [row(label, comparison[stage], n)
                 for stage, label in GAN_STAGES.items() if stage in comparison]
     if "shipped" in gan:
         f = gan["shipped"]
