@@ -55,7 +55,20 @@ def check_gan_params(p: dict) -> None:
         overrides["categories"] = p["categories"]
     if p["epochs"] != 0:
         overrides["epochs"] = p["epochs"]
-    gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
+    config = gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
+    # The notebook ends by judging the GAN with this classifier: a wrong path must fail now, not after training.
+    names = cats.resolve(config.categories)
+    if len(names) < 2:
+        raise ValueError(f"train-gan needs at least 2 categories (its metrics compare them), got {names}")
+    path = Path(p["classifier_path"]) if Path(p["classifier_path"]).is_absolute() else NOTEBOOKS / p["classifier_path"]
+    try:
+        known = json.loads((path / "manifest.json").read_text())["categories"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"classifier_path {p['classifier_path']!r} ({path}) is not a classifier folder: {e}") from None
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ValueError(f"the classifier at {p['classifier_path']!r} does not know {missing[:5]}, "
+                         "so it cannot judge this GAN")
 
 
 @dataclass(frozen=True)
@@ -75,8 +88,8 @@ JOBS = {
         "classifier_path": "../models/classifier-345", "resume": True}, model_dir="model", check=check_gan_params),
 }
 
-# `make demo`: the main job on the embedded sample, sized to finish in minutes on two cores.
-DEMO = [("train-classifier", {"categories": "all"})]
+# `make demo`: the classifier and the GAN's demo preset on the embedded sample, each minutes on two cores.
+DEMO = [("train-classifier", {"categories": "all"}), ("train-gan", {"preset": "demo"})]
 
 
 class JobError(RuntimeError):
@@ -195,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     params = {name: parse_value(value) for name, value in args.parameter}
     try:
         if args.job == "demo":
-            for name, demo_params in DEMO:
-                run(name, {**demo_params, **params}, fresh=args.fresh)
+            unknown = sorted(set(params) - {k for name, _ in DEMO for k in JOBS[name].defaults})
+            if unknown:
+                raise JobError(f"no demo job has parameter(s) {unknown}")
+            for name, demo_params in DEMO:  # each job gets the parameters it has
+                run(name, {**demo_params, **{k: v for k, v in params.items() if k in JOBS[name].defaults}},
+                    fresh=args.fresh)
         else:
             run(args.job, params, fresh=args.fresh, publish=args.publish)
     except JobError as e:
