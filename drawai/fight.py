@@ -326,17 +326,18 @@ class AugmentationResult:
         return np.array([r[metric] - base[r["seed"]] for r in self.runs if r["k"] == k and r["seed"] in base])
 
     def table(self) -> str:
-        head = f"{'k per class':>11}{'runs':>6}   {'real test top-1 (95 % CI)':<28}{'vs k=0':<22}" \
-               f"{'shifted top-1 (95 % CI)':<28}vs k=0"
-        lines = [head, "-" * (len(head) + 16)]
+        cols = (f"{'real test top-1 [95 % CI]':<26}", f"{'vs k=0 (paired)':<26}",
+                f"{'shifted top-1 [95 % CI]':<26}", "vs k=0 (paired)")
+        head = f"{'k per class':>11}{'runs':>6}   " + "".join(cols)
+        lines = [head, "-" * len(head)]
         for row in self.summary():
             cells = []
             for metric in ("top1", "shifted_top1"):
                 m = row[metric]
-                cells.append(f"{m['mean']:6.1%} [{m['low']:6.1%}, {m['high']:6.1%}]".ljust(28))
+                cells.append(f"{m['mean']:6.1%} [{m['low']:6.1%}, {m['high']:6.1%}]".ljust(26))
                 d = m.get("vs_k0")
                 cells.append((f"{100 * d['mean']:+5.1f} pt [{100 * d['low']:+5.1f}, {100 * d['high']:+5.1f}]"
-                              if d else "").ljust(22))
+                              if d else "").ljust(26))
             lines.append(f"{row['k']:>11}{row['runs']:>6}   " + "".join(cells).rstrip())
         return "\n".join(lines)
 

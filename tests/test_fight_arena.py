@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +179,38 @@ def test_a_failing_round_on_the_timer_shows_a_message_and_stops():
     assert "weights are gone" in arena.message and "weights are gone" in arena.status.value
     arena.step_button.click()  # the button reports the same way
     assert arena.rounds == 3 and "weights are gone" in arena.message
+
+
+def test_the_timer_runs_in_a_real_kernel_while_it_is_idle():
+    """In ipykernel (what JupyterLab and Voila run): start() from a cell, rounds go on while the kernel
+    is idle, and a browser's click on the toggle (a comm message) starts the timer too."""
+    from jupyter_client.manager import start_new_kernel
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])}
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(root), env=env)
+
+    def run(code: str) -> str:
+        reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: out.append(msg))
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
+
+    try:
+        out = []
+        run("from fight_stubs import MarkClassifier, MarkGenerator\nfrom drawai.widgets import FightArena\n"
+            "names = ['apple', 'cloud', 'mug']\n"
+            "arena = FightArena(MarkGenerator(names), MarkClassifier(names), interval=0.2)\narena.start()")
+        time.sleep(1.5)  # the kernel is idle; the timer plays on
+        out = []
+        rounds = int(run("print(arena.rounds); arena.stop()"))
+        assert rounds >= 3
+        out = []
+        comm_id = run("print(arena.toggle.comm.comm_id)").strip()
+        kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
+            "method": "update", "state": {"value": True}, "buffer_paths": []}}))
+        time.sleep(1.5)
+        out = []
+        running, after = run("print(arena.running, arena.rounds); arena.stop()").split()
+        assert running == "True" and int(after) >= rounds + 3
+    finally:
+        km.shutdown_kernel(now=True)
