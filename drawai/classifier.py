@@ -417,7 +417,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
 
 def _extra_canonical(train_set, extra: Drawings | None) -> tuple[np.ndarray, np.ndarray]:
     """Check `train(extra_canonical=...)`: canonical float images and labels (empty arrays for None)."""
-    if extra is None:
+    if extra is None or (isinstance(extra, Drawings) and len(extra) == 0):
         return np.zeros((0, bitmaps.SIZE, bitmaps.SIZE), np.float32), np.zeros(0, np.int64)
     if not isinstance(train_set, Drawings) or not isinstance(extra, Drawings):
         raise ValueError("extra_canonical must be Drawings, and it needs a Drawings train_set (not a Dataset)")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -309,7 +310,8 @@ class AugmentationResult:
         """Per k and metric: mean, 95 % CI, and the paired difference from k=0 (same seeds) with its CI."""
         rows = []
         for k in self.ks:
-            row = {"k": k, "runs": len(self.values("top1", k))}
+            added = [r.get("n_generated", np.nan) for r in self.runs if r["k"] == k]
+            row = {"k": k, "runs": len(added), "added": float(np.mean(added))}  # generated drawings actually used
             for metric in ("top1", "shifted_top1"):
                 mean, half = mean_ci(self.values(metric, k))
                 row[metric] = {"mean": mean, "ci95": half, "low": mean - half, "high": mean + half}
@@ -328,7 +330,7 @@ class AugmentationResult:
     def table(self) -> str:
         cols = (f"{'real test top-1 [95 % CI]':<26}", f"{'vs k=0 (paired)':<26}",
                 f"{'shifted top-1 [95 % CI]':<26}", "vs k=0 (paired)")
-        head = f"{'k per class':>11}{'runs':>6}   " + "".join(cols)
+        head = f"{'k per class':>11}{'added':>7}{'runs':>6}   " + "".join(cols)
         lines = [head, "-" * len(head)]
         for row in self.summary():
             cells = []
@@ -338,7 +340,7 @@ class AugmentationResult:
                 d = m.get("vs_k0")
                 cells.append((f"{100 * d['mean']:+5.1f} pt [{100 * d['low']:+5.1f}, {100 * d['high']:+5.1f}]"
                               if d else "").ljust(26))
-            lines.append(f"{row['k']:>11}{row['runs']:>6}   " + "".join(cells).rstrip())
+            lines.append(f"{row['k']:>11}{row['added']:>7.0f}{row['runs']:>6}   " + "".join(cells).rstrip())
         return "\n".join(lines)
 
     def conclusion(self) -> str:
@@ -383,7 +385,7 @@ class AugmentationResult:
         return "\n".join(lines)
 
 
-def _check_ks_and_seeds(ks, seeds) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def check_ks_and_seeds(ks, seeds) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if isinstance(ks, int | str) or not len(ks):
         raise FightError(f"ks must be a non-empty list of counts per class, e.g. (0, 40, 80, 160), got {ks!r}")
     ks = tuple(_check_count("every k", k, 0) for k in ks)
@@ -410,7 +412,7 @@ def augmentation_experiment(generator, train_set: Drawings, test_set: Drawings, 
     The generator must not have seen `test_set` (train it on the same split's training part).
     With `results_path` (a JSON file), every finished run is written there and a rerun skips it.
     """
-    ks, seeds = _check_ks_and_seeds(ks, seeds)
+    ks, seeds = check_ks_and_seeds(ks, seeds)
     config = config or classifier.TrainConfig(epochs=15)
     if not isinstance(config, classifier.TrainConfig):
         raise FightError(f"config must be a drawai.classifier.TrainConfig, got {type(config).__name__}")
@@ -436,6 +438,9 @@ def augmentation_experiment(generator, train_set: Drawings, test_set: Drawings, 
         if max(ks) and generated_seed != seed:
             generated, unreadable = generated_drawings(generator, train_set.categories, max(ks), seed)
             generated_seed = seed
+            if unreadable:
+                warnings.warn(f"{unreadable} of the generator's {max(ks) * len(train_set.categories)} drawings "
+                              f"(seed {seed}) are not line drawings (blank, or mostly ink): left out", stacklevel=2)
         extra = first_per_class(generated, k) if k else None
         t0 = time.process_time()
         clf, _ = classifier.train(train_set, replace(config, seed=seed), progress=False, extra_canonical=extra)
