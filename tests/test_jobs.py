@@ -131,7 +131,8 @@ def test_fight_job_bad_parameters_fail_before_anything_runs(params, match, tmp_p
     monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
     generator = tmp_path / "gan"  # the check reads the manifest's categories only
     generator.mkdir()
-    (generator / "manifest.json").write_text(json.dumps({"kind": "drawai.gan", "categories": cats.resolve("classic10")}))
+    manifest = {"kind": "drawai.gan", "categories": cats.resolve("classic10")}
+    (generator / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(jobs.JobError, match=match):
         jobs.run("fight", {"generator_path": str(generator), **params})
     assert not (tmp_path / "runs").exists()
