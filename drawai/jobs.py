@@ -110,7 +110,7 @@ JOBS = {
 DEMO = [
     ("train-classifier", {"categories": "all"}),
     ("train-gan", {"preset": "demo"}),
-    ("fight", {"rounds": 1000, "ks": [0, 40], "seeds": [0, 1], "epochs": 5}),
+    ("fight", {"rounds": 1000, "ks": [0, 40], "seeds": [0, 1], "epochs": 10}),  # ~40 steps: it learns classic10
 ]
 MODEL_PARAMETERS = {"train-classifier": "classifier_path", "train-gan": "generator_path"}
 
