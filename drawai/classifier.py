@@ -440,6 +440,27 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     return Classifier(model.cpu(), list(train_set.categories), manifest), history
 
 
+def train_on_own_drawings(own, categories="classic10", repeat: int = 10,
+                          config: TrainConfig | None = None) -> tuple[Classifier, list[dict]]:
+    """A classifier for `categories` plus every category among `own`'s labels, trained on the embedded
+    sample's training split of those categories and on `own` (drawings from the pad, a
+    `strokes.SavedDrawings`), each of yours `repeat` times so that a handful counts. Yours go in as the pad
+    rendered them (already canonical). The history's `top1` is on the sample's held-out drawings."""
+    from drawai import data
+
+    if len(own) == 0:
+        raise ValueError("there are no drawings of your own to train on: draw and save some first")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat must be a positive integer, got {repeat!r}")
+    names = list(cats.resolve(categories))
+    names += [n for n in dict.fromkeys(own.labels) if n not in names]  # a category new to the set joins it
+    sample_train, sample_test = data.train_test(data.load_sample(names))
+    labels = np.array([names.index(n) for n in own.labels] * repeat, dtype=np.int64)
+    mine = Drawings(np.concatenate([own.bitmaps] * repeat), labels, tuple(names),
+                    f"{len(own)} drawings from the pad x{repeat}")
+    return train(sample_train, config or TrainConfig(epochs=10), test_set=sample_test, extra_canonical=mine)
+
+
 def _extra_canonical(train_set, extra: Drawings | None) -> tuple[np.ndarray, np.ndarray]:
     """Check `train(extra_canonical=...)`: canonical float images and labels (empty arrays for None)."""
     if extra is None or (isinstance(extra, Drawings) and len(extra) == 0):

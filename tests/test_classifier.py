@@ -230,3 +230,40 @@ def test_extra_canonical_bad_input(classic10):
     other = data.Drawings(np.zeros((2, 28, 28), np.float32), np.array([0, 1]), ("cat", "dog"), "generated")
     with pytest.raises(ValueError, match="other categories"):
         classifier.train(train, config, extra_canonical=other, progress=False)
+
+
+def _pad_drawings(labels):
+    from drawai.strokes import SavedDrawings, render_many
+
+    t = np.linspace(0, 2 * np.pi, 30)
+    drawings = [[np.c_[100 + 60 * np.cos(t), 100 + 60 * np.sin(t)]] for _ in labels]
+    return SavedDrawings(drawings, render_many(drawings), list(labels))
+
+
+def test_train_on_own_drawings_adds_a_new_category_and_uses_them_as_drawn():
+    own = _pad_drawings(["cat", "cat", "apple"])
+    clf, history = classifier.train_on_own_drawings(own, ["apple", "cloud"], repeat=3,
+                                                    config=classifier.TrainConfig(epochs=1))
+    assert clf.categories == ["apple", "cloud", "cat"] and 0 <= history[-1]["top1"] <= 1
+    data_record = clf.manifest["data"]
+    assert data_record["extra_canonical_drawings"] == 9 and data_record["train_drawings"] == 240
+    with pytest.raises(ValueError, match="no drawings of your own"):
+        classifier.train_on_own_drawings(_pad_drawings([]), "classic10")
+    with pytest.raises(ValueError, match="repeat must be"):
+        classifier.train_on_own_drawings(own, "classic10", repeat=0)
+
+
+def test_the_draw_notebook_trains_on_saved_drawings(tmp_path):
+    """05_draw.ipynb with fine_tune = True, headless: the optional last section runs."""
+    import papermill as pm
+
+    from drawai import strokes
+
+    own = _pad_drawings(["cat", "apple"])
+    strokes.save_drawings(tmp_path / "mine.npz", own.strokes, own.labels)
+    root = Path(__file__).resolve().parents[1]
+    pm.execute_notebook(root / "notebooks" / "05_draw.ipynb", tmp_path / "report.ipynb", cwd=str(root / "notebooks"),
+                        parameters={"dataset_path": str(tmp_path / "mine.npz"), "categories": ["apple", "cloud"],
+                                    "fine_tune": True, "fine_tune_epochs": 1}, progress_bar=False, kernel_name="python3")
+    report = (tmp_path / "report.ipynb").read_text()
+    assert "Held-out sample top-1" in report and "your drawings (trained on)" in report
