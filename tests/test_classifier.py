@@ -264,6 +264,7 @@ def test_the_draw_notebook_trains_on_saved_drawings(tmp_path):
     root = Path(__file__).resolve().parents[1]
     pm.execute_notebook(root / "notebooks" / "05_draw.ipynb", tmp_path / "report.ipynb", cwd=str(root / "notebooks"),
                         parameters={"dataset_path": str(tmp_path / "mine.npz"), "categories": ["apple", "cloud"],
-                                    "fine_tune": True, "fine_tune_epochs": 1}, progress_bar=False, kernel_name="python3")
+                                    "fine_tune": True, "fine_tune_epochs": 1},
+                        progress_bar=False, kernel_name="python3")
     report = (tmp_path / "report.ipynb").read_text()
     assert "Held-out sample top-1" in report and "your drawings (trained on)" in report
