@@ -374,8 +374,13 @@ def gan_cells(options: dict) -> list[Cell]:
     if "all" in options["categories"] and manifest.exists():
         weights = json.loads(manifest.read_text()).get("weights", {}).get("sha256")
         cells.append(Cell("gan/shipped", {**common, "kind": "gan-shipped", "weights": weights,
-                                          "path": str(GENERATOR_DIR.relative_to(jobs.ROOT))}))
+                                          "path": shown_path(GENERATOR_DIR)}))
     return cells
+
+
+def shown_path(path: Path) -> str:
+    """Relative to the repository when inside it (as `jobs.ROOT / path` reads it back)."""
+    return str(path.relative_to(jobs.ROOT)) if path.is_relative_to(jobs.ROOT) else str(path)
 
 
 def file_sha256(path: Path) -> str:
@@ -749,7 +754,7 @@ def report(results: dict, cells: list[Cell]) -> str:
     if gan:
         parts += ["### Generator\n\nThe conditional GAN against the original per-label DCGAN recipe on the same "
                   f"data (the `{GAN_PRESET}` preset on {GAN_CATEGORIES}, the shared split's training drawings), judged "
-                  f"by `{CLASSIFIER_DIR.relative_to(jobs.ROOT)}` restricted to the GAN's categories with "
+                  f"by `{shown_path(CLASSIFIER_DIR)}` restricted to the GAN's categories with "
                   f"`metrics.evaluate_generator` ({GAN_EVAL['n_per_class']} generated drawings per class). *Equal "
                   "CPU seconds*: the per-label recipe trained on until its training used as much CPU time (process "
                   "time, all threads) as the conditional GAN's. *FID*: pooled over classes, against the real test "
