@@ -1,7 +1,7 @@
 """The benchmark behind the README's figures: accuracy, latency and memory, on this machine, in one run.
 
     python -m drawai.bench                        # `make bench`: everything, 3 seeds (hours on 2 cores)
-    python -m drawai.bench --quick                # 1 seed, classic10, 5 epochs, fewer repetitions (~3 min)
+    python -m drawai.bench --quick                # 1 seed, classic10, 5 epochs, fewer repetitions (~3 min + ~2 for gan)
     python -m drawai.bench --only gan             # sections: accuracy, latency, gan
     python -m drawai.bench --out runs/bench/X     # resume that run: cells measured there are skipped
 

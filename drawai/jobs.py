@@ -61,6 +61,8 @@ def check_gan_params(p: dict) -> None:
     names = cats.resolve(config.categories)
     if len(names) < 2:
         raise ValueError(f"train-gan needs at least 2 categories (its metrics compare them), got {names}")
+    if not isinstance(p["classifier_path"], str):
+        raise ValueError(f"classifier_path must be a folder path, got {p['classifier_path']!r}")
     path = Path(p["classifier_path"]) if Path(p["classifier_path"]).is_absolute() else NOTEBOOKS / p["classifier_path"]
     try:
         known = json.loads((path / "manifest.json").read_text())["categories"]

@@ -108,6 +108,7 @@ def test_data_notebook_runs(tmp_path, monkeypatch):
     ({"seed": "zero"}, "integer"),
     ({"resume": "yes"}, "true/false"),
     ({"classifier_path": "/nonexistent/classifier"}, "not a classifier folder"),
+    ({"classifier_path": None}, "must be a folder path"),
 ])
 def test_bad_train_gan_parameters_fail_before_anything_runs(params, match, tmp_path, monkeypatch):
     monkeypatch.setattr(jobs, "RUNS", tmp_path)
