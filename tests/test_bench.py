@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from drawai import bench, bitmaps, data, jobs
+from drawai import bench, bitmaps, data, gan, jobs
 from drawai.classifier import TrainConfig
 from drawai.strokes import render_strokes
 
@@ -257,7 +257,8 @@ def test_gan_section_plan_table_and_targets(tmp_path, monkeypatch):
     cells = bench.plan(options)
     assert [c.key for c in cells] == ["gan/classic10"]  # nothing published: nothing to evaluate
     spec = cells[0].spec
-    assert spec["configs"]["conditional"]["epochs"] == spec["configs"]["per_label"]["epochs"] == 60
+    configs = spec["configs"]
+    assert configs["conditional"]["epochs"] == configs["per_label"]["epochs"] == gan.PRESETS["demo"]["epochs"]
     assert spec["configs"]["per_label"]["batch_size"] == 256 and not spec["epochs_overridden"]
     assert bench.plan({**options, "epochs": 2})[0].spec["configs"]["per_label"]["epochs"] == 2
 
