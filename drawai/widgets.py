@@ -89,7 +89,7 @@ class DrawingPad(widgets.VBox):
         self.canvas.on_touch_move(_first_finger(self.extend_stroke))
         self.canvas.on_touch_end(lambda touches: self.end_stroke())  # `touches` = fingers still down
         self.canvas.on_touch_cancel(lambda touches: self.end_stroke())
-        self.canvas.on_client_ready(self._redraw)  # a reloaded page gets a blank canvas: draw it again
+        redraw_on_client_ready(self.canvas, self._redraw)  # a new page gets a blank canvas: draw it again
         self.clear_button.on_click(lambda _: self.clear())
         self.undo_button.on_click(lambda _: self.undo())
         self._redraw()
@@ -267,7 +267,8 @@ class GeneratorPanel(widgets.VBox):
         self.seed = widgets.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed",
                                            layout=widgets.Layout(width="180px"))
         self.seed.add_class("drawai-generate-seed")
-        self.count = widgets.IntSlider(value=count, min=1, max=self.MAX_COUNT, description="Drawings")
+        self.count = widgets.BoundedIntText(value=count, min=1, max=self.MAX_COUNT, description="Drawings",
+                                            layout=widgets.Layout(width="180px"))
         self.count.add_class("drawai-generate-count")
         self.button = widgets.Button(description="Generate", icon="paint-brush", button_style="primary")
         self.button.add_class("drawai-generate-button")
@@ -309,6 +310,22 @@ class GeneratorPanel(widgets.VBox):
         self.images, self.verdicts, self.message = images, verdicts, message
         self.summary.value = f"<span>{html.escape(message)}</span>"
         self.grid.value = _drawing_grid(images, verdicts, self.category.value) if images is not None else ""
+
+
+def redraw_on_client_ready(canvas: Canvas, redraw) -> None:
+    """Call `redraw()` whenever a browser shows `canvas` afresh (first display, reload, Voila's page).
+
+    ipycanvas sends every drawing command through one manager widget per kernel, which tells the browser
+    which canvas to draw on ("switchCanvas") only when the target changes. In Voila the notebook runs
+    before the page connects, so the first switch is lost and, with one canvas, never sent again: every
+    later command fails in the browser ("reading 'clearCanvas'") and the canvas stays blank. Forgetting
+    the target makes the next command name it again.
+    """
+    def on_ready():
+        canvas._canvas_manager._current_canvas = None
+        redraw()
+
+    canvas.on_client_ready(on_ready)
 
 
 @contextmanager
@@ -378,10 +395,10 @@ def _drawing_grid(images: np.ndarray, verdicts: list[tuple[str, float]], label: 
         if verdicts:
             guess, p = verdicts[i]
             ok = guess == label
-            caption = (f"<figcaption class='drawai-verdict {'right' if ok else 'wrong'}' style='color:"
+            text = f"{html.escape(guess)} {p:.0%}"
+            caption = (f"<figcaption class='drawai-verdict {'right' if ok else 'wrong'}' title='{text}' style='color:"
                        f"{'#2e7d32' if ok else '#c62828'};font-size:12px;overflow:hidden;text-overflow:ellipsis;"
-                       f"white-space:nowrap'>{'&#10003;' if ok else '&#10007;'} {html.escape(guess)} {p:.0%}"
-                       f"</figcaption>")
+                       f"white-space:nowrap'>{'&#10003;' if ok else '&#10007;'} {text}</figcaption>")
         cells.append(f"<figure style='margin:0;width:84px'><img src='{src}' width='84' height='84' "
                      f"alt='generated {html.escape(label)}' style='display:block'>{caption}</figure>")
     return ("<div style='display:grid;grid-template-columns:repeat(auto-fill,84px);gap:8px;max-width:840px'>"
