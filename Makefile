@@ -42,7 +42,8 @@ lab: env
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 notebooks/
 
 dashboard: env
-	$(VENV)/bin/voila --no-browser --Voila.ip=127.0.0.1 --port=$(PORT) notebooks/dashboard.ipynb
+	$(VENV)/bin/voila --no-browser --Voila.ip=127.0.0.1 --port=$(PORT) --Voila.config_file_paths=config \
+	  notebooks/dashboard.ipynb
 
 lint: env
 	$(VENV)/bin/ruff check .

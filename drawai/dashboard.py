@@ -21,6 +21,8 @@ import ipywidgets as widgets
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER_ENV, GENERATOR_ENV = "DRAWAI_CLASSIFIER", "DRAWAI_GENERATOR"
+MAX_SESSIONS_ENV = "DRAWAI_MAX_SESSIONS"
+DEFAULT_MAX_SESSIONS = 8  # kernels at once: each holds torch (and, once Generate opens, TensorFlow)
 DEFAULT_CLASSIFIER = ROOT / "models" / "classifier-345"
 DEFAULT_GENERATOR = ROOT / "models" / "generator-345"
 TABS = ("Draw", "Generate", "Fight")
@@ -185,6 +187,34 @@ def _widget(slot: widgets.Box):
     """The tab's widget, None when the tab shows a notice."""
     child = slot.children[0] if slot.children else None
     return None if child is None or "drawai-notice" in child._dom_classes else child
+
+
+def max_sessions() -> int:
+    """How many kernels (open pages) the server runs at once: $DRAWAI_MAX_SESSIONS, 0 for no limit."""
+    text = os.environ.get(MAX_SESSIONS_ENV, str(DEFAULT_MAX_SESSIONS)).strip()
+    if not text.isdigit():
+        raise ValueError(f"{MAX_SESSIONS_ENV} must be a whole number (0 for no limit), got {text!r}")
+    return int(text)
+
+
+def prelaunch(request, notebook, cwd):
+    """Voila's prelaunch hook (set in voila.py): runs on every page request, before its kernel starts.
+
+    - Sets the `_xsrf` cookie. Voila's page asks the server to shut its kernel down when it unloads (reload,
+      tab closed) with a POST that must carry that cookie's value; Voila never sets the cookie itself, so
+      without this every such POST is refused (403) and every reload leaves a kernel running.
+    - Caps the sessions: with `max_sessions()` kernels running, the visitor gets "busy" (HTTP 503) instead
+      of one more kernel. Kernels of pages that vanished without unloading count until culled (voila.py).
+    """
+    from tornado.web import HTTPError
+
+    request.xsrf_token  # noqa: B018 -- reading it sets the cookie on this response
+    limit, running = max_sessions(), len(request.kernel_manager.list_kernel_ids())
+    if limit and running >= limit:
+        server_log().warning("refused a session: %d kernels running, the limit (%s) is %d",
+                             running, MAX_SESSIONS_ENV, limit)
+        raise HTTPError(503, reason="The dashboard is busy: all its sessions are in use. Try again in a while.")
+    return None  # the notebook as it is
 
 
 def _shown(path: Path) -> str:

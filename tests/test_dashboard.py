@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
 import re
 import shutil
@@ -246,7 +245,49 @@ def test_the_notebook_is_thin_and_only_calls_the_package():
     assert sum(len(c.source.splitlines()) for c in code) <= 8
 
 
-def test_voila_config_keeps_tracebacks_and_code_execution_away_from_visitors():
-    config = json.loads((ROOT / "voila.json").read_text())
-    voila = config.get("VoilaConfiguration", {})
-    assert voila.get("show_tracebacks", False) is False and voila.get("strip_sources", True) is True
+def voila_config():
+    from traitlets.config.loader import PyFileConfigLoader
+
+    return PyFileConfigLoader("voila.py", path=str(ROOT / "config")).load_config()
+
+
+def test_voila_config_keeps_tracebacks_and_code_away_from_visitors_and_culls_lost_sessions():
+    config = voila_config()
+    assert config.VoilaConfiguration.show_tracebacks is False and config.VoilaConfiguration.strip_sources is True
+    assert config.VoilaConfiguration.prelaunch_hook is dash.prelaunch
+    assert "preheat_kernel" not in config.VoilaConfiguration  # Voila refuses preheating with a prelaunch hook
+    assert config.MappingKernelManager.cull_idle_timeout > 0 and config.MappingKernelManager.cull_connected is False
+    assert "--Voila.config_file_paths=config" in (ROOT / "Makefile").read_text()
+
+
+class FakeRequest:
+    """What the prelaunch hook uses of Voila's request handler."""
+
+    def __init__(self, kernels: int):
+        self.kernel_manager = type("KM", (), {"list_kernel_ids": lambda _: [f"k{i}" for i in range(kernels)]})()
+        self.cookies = {}
+
+    @property
+    def xsrf_token(self):  # tornado sets the cookie when the token is read
+        self.cookies["_xsrf"] = "token"
+        return b"token"
+
+
+def test_prelaunch_sets_the_xsrf_cookie_and_caps_the_sessions(monkeypatch, log_records):
+    from tornado.web import HTTPError
+
+    monkeypatch.setenv(dash.MAX_SESSIONS_ENV, "3")
+    request = FakeRequest(kernels=2)
+    assert dash.prelaunch(request, notebook=None, cwd="notebooks") is None
+    assert "_xsrf" in request.cookies  # the page's shutdown-on-unload request needs it
+    with pytest.raises(HTTPError) as refused:
+        dash.prelaunch(FakeRequest(kernels=3), notebook=None, cwd="notebooks")
+    assert refused.value.status_code == 503 and "busy" in refused.value.reason
+    assert any("refused a session" in r.getMessage() for r in log_records)
+    monkeypatch.setenv(dash.MAX_SESSIONS_ENV, "0")  # no limit
+    assert dash.prelaunch(FakeRequest(kernels=100), notebook=None, cwd="notebooks") is None
+    monkeypatch.delenv(dash.MAX_SESSIONS_ENV)
+    assert dash.max_sessions() == dash.DEFAULT_MAX_SESSIONS
+    monkeypatch.setenv(dash.MAX_SESSIONS_ENV, "many")
+    with pytest.raises(ValueError, match="DRAWAI_MAX_SESSIONS must be a whole number"):
+        voila_config()  # the server stops at start
