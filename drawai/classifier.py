@@ -275,8 +275,15 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
           test_set: Drawings | torch.utils.data.Dataset | None = None,
           checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
           on_epoch=None, progress: bool = True, num_workers: int = 0,
-          device: str | torch.device | None = None) -> tuple[Classifier, list[dict]]:
+          device: str | torch.device | None = None,
+          extra_canonical: Drawings | None = None) -> tuple[Classifier, list[dict]]:
     """Train a classifier; returns it and the per-epoch history.
+
+    `extra_canonical`: more training drawings whose images are in the canonical form already (float32
+    [0, 1], e.g. a GAN's `generate` output; same categories as `train_set`). They join the training set
+    as they are: a second `to_canonical` would re-centre and re-thin them (on GAN drawings it changes
+    them far more than on real ones), and they have no heavier-stroke second rendering (the batch takes
+    the drawing itself there); the random affine augmentation applies to them like to every drawing.
 
     With `checkpoint_dir`, the full training state is written atomically after every epoch, and
     `resume=True` continues from the last complete epoch (the result equals an uninterrupted run).
@@ -290,6 +297,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     """
     rank, world = distributed.rank_and_world()
     device = torch.device(device) if device is not None else distributed.default_device()
+    extra_x, extra_y = _extra_canonical(train_set, extra_canonical)
     # The in-memory CPU path below is the original loop, unchanged; everything else reads DataLoaders.
     streamed = (world > 1 or device.type != "cpu" or not isinstance(train_set, Drawings)
                 or not isinstance(test_set, Drawings | None))
@@ -299,6 +307,10 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     if streamed:  # DataLoaders; the full dataset's numpy_bitmap drawings already have heavy strokes
         if isinstance(train_set, Drawings):
             train_data = distributed.tensor_dataset(train_set, canonical_images(train_set))
+            if extra_canonical is not None:
+                train_data = torch.utils.data.ConcatDataset(
+                    [train_data, torch.utils.data.TensorDataset(torch.from_numpy(extra_x)[:, None],
+                                                                torch.from_numpy(extra_y))])
         else:
             train_data = train_set
         loader = distributed.train_loader(train_data, config.batch_size, config.seed, num_workers)
@@ -312,12 +324,16 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         x_alt = torch.from_numpy(bitmaps.to_canonical(heavier_strokes(train_set.images)))[:, None] if config.augment \
             else x
         y = torch.from_numpy(train_set.labels)
+        if extra_canonical is not None:  # as they are, in both renderings
+            x = torch.cat([x, torch.from_numpy(extra_x)[:, None]])
+            x_alt = torch.cat([x_alt, torch.from_numpy(extra_x)[:, None]]) if config.augment else x
+            y = torch.cat([y, torch.from_numpy(extra_y)])
         x_test = torch.from_numpy(canonical_images(test_set))[:, None] if test_set is not None else None
     n_classes = len(train_set.categories)
     model = build_model(config.arch, n_classes, config.arch_kwargs).to(device, memory_format=torch.channels_last)
     net = distributed.wrap(model, device)  # DDP when there are several processes
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    steps_per_epoch = math.ceil((len(train_set) + len(extra_y)) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     if total_steps >= 4:  # one-cycle: a quarter warming up, the rest annealing
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps,
@@ -393,9 +409,32 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         if on_epoch:
             on_epoch(row)
     manifest = {"config": asdict(config), "input_form": input_form(), "data": {
-        "source": train_set.source, "checksum": train_set.checksum, "train_drawings": len(train_set)},
+        "source": train_set.source, "checksum": train_set.checksum, "train_drawings": len(train_set),
+        **({"extra_canonical_drawings": len(extra_y), "extra_source": extra_canonical.source} if len(extra_y) else {})},
         "history": history}
     return Classifier(model.cpu(), list(train_set.categories), manifest), history
+
+
+def _extra_canonical(train_set, extra: Drawings | None) -> tuple[np.ndarray, np.ndarray]:
+    """Check `train(extra_canonical=...)`: canonical float images and labels (empty arrays for None)."""
+    if extra is None or (isinstance(extra, Drawings) and len(extra) == 0):
+        return np.zeros((0, bitmaps.SIZE, bitmaps.SIZE), np.float32), np.zeros(0, np.int64)
+    if not isinstance(train_set, Drawings) or not isinstance(extra, Drawings):
+        raise ValueError("extra_canonical must be Drawings, and it needs a Drawings train_set (not a Dataset)")
+    if tuple(extra.categories) != tuple(train_set.categories):
+        raise ValueError(f"extra_canonical has {len(extra.categories)} other categories than the training set "
+                         f"({len(train_set.categories)}); they must be the same, in the same order")
+    if not np.issubdtype(np.asarray(extra.images).dtype, np.floating):
+        raise ValueError(f"extra_canonical images must be canonical floats in [0, 1] (got dtype "
+                         f"{np.asarray(extra.images).dtype}); put source bitmaps into train_set instead")
+    x, _ = bitmaps.as_float_images(extra.images)
+    if x.shape[1:] != (bitmaps.SIZE, bitmaps.SIZE) or len(x) != len(extra.labels):
+        raise ValueError(f"extra_canonical must hold (N, 28, 28) images and N labels, got {x.shape} and "
+                         f"{len(extra.labels)} labels")
+    y = np.asarray(extra.labels, dtype=np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= len(train_set.categories)):
+        raise ValueError("extra_canonical labels must index its categories")
+    return np.ascontiguousarray(x), y
 
 
 def _pick(x, x_alt, y, idx, augment, gen):

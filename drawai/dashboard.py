@@ -151,16 +151,37 @@ class Dashboard(widgets.VBox):
         """Load the generator and build Generate and Fight (once; what opening either tab does)."""
         if self.generator is not None:
             return
-        from drawai.widgets import GeneratorPanel
+        from drawai.widgets import FightArena, GeneratorPanel
 
         self.generator = gen = load_model("generator", self.generator_path)
         clf = self.classifier
         # Without a classifier, Generate still draws (without verdicts); Fight needs both.
         self.slots[1].children = [build_tab("Generate", lambda: GeneratorPanel(gen.model, clf.model), gen)]
-        self.slots[2].children = [build_tab("Fight", lambda: notice("The fight arena is not in this version yet."),
-                                            gen, clf)]
-        self.panel = _widget(self.slots[1])
+        self.slots[2].children = [build_tab("Fight", lambda: FightArena(gen.model, clf.model), gen, clf)]
+        self.panel, self.arena = _widget(self.slots[1]), _widget(self.slots[2])
+        if self.arena is not None:
+            self.fight_note = widgets.HTML()
+            self.slots[2].children += (self.fight_note,)
+            self._rounds_at_start = 0
+            self.arena.toggle.observe(self._on_fight_toggle, names="value")
+            self.arena.observe(self._on_fight_round, names="rounds")
         self._show_models()
+
+    # A running fight sends messages every round, and a kernel that sends messages never counts as idle,
+    # so the culler would never end the kernel of a page that vanished mid-fight (browser crash, lost
+    # network): the timer stops by itself after MAX_FIGHT_ROUNDS rounds.
+    MAX_FIGHT_ROUNDS = 600  # 10 minutes at the default second a round
+
+    def _on_fight_toggle(self, change) -> None:
+        if change["new"]:
+            self._rounds_at_start = self.arena.rounds
+            self.fight_note.value = ""
+
+    def _on_fight_round(self, change) -> None:
+        if self.arena.running and change["new"] - self._rounds_at_start >= self.MAX_FIGHT_ROUNDS:
+            self.arena.stop()
+            self.fight_note.value = (f"<span style='color:#555'>The fight pauses after {self.MAX_FIGHT_ROUNDS} "
+                                     "rounds in a row: press Start to go on.</span>")
 
     def _on_select(self, change) -> None:
         if change["new"] in (1, 2):

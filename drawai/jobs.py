@@ -3,6 +3,7 @@
     python -m drawai.jobs train-classifier -p categories classic10 -p epochs 10
     python -m drawai.jobs train-classifier --publish models/classifier-345     # the shipped model
     python -m drawai.jobs train-gan -p preset full --publish models/generator-345  # the shipped generator
+    python -m drawai.jobs fight -p rounds 5000                                  # GAN vs classifier, scored
     python -m drawai.jobs demo                                                  # what `make demo` runs
 
 Each run writes `runs/<job>/<timestamp>/`: the executed notebook, `params.json`, `metrics.json` (written
@@ -58,6 +59,31 @@ def check_gan_params(p: dict) -> None:
     gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
 
 
+def check_fight_params(p: dict) -> None:
+    """Counts, and the two model folders' categories (read from their manifests): nothing is loaded."""
+    from types import SimpleNamespace
+
+    from drawai import classifier, fight
+
+    fight._check_count("rounds", p["rounds"])
+    fight._check_count("seed", p["seed"], 0)
+    fight.check_ks_and_seeds(p["ks"], p["seeds"])
+    classifier.TrainConfig(epochs=p["epochs"])
+    models = {}
+    for role, param, job in (("generator", "generator_path", "train-gan -p preset full --publish models/generator-345"),
+                             ("classifier", "classifier_path", "train-classifier --publish models/classifier-345")):
+        folder = NOTEBOOKS / p[param]  # the notebook runs in notebooks/; an absolute path stays as it is
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+            names = list(manifest["categories"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ValueError(f"{param} {p[param]!r} is not a {role} model folder (no readable manifest.json at "
+                             f"{folder.resolve()}); make one: python -m drawai.jobs {job}") from None
+        models[role] = SimpleNamespace(categories=names, generate=None, probabilities=None)
+    fight.playable_labels(models["generator"], models["classifier"], p["categories"])
+    fight.check_generator_draws(models["generator"], cats.resolve(p["experiment_categories"]))
+
+
 @dataclass(frozen=True)
 class Job:
     notebook: str
@@ -73,10 +99,20 @@ JOBS = {
     "train-gan": Job("03_gan.ipynb", {
         "preset": "demo", "recipe": "conditional", "categories": None, "epochs": 0, "seed": 0,
         "classifier_path": "../models/classifier-345", "resume": True}, model_dir="model", check=check_gan_params),
+    "fight": Job("04_fight.ipynb", {
+        "generator_path": "../models/generator-345", "classifier_path": "../models/classifier-345", "categories": None,
+        "rounds": 3450, "seed": 0, "experiment_categories": "classic10", "ks": [0, 40, 80, 160], "seeds": [0, 1, 2],
+        "epochs": 15}, check=check_fight_params),
 }
 
-# `make demo`: the main job on the embedded sample, sized to finish in minutes on two cores.
-DEMO = [("train-classifier", {"categories": "all"})]
+# `make demo`: the main jobs on the embedded sample, sized to finish in minutes on two cores. A later job
+# that takes a model parameter (MODEL_PARAMETERS) gets the model an earlier demo job just trained.
+DEMO = [
+    ("train-classifier", {"categories": "all"}),
+    ("train-gan", {"preset": "demo"}),
+    ("fight", {"rounds": 1000, "ks": [0, 40], "seeds": [0, 1], "epochs": 5}),
+]
+MODEL_PARAMETERS = {"train-classifier": "classifier_path", "train-gan": "generator_path"}
 
 
 class JobError(RuntimeError):
@@ -183,6 +219,21 @@ def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
     print(f"published {dest}")
 
 
+def run_demo(params: dict | None = None, fresh: bool = False) -> dict[str, Path]:
+    """Run DEMO in order; each job's model feeds the later jobs that take it. Returns the run folders."""
+    made: dict[str, Path] = {}  # model parameter -> the model an earlier demo job trained
+    folders = {}
+    for name, demo_params in DEMO:
+        job_params = {**demo_params, **(params or {})}
+        for param, model in made.items():
+            if param in JOBS[name].defaults:
+                job_params.setdefault(param, str(model))
+        folders[name] = run(name, job_params, fresh=fresh)
+        if name in MODEL_PARAMETERS:
+            made[MODEL_PARAMETERS[name]] = (folders[name] / JOBS[name].model_dir).resolve()
+    return folders
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m drawai.jobs", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -195,8 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     params = {name: parse_value(value) for name, value in args.parameter}
     try:
         if args.job == "demo":
-            for name, demo_params in DEMO:
-                run(name, {**demo_params, **params}, fresh=args.fresh)
+            run_demo(params, fresh=args.fresh)
         else:
             run(args.job, params, fresh=args.fresh, publish=args.publish)
     except JobError as e:

@@ -70,8 +70,9 @@ def training_curves(history: list[dict]):
     return fig
 
 
-def per_class_bars(values: np.ndarray, categories: Sequence[str], n: int = 15, title: str = "per-class top-1"):
-    """The n worst and n best classes by a per-class score."""
+def per_class_bars(values: np.ndarray, categories: Sequence[str], n: int = 15, title: str = "per-class top-1",
+                   chance: float | None = None):
+    """The n worst and n best classes by a per-class score (with a dashed line at `chance` if given)."""
     order = np.argsort(values)
     pick = np.concatenate([order[:n], order[-n:]]) if len(order) > 2 * n else order
     fig, ax = plt.subplots(figsize=(10, max(3, 0.22 * len(pick))))
@@ -79,6 +80,9 @@ def per_class_bars(values: np.ndarray, categories: Sequence[str], n: int = 15, t
                                                    for i in pick])
     ax.set_yticks(range(len(pick)), [categories[i] for i in pick], fontsize=7)
     ax.set_xlim(0, 1)
+    if chance is not None:
+        ax.axvline(chance, color="gray", linestyle="--", linewidth=1, label=f"chance ({chance:.0%})")
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title + (f" ({n} worst, {n} best)" if len(order) > 2 * n else ""))
     fig.tight_layout()
     return fig
@@ -111,6 +115,40 @@ def gan_losses(history: list[dict]):
     ax.plot(epochs, [h["d_loss"] for h in history], label="discriminator")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def fight_rounds(result, n: int = 40, cols: int = 10):
+    """The first n rounds of a fight (`drawai.fight.FightResult`): each generated drawing titled with the
+    label asked for and the classifier's guess, green where it named the label, red where it did not."""
+    shown = np.arange(min(n, result.rounds))
+    guessed, wins = result.guessed, result.wins
+    titles = [f"{result.labels[result.requested[i]]}\n-> {result.labels[guessed[i]]}" for i in shown]
+    colors = ["tab:green" if wins[i] else "tab:red" for i in shown]
+    return drawing_grid(result.images[shown], titles, cols=cols, colors=colors,
+                        title="asked for -> the classifier's guess")
+
+
+def augmentation_curve(result):
+    """Top-1 against k generated drawings per class (`drawai.fight.AugmentationResult`): mean and 95 %
+    confidence interval over seeds, on the real test split and on its rendering-shifted copy."""
+    rows = result.summary()
+    ks = np.array([r["k"] for r in rows])
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for metric, label, shift in (("top1", "real test split", -0.01), ("shifted_top1", "rendering-shifted test", 0.01)):
+        mean = np.array([r[metric]["mean"] for r in rows])
+        err = np.array([r[metric]["ci95"] for r in rows])
+        x = ks + shift * max(ks.max(), 1)  # side by side, so the bars do not hide each other
+        ax.errorbar(x, mean, yerr=np.nan_to_num(err), marker="o", capsize=4, label=label)
+        runs = [(x[list(ks).index(r["k"])], r[metric]) for r in result.runs]  # the single runs behind the means
+        ax.plot(*zip(*runs), ".", color="gray", alpha=0.5, markersize=4)
+    ax.set_xticks(ks)
+    ax.set_xlabel("generated drawings added per class (k)")
+    ax.set_ylabel("top-1")
+    ax.set_title(f"training on real + generated drawings ({len(result.seeds)} seeds, 95 % CI)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -168,3 +168,45 @@ def test_heavier_strokes_keeps_every_sample_drawing_a_drawing():
     ink = (heavy > 76).reshape(len(images), -1).mean(1)
     densest = np.argsort(ink)[-20:]  # the scribbled fills: still accepted by to_canonical
     assert bitmaps.to_canonical(heavy[densest]).shape == (20, 28, 28)
+
+
+def test_extra_canonical_drawings_join_training_as_they_are(classic10, monkeypatch):
+    """train(extra_canonical=...): every extra drawing is in every epoch's batches, pixel for pixel as given
+    (not canonicalised again), next to the real drawings in their canonical form."""
+    train, test = classic10
+    real = train.subset(np.arange(40))
+    extra_images = np.random.default_rng(0).uniform(0, 1, (30, 28, 28)).astype(np.float32) ** 8  # no drawing at all
+    extra = data.Drawings(extra_images, np.arange(30) % 10, train.categories, "generated")
+    batches = []
+    build = classifier.build_model
+
+    def recording_build(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, inputs: batches.append(inputs[0].detach().clone()) if m.training
+                                        else None)
+        return model
+
+    monkeypatch.setattr(classifier, "build_model", recording_build)
+    config = classifier.TrainConfig(epochs=2, batch_size=16, augment=False, threads=1)  # tiny batches: one thread
+    threads = torch.get_num_threads()
+    try:
+        clf, history = classifier.train(real, config, progress=False, extra_canonical=extra)
+    finally:
+        torch.set_num_threads(threads)
+    seen = torch.cat(batches)[:, 0].numpy()
+    assert len(seen) == 2 * 70 and len(batches) == 2 * 5  # 70 drawings an epoch, 5 batches of <= 16
+    first_epoch = seen[:70]
+    expected = np.concatenate([bitmaps.to_canonical(real.images), extra_images])
+    order = [np.flatnonzero((first_epoch == image).all((1, 2))) for image in expected]
+    assert all(len(o) == 1 for o in order)  # each one exactly once, unchanged
+    assert clf.manifest["data"]["extra_canonical_drawings"] == 30 and clf.manifest["data"]["train_drawings"] == 40
+
+
+def test_extra_canonical_bad_input(classic10):
+    train = classic10[0].subset(np.arange(20))
+    config = classifier.TrainConfig(epochs=1)
+    with pytest.raises(ValueError, match="canonical floats"):
+        classifier.train(train, config, extra_canonical=train, progress=False)  # uint8 source bitmaps
+    other = data.Drawings(np.zeros((2, 28, 28), np.float32), np.array([0, 1]), ("cat", "dog"), "generated")
+    with pytest.raises(ValueError, match="other categories"):
+        classifier.train(train, config, extra_canonical=other, progress=False)

@@ -4,6 +4,7 @@ models that are missing or damaged, and the generator loaded only when its tabs 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import logging
@@ -17,7 +18,7 @@ from PIL import Image
 
 from drawai import bitmaps, data
 from drawai import dashboard as dash
-from drawai.widgets import DrawingPad, GeneratorPanel
+from drawai.widgets import DrawingPad, FightArena, GeneratorPanel
 from tests.test_widgets import TRIANGLE, draw_with_mouse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +35,13 @@ class SampleGenerator:
         self.categories = list(self.test.categories)
         self.calls = 0
 
-    def generate(self, label, n=1, seed=None):
+    def generate(self, labels, n=1, seed=None):
         self.calls += 1
-        pool = np.flatnonzero(self.test.labels == self.categories.index(label))
-        pick = np.random.default_rng(seed).choice(pool, size=n, replace=n > len(pool))
+        rng = np.random.default_rng(seed)
+        pick = []
+        for label in [labels] if isinstance(labels, str) else labels:  # one name or a list, like the GAN
+            pool = np.flatnonzero(self.test.labels == self.categories.index(label))
+            pick += list(rng.choice(pool, size=n, replace=n > len(pool)))
         return bitmaps.to_canonical(self.test.images[pick])
 
 
@@ -211,6 +215,35 @@ def test_dashboard_loads_the_generator_when_its_tabs_are_opened(monkeypatch, tmp
     board.tabs.selected_index = 1
     assert loads == [None]  # once
     assert "10 categories" in board.about.value and "345 categories" in board.about.value
+    # The Fight tab: the arena on the same two models, on the generator's categories.
+    assert isinstance(board.arena, FightArena) and board.arena.labels == generator.categories
+    result = board.arena.play_round()
+    assert board.arena.rounds == 1 and result["label"] in generator.categories
+
+
+@needs_model
+def test_a_running_fight_pauses_by_itself_so_a_lost_page_cannot_keep_its_kernel_busy(monkeypatch, clf, tmp_path):
+    generator = SampleGenerator()
+    monkeypatch.setattr(dash, "load_model", lambda kind, given=None: dash.Loaded(
+        kind, tmp_path / kind, generator if kind == "generator" else clf))
+    monkeypatch.setattr(dash.Dashboard, "MAX_FIGHT_ROUNDS", 3)
+    board = dash.dashboard()
+    board.load_generator()
+    arena = board.arena
+
+    async def fight():
+        arena.speed.value = 0.1
+        arena.toggle.value = True  # what the Start button does
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if not arena.running:
+                break
+
+    asyncio.run(fight())
+    assert arena.rounds == 3 and not arena.running and arena.toggle.value is False
+    assert "pauses after 3 rounds" in board.fight_note.value
+    asyncio.run(fight())  # Start again: three more, then a pause again
+    assert arena.rounds == 6 and not arena.running
 
 
 def test_dashboard_with_no_models_shows_messages_in_every_tab(tmp_path):
@@ -219,7 +252,7 @@ def test_dashboard_with_no_models_shows_messages_in_every_tab(tmp_path):
     notice = board.slots[0].children[0]
     assert "drawai-notice" in notice._dom_classes and "no classifier model" in notice.value
     board.tabs.selected_index = 2
-    assert board.panel is None
+    assert board.panel is None and board.arena is None
     assert "no generator model" in board.slots[1].children[0].value
     fight = board.slots[2].children[0].value
     assert "no generator model" in fight and "no classifier model" in fight

@@ -1,8 +1,10 @@
 import json
 
 import nbformat
+import numpy as np
 import pytest
 
+from drawai import categories as cats
 from drawai import jobs
 from drawai.classifier import Classifier
 
@@ -95,3 +97,71 @@ def test_data_notebook_runs(tmp_path, monkeypatch):
     out = jobs.run("data", {"categories": "classic10"}, progress=False)
     report = nbformat.read(out / "01_data.ipynb", as_version=4)
     assert sum("image/png" in o.get("data", {}) for c in report.cells for o in c.get("outputs", [])) >= 4
+
+
+def test_demo_feeds_the_models_it_trains_to_the_later_jobs(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(name, params, fresh=False):
+        calls.append((name, params))
+        return tmp_path / name
+
+    monkeypatch.setattr(jobs, "run", fake_run)
+    folders = jobs.run_demo({"seed": 1})
+    names = [name for name, _ in calls]
+    assert names.index("train-gan") < names.index("fight") and names.index("train-classifier") < names.index("fight")
+    fight_params = dict(calls)["fight"]
+    assert fight_params["generator_path"] == str((tmp_path / "train-gan" / "model").resolve())
+    assert fight_params["classifier_path"] == str((tmp_path / "train-classifier" / "model").resolve())
+    assert dict(calls)["train-gan"]["classifier_path"] == fight_params["classifier_path"]  # its judge too
+    assert all(p["seed"] == 1 for _, p in calls) and folders["fight"] == tmp_path / "fight"
+    for name, params in jobs.DEMO:  # the demo's own parameters are ones its jobs accept
+        assert set(params) <= set(jobs.JOBS[name].defaults)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"generator_path": "/nonexistent/gan"}, "not a generator model folder"),
+    ({"rounds": 0}, "rounds must be"),
+    ({"seeds": [0]}, "at least two seeds"),
+    ({"ks": [0, -1]}, "every k"),
+    ({"epochs": 0}, "epochs"),
+    ({"categories": ["cat", "dog"]}, "does not know"),
+])
+def test_fight_job_bad_parameters_fail_before_anything_runs(params, match, tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    generator = tmp_path / "gan"  # the check reads the manifest's categories only
+    generator.mkdir()
+    manifest = {"kind": "drawai.gan", "categories": cats.resolve("classic10")}
+    (generator / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(jobs.JobError, match=match):
+        jobs.run("fight", {"generator_path": str(generator), **params})
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_gan(tmp_path_factory):
+    """A one-epoch classic10 GAN on 8 drawings per category, saved as a model folder."""
+    from drawai import data, gan
+
+    sample = data.load_sample("classic10")
+    train = sample.subset(np.concatenate([np.flatnonzero(sample.labels == c)[:8] for c in range(10)]))
+    config = gan.GANConfig(categories="classic10", epochs=1, batch_size=16, noise_dim=8, width=8)
+    return gan.save(gan.train(train, config, verbose=0), tmp_path_factory.mktemp("gan") / "model", config=config)
+
+
+@pytest.mark.slow
+def test_fight_job_end_to_end(tmp_path, monkeypatch, tiny_gan):
+    """The papermill job with tiny parameters: the report's figures, the conclusion, metrics.json."""
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    out = jobs.run("fight", {"generator_path": str(tiny_gan), "rounds": 100, "ks": [0, 5], "seeds": [0, 1],
+                             "epochs": 1}, progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["fight"]["rounds"] == 100 and metrics["fight"]["labels"] == 10
+    assert [row["k"] for row in metrics["augmentation"]["summary"]] == [0, 5]
+    assert "k=5" in metrics["augmentation"]["conclusion"]
+    assert len(json.loads((out / "augmentation.json").read_text())["runs"]) == 4
+    report = nbformat.read(out / "04_fight.ipynb", as_version=4)
+    outputs = [o for c in report.cells for o in c.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # bars, rounds, augmentation curve
+    printed = "".join(o.get("text", "") for o in outputs)
+    assert "overall" in printed and metrics["augmentation"]["conclusion"].splitlines()[0] in printed
