@@ -8,6 +8,7 @@ numpy_bitmap files are read like the sample the model was trained on.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -216,15 +217,39 @@ class Classifier:
         write_json(path / "manifest.json", manifest)
         return path
 
+    def restricted_to(self, categories: str | list[str]) -> Classifier:
+        """The same network judging only `categories` (some of its own, in the order given): the head keeps
+        their rows, so probabilities are a softmax over them alone and the features do not change.
+        E.g. the 345-class model as the judge of a classic10 GAN."""
+        names = cats.resolve(categories)
+        missing = [n for n in names if n not in self.categories]
+        if missing:
+            raise ValueError(f"this classifier was trained on {len(self.categories)} other categories "
+                             f"({self.categories[:3]}...): it cannot judge {missing[:5]}"
+                             f"{f' and {len(missing) - 5} more' if len(missing) > 5 else ''}")
+        if names == self.categories:
+            return self
+        rows = torch.tensor([self.categories.index(n) for n in names])
+        model = copy.deepcopy(self.model)
+        head = nn.Linear(model.head.in_features, len(names), bias=model.head.bias is not None)
+        with torch.no_grad():
+            head.weight.copy_(model.head.weight[rows])
+            if head.bias is not None:
+                head.bias.copy_(model.head.bias[rows])
+        model.head = head
+        return Classifier(model, names, {**self.manifest, "restricted_from": len(self.categories)})
+
     @classmethod
     def load(cls, path: str | os.PathLike, categories: str | list[str] | None = None) -> Classifier:
-        """Load a saved classifier; with `categories`, insist that it was trained on exactly those."""
+        """Load a saved classifier; with `categories`, restricted to those (`restricted_to`): every one of
+        them must be among the categories it was trained on."""
         path = Path(path)
         manifest = read_manifest(path)
         names = manifest["categories"]
-        if categories is not None and cats.resolve(categories) != names:
+        wanted = cats.resolve(categories) if categories is not None else names
+        if not set(wanted) <= set(names):
             raise ValueError(f"{path} was trained on {len(names)} other categories ({names[:3]}...), "
-                             f"not on {categories!r}")
+                             f"not on all of {categories!r}")
         arch = manifest.get("config", {}).get("arch")
         if arch not in ARCHITECTURES:
             raise ValueError(f"{path}: unknown architecture {arch!r} in manifest.json")
@@ -240,7 +265,7 @@ class Classifier:
         except RuntimeError as e:
             raise ValueError(f"{path}: weights do not fit a {arch} for {len(names)} categories: "
                              f"{str(e).splitlines()[0]}") from None
-        return cls(model, names, manifest)
+        return cls(model, names, manifest).restricted_to(wanted)
 
 
 def build_model(arch: str, n_classes: int, arch_kwargs: dict | None = None) -> nn.Module:

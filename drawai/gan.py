@@ -576,6 +576,29 @@ def _atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
+def _save_compact(model: _GAN, path: Path) -> None:
+    """Save `model` for shipping: the networks as they are, the optimisers' state zeroed, deflated.
+
+    Adam's moments are two thirds of the file and only matter for continuing training, which resumes
+    from the run's checkpoints, not from a shipped model; zeros deflate to almost nothing (345-category
+    conditional GAN: 20.8 MB as a checkpoint, about a third of that here). Loads like any `.keras` file.
+    """
+    slots = [v for opt in (model.g_optimizer, model.d_optimizer) for v in opt.variables]
+    kept = [v.numpy() for v in slots]
+    try:
+        for v in slots:
+            v.assign(np.zeros(v.shape, v.dtype))
+        model.save(path)
+    finally:
+        for v, value in zip(slots, kept, strict=True):
+            v.assign(value)
+    packed = path.with_name(path.name + ".zip")
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            dst.writestr(item.filename, src.read(item))
+    os.replace(packed, path)
+
+
 def _write_json(path: Path, obj) -> None:
     _atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1) + "\n"))
 
@@ -780,7 +803,7 @@ def save(model: ConditionalGAN | PerLabelGAN, path: str | Path, config: GANConfi
     record = getattr(model, "train_record", None) or getattr(model, "manifest", None) or {}
     history = getattr(model, "train_history", None) or []
     path.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path / MODEL_FILE, model.save)
+    _atomic_write(path / MODEL_FILE, lambda p: _save_compact(model, p))
     manifest = {
         "kind": MANIFEST_KIND, "format": 1, "recipe": model.recipe, "categories": list(model.categories),
         "input_form": INPUT_FORM, "config": config.to_dict() if config else record.get("config", model.get_config()),

@@ -56,7 +56,20 @@ def check_gan_params(p: dict) -> None:
         overrides["categories"] = p["categories"]
     if p["epochs"] != 0:
         overrides["epochs"] = p["epochs"]
-    gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
+    config = gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
+    # The notebook ends by judging the GAN with this classifier: a wrong path must fail now, not after training.
+    names = cats.resolve(config.categories)
+    if len(names) < 2:
+        raise ValueError(f"train-gan needs at least 2 categories (its metrics compare them), got {names}")
+    path = Path(p["classifier_path"]) if Path(p["classifier_path"]).is_absolute() else NOTEBOOKS / p["classifier_path"]
+    try:
+        known = json.loads((path / "manifest.json").read_text())["categories"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"classifier_path {p['classifier_path']!r} ({path}) is not a classifier folder: {e}") from None
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ValueError(f"the classifier at {p['classifier_path']!r} does not know {missing[:5]}, "
+                         "so it cannot judge this GAN")
 
 
 def check_fight_params(p: dict) -> None:
@@ -110,7 +123,7 @@ JOBS = {
 DEMO = [
     ("train-classifier", {"categories": "all"}),
     ("train-gan", {"preset": "demo"}),
-    ("fight", {"rounds": 1000, "ks": [0, 40], "seeds": [0, 1], "epochs": 5}),
+    ("fight", {"rounds": 1000, "ks": [0, 40], "seeds": [0, 1], "epochs": 10}),  # ~40 steps: it learns classic10
 ]
 MODEL_PARAMETERS = {"train-classifier": "classifier_path", "train-gan": "generator_path"}
 
@@ -221,10 +234,14 @@ def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
 
 def run_demo(params: dict | None = None, fresh: bool = False) -> dict[str, Path]:
     """Run DEMO in order; each job's model feeds the later jobs that take it. Returns the run folders."""
+    params = params or {}
+    unknown = sorted(set(params) - {k for name, _ in DEMO for k in JOBS[name].defaults})
+    if unknown:
+        raise JobError(f"no demo job has parameter(s) {unknown}")
     made: dict[str, Path] = {}  # model parameter -> the model an earlier demo job trained
     folders = {}
-    for name, demo_params in DEMO:
-        job_params = {**demo_params, **(params or {})}
+    for name, demo_params in DEMO:  # each job gets the parameters it has
+        job_params = {**demo_params, **{k: v for k, v in params.items() if k in JOBS[name].defaults}}
         for param, model in made.items():
             if param in JOBS[name].defaults:
                 job_params.setdefault(param, str(model))

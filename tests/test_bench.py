@@ -211,7 +211,7 @@ def test_recipes_follow_trainconfig_defaults(monkeypatch):
 
 @pytest.mark.slow
 def test_tiny_real_run(tmp_path, capsys):
-    args = ["--only", "accuracy,latency", "--categories", "classic10", "--recipes", "cnn,mlp", "--seeds", "1",
+    args = ["--only", "accuracy,latency,gan", "--categories", "classic10", "--recipes", "cnn,mlp", "--seeds", "1",
             "--epochs", "1", "--reps", "25", "--out", str(tmp_path), "--no-progress"]
     assert bench.main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
@@ -232,10 +232,70 @@ def test_tiny_real_run(tmp_path, capsys):
             assert row[path + "_cpu"]["p50"] <= row[path]["p50"] * 1.05 + 0.05  # CPU time never exceeds wall
         assert 50 < row["peak_rss_mib"] < 4000
     assert lat["cnn"]["peak_rss_mib"] > lat["baseline"]["peak_rss_mib"]  # a model costs something on top
+    # the generators: one epoch of each recipe, the per-label one trained on to the conditional one's CPU seconds
+    gan = results["cells"]["gan/classic10"]["rows"]
+    assert set(gan) == {"conditional", "per_label_equal_epochs", "per_label_equal_cpu"}
+    assert gan["conditional"]["epochs"] == gan["per_label_equal_epochs"]["epochs"] == 1
+    per_epoch = gan["per_label_equal_epochs"]["cpu_seconds"]
+    assert gan["per_label_equal_cpu"]["epochs"] == max(1, round(gan["conditional"]["cpu_seconds"] / per_epoch))
+    for row in gan.values():
+        assert 0 <= row["gan_test_top1"] <= 1 and row["real_test_top1"] > 0.9 and row["fid"] > row["fid_real_floor"]
     printed = capsys.readouterr().out
     assert printed == (tmp_path / "results.md").read_text() + "\n"
-    assert len(table_rows(printed, "10 (classic10)")) == 2 and "### Targets" in printed
+    assert len(table_rows(printed, "10 (classic10)")) == 2 and "### Targets" in printed and "### Generator" in printed
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def gan_summary(top1, fid, shuffled, cpu, epochs, real_top1=0.975):
+    return {"gan_test_top1": top1, "gan_test_top5": 0.9, "real_test_top1": real_top1, "real_test_top5": 0.995,
+            "fid": 2 * fid, "fid_real_floor": 3.8, "fid_class_mean": fid, "fid_class_shuffled_mean": shuffled,
+            "fid_class_real_mean": 5.1, "memorisation_ratio": 1.2, "diversity_ratio": 0.8, "epochs": epochs,
+            "cpu_seconds": cpu, "train_seconds": 2 * cpu}
+
+
+def test_gan_section_plan_table_and_targets(tmp_path, monkeypatch):
+    options = {**SMALL, "only": ["gan"], "categories": ["all", "classic10"]}
+    monkeypatch.setattr(bench, "GENERATOR_DIR", tmp_path / "generator-345")
+    cells = bench.plan(options)
+    assert [c.key for c in cells] == ["gan/classic10"]  # nothing published: nothing to evaluate
+    spec = cells[0].spec
+    assert spec["configs"]["conditional"]["epochs"] == spec["configs"]["per_label"]["epochs"] == 60
+    assert spec["configs"]["per_label"]["batch_size"] == 256 and not spec["epochs_overridden"]
+    assert bench.plan({**options, "epochs": 2})[0].spec["configs"]["per_label"]["epochs"] == 2
+
+    (tmp_path / "generator-345").mkdir()
+    (tmp_path / "generator-345" / "manifest.json").write_text(json.dumps({"weights": {"sha256": "abc"}}))
+    cells = bench.plan(options)
+    assert [c.key for c in cells] == ["gan/classic10", "gan/shipped"] and cells[1].spec["weights"] == "abc"
+    assert [c.key for c in bench.plan({**options, "categories": ["classic10"]})] == ["gan/classic10"]
+
+    results = {"format": bench.FORMAT, "environment": {}, "cells": {
+        "gan/classic10": {"spec": cells[0].spec, "rows": {
+            "conditional": gan_summary(0.99, 10.0, 80.0, 300, 60),
+            "per_label_equal_epochs": gan_summary(0.30, 60.0, 70.0, 150, 60),
+            "per_label_equal_cpu": gan_summary(0.50, 40.0, 70.0, 305, 122)}},
+        "gan/shipped": {"spec": cells[1].spec, **gan_summary(0.40, 30.0, 50.0, 2400, 35, real_top1=0.6),
+                        "categories": 345}}}
+    text = bench.report(results, cells)
+    assert "### Generator" in text
+    assert table_rows(text, "real test drawings")[0][:6] == ["real test drawings (the classifier's baseline)", "10",
+                                                            "–", "–", "–", "97.5"]
+    assert table_rows(text, "conditional GAN (draw-ai)")[0][1:] == [
+        "10", "60", "300", "600", "99.0", "90.0", "20.00", "10.00", "80.00", "1.20", "0.80", "1.02×"]
+    assert table_rows(text, "per-label DCGANs (original), equal CPU seconds")[0][2:4] == ["122", "305"]
+    assert table_rows(text, f"conditional GAN, `{tmp_path / 'generator-345'}`")[0][1:3] == ["345", "35"]
+    targets = {r[0]: r[1:] for r in table_rows(text, "") if len(r) == 4 and r[2] in ("PASS", "FAIL")}
+    assert targets["classic10 GAN: GAN-test top-1 >= the classifier's top-1 on real test drawings"][1] == "PASS"
+    assert targets["classic10 GAN: per-class FID well below the shuffled-label control (at most 0.5x)"][1] == "PASS"
+    ahead = targets["classic10 GAN: conditional ahead of per-label at equal training time (higher GAN-test top-1, "
+                    "lower per-class FID)"]
+    assert ahead[:2] == ["99.0%, 10.00 vs 50.0%, 40.00", "PASS"] and "CPU s 300 vs 305" in ahead[2]
+    assert targets["345-class GAN (published): GAN-test top-1 >= the classifier's top-1 on real test drawings"][
+        :2] == ["40.0% vs 60.0%", "FAIL"]
+    # a per-label recipe that draws better at equal time fails the comparison
+    results["cells"]["gan/classic10"]["rows"]["per_label_equal_cpu"]["fid_class_mean"] = 9.0
+    text = bench.report(results, cells)
+    assert "lower per-class FID) | 99.0%, 10.00 vs 50.0%, 9.00 | FAIL |" in text
 
 
 def dashboard_figures(seconds, rss, uss, cpu=1.0, generator=None):

@@ -1,11 +1,14 @@
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from drawai import bitmaps, classifier, data
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "classifier-345"
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,23 @@ def test_save_load_round_trip(trained, classic10, tmp_path):
     assert manifest["input_form"]["size"] == 28 and manifest["data"]["checksum"] == data.sample_info()["sha256"]
     with pytest.raises(ValueError, match="other categories"):
         classifier.Classifier.load(tmp_path / "m", categories="all")
+
+
+def test_restricted_to_a_subset_renormalises_over_it():
+    """The shipped 345-class model judging three categories: its softmax over those three logits alone."""
+    full = classifier.Classifier.load(SHIPPED)
+    names = ["sun", "cat", "apple"]  # not in the model's order: the restricted one follows this order
+    small = classifier.Classifier.load(SHIPPED, categories=names)
+    assert small.categories == names and small.manifest["restricted_from"] == 345
+    images = data.load_sample(names).images[::25]
+    p_full = full.probabilities(images)[:, [full.categories.index(n) for n in names]]
+    np.testing.assert_allclose(small.probabilities(images), p_full / p_full.sum(1, keepdims=True), rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(small.features(images), full.features(images), atol=1e-6)
+    assert full.restricted_to(full.categories) is full
+    assert full.probabilities(images).shape[1] == 345  # the original is untouched
+    with pytest.raises(ValueError, match="cannot judge"):
+        small.restricted_to(["sun", "dog"])
 
 
 def test_foreign_model_files_are_refused(trained, tmp_path):

@@ -99,6 +99,67 @@ def test_data_notebook_runs(tmp_path, monkeypatch):
     assert sum("image/png" in o.get("data", {}) for c in report.cells for o in c.get("outputs", [])) >= 4
 
 
+@pytest.mark.parametrize("params, match", [
+    ({"preset": "huge"}, "unknown preset"),
+    ({"recipe": "vae"}, "recipe"),
+    ({"categories": "catt"}, "did you mean 'cat'"),
+    ({"categories": ["cat"]}, "at least 2 categories"),
+    ({"epochs": -1}, "epochs"),
+    ({"seed": "zero"}, "integer"),
+    ({"resume": "yes"}, "true/false"),
+    ({"classifier_path": "/nonexistent/classifier"}, "not a classifier folder"),
+])
+def test_bad_train_gan_parameters_fail_before_anything_runs(params, match, tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "RUNS", tmp_path)
+    with pytest.raises(jobs.JobError, match=match):
+        jobs.run("train-gan", params)
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_gan_needs_a_classifier_that_knows_its_categories(tmp_path, monkeypatch):
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    (judge / "manifest.json").write_text(json.dumps({"categories": ["cat", "dog"]}))
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    with pytest.raises(jobs.JobError, match=r"does not know \['apple'"):
+        jobs.run("train-gan", {"classifier_path": str(judge), "categories": ["apple", "cat"]})
+    assert not (tmp_path / "runs").exists()
+
+
+def test_demo_runs_its_jobs_and_refuses_parameters_no_demo_job_has(capsys):
+    assert [name for name, _ in jobs.DEMO] == ["train-classifier", "train-gan", "fight"]
+    assert jobs.main(["demo", "-p", "epoch", "3"]) == 1
+    assert "no demo job has parameter(s) ['epoch']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_gan_job_end_to_end(tmp_path, monkeypatch):
+    """One epoch of the demo GAN on classic10, judged by the shipped classifier: report with its plots,
+    metrics.json, a loadable published model whose manifest carries the metrics. ~1-2 min on 2 cores."""
+    from drawai import gan
+
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    out = jobs.run("train-gan", {"categories": "classic10", "epochs": 1}, publish=str(tmp_path / "published"),
+                   progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["categories"] == 10 and metrics["epochs"] == 1 and metrics["eval_per_class"] == 80
+    assert 0 <= metrics["gan_test_top1"] <= metrics["gan_test_top5"] <= 1
+    assert metrics["real_test_top1"] > 0.9  # the shipped classifier on classic10's held-out drawings
+    # after one epoch the drawings are far from real ones; real drawings are close to each other
+    assert metrics["fid"] > 5 * metrics["fid_real_floor"] > 0
+    assert metrics["fid_class_real_mean"] < 0.5 * metrics["fid_class_shuffled_mean"]
+    assert metrics["memorisation_ratio"] > 0.5 and 0 < metrics["diversity_ratio"] < 2
+    assert len(metrics["per_class"]) == 10 and set(metrics["targets"].values()) <= {True, False}
+    report = nbformat.read(out / "03_gan.ipynb", as_version=4)
+    texts = "".join(o.get("text", "") for c in report.cells for o in c.get("outputs", []))
+    assert "GAN-test top-1 >= the classifier's top-1" in texts and ("PASS" in texts or "FAIL" in texts)
+    images = [o for c in report.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 6  # losses, one row per label, GAN-test, FID, nearest pairs, diversity
+    model = gan.load(tmp_path / "published")
+    assert model.categories == tuple(metrics["per_class"]) and model.manifest["metrics"]["fid"] == metrics["fid"]
+    assert model.manifest["command"].startswith("python -m drawai.jobs train-gan -p categories 'classic10'")
+
+
 def test_demo_feeds_the_models_it_trains_to_the_later_jobs(tmp_path, monkeypatch):
     calls = []
 
