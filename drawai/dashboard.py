@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,9 +98,10 @@ def load_model(kind: str, given: str | os.PathLike | None = None) -> Loaded:
 
 
 def notice(text: str) -> widgets.HTML:
-    """What a tab shows instead of a widget it cannot build."""
+    """What a tab shows instead of a widget it cannot build (`command` in backquotes shows as code)."""
+    shown = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
     box = widgets.HTML(f"<div style='padding:12px 16px;border-left:4px solid #e0a000;background:#fff8e1;"
-                       f"max-width:720px'>{html.escape(text)}</div>")
+                       f"max-width:720px'>{shown}</div>")
     box.add_class("drawai-notice")
     return box
 

@@ -328,7 +328,8 @@ def test_dashboard_section_table_and_target_on_synthetic_figures():
 @pytest.mark.slow
 @pytest.mark.browser
 def test_dashboard_section_real_run(tmp_path, capsys):
-    """Serves the dashboard and the baseline notebook with Voila and opens them in chromium (~1.5 min)."""
+    """Serves the dashboard and the baseline notebook with Voila and opens them in chromium (~2 min on 2 loaded
+    cores: 8 page loads, and TensorFlow loaded by 4 of them)."""
     if not Path(bench.CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(f"{bench.CHROMIUM} is missing")

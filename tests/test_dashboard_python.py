@@ -251,6 +251,7 @@ def test_dashboard_with_no_models_shows_messages_in_every_tab(tmp_path):
     assert board.pad is None
     notice = board.slots[0].children[0]
     assert "drawai-notice" in notice._dom_classes and "no classifier model" in notice.value
+    assert "<code>python -m drawai.jobs train-classifier --publish models/classifier-345</code>" in notice.value
     board.tabs.selected_index = 2
     assert board.panel is None and board.arena is None
     assert "no generator model" in board.slots[1].children[0].value
