@@ -2,7 +2,7 @@
 
     python -m drawai.bench                        # `make bench`: everything, 3 seeds (hours on 2 cores)
     python -m drawai.bench --quick                # 1 seed, classic10, 5 epochs, fewer repetitions (~3 min + ~2 for gan)
-    python -m drawai.bench --only gan             # sections: accuracy, latency, gan
+    python -m drawai.bench --only gan             # sections: accuracy, latency, gan, dashboard
     python -m drawai.bench --out runs/bench/X     # resume that run: cells measured there are skipped
 
 Every figure is set against a baseline measured in the same run (the original draw-ai MLP), because
@@ -22,6 +22,10 @@ absolute times on a shared machine mean little; the load average is recorded wit
   FID with a shuffled-label control, memorisation, diversity), at equal epochs and at equal training
   time: the per-label one is trained on until it has used the conditional one's CPU seconds. With all
   345 categories, also the shipped `models/generator-345` if it is there (evaluated, not trained).
+- Dashboard: Voila serving notebooks/dashboard.ipynb as `make dashboard` does, opened in chromium by
+  Playwright: page load to the first interactive widget (the drawing pad's canvas), for 1 session and for 3
+  at once, and each session's kernel memory (RSS, and USS: what that kernel alone holds), before and after
+  its Generate tab loads TensorFlow. Baseline: the same server on a notebook with one ipywidgets Button.
 
 Results go to `<out>/results.json` after every cell (and `<out>/results.md`); a killed bench keeps
 what it measured, and a training cell killed halfway resumes from its last epoch's checkpoint.
@@ -58,7 +62,7 @@ from drawai.strokes import render_strokes
 FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
 SPLIT_SEED = 0  # the shared split every notebook and job uses
 SHIFT_SEED = 0  # numpy_bitmap_style's per-drawing jitter of size and stroke width
-SECTIONS = ("accuracy", "latency", "gan")
+SECTIONS = ("accuracy", "latency", "gan", "dashboard")
 CATEGORY_SETS = ("all", "classic10")
 DEFAULT_RECIPES = ("cnn", "mlp", "doodlenet-5", "doodlenet-30")
 QUICK = {"seeds": 1, "categories": ["classic10"], "recipes": ["cnn", "mlp", "doodlenet-5"], "epochs": 5, "reps": 100}
@@ -66,6 +70,8 @@ FULL = {"seeds": 3, "categories": list(CATEGORY_SETS), "recipes": list(DEFAULT_R
 PAD_CANVAS, PAD_SPACING = 280, 4.0  # the DrawingPad's default size; pointer events a few pixels apart
 WARMUP = 20  # calls before timing starts (first calls allocate and fill caches)
 BASELINE = "mlp"
+DASHBOARD_SESSIONS = (1, 3)  # pages open at once
+DASHBOARD_TARGET_S = 10  # the dashboard issue: page load to the first interactive widget
 
 CLASSIFIER_DIR = jobs.ROOT / "models" / "classifier-345"  # the judge of the generators
 GENERATOR_DIR = jobs.ROOT / "models" / "generator-345"  # the shipped generator, evaluated when it exists
@@ -320,6 +326,147 @@ def in_fresh_process(fn, *args):
         return pool.submit(fn, *args).result()
 
 
+# --- the dashboard: Voila in a real browser ------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's (`make browser`); Playwright cannot download browsers here
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--disable-quic"]
+BUTTON_NOTEBOOK = ("import ipywidgets as widgets\n\nready = widgets.Button(description='ready')\n"
+                   "ready.add_class('drawai-bench-ready')\nready")
+
+
+def dashboard_cell(options: dict) -> Cell:
+    from drawai import dashboard
+
+    models = {kind: dashboard.model_path(kind) for kind in ("classifier", "generator")}
+    return Cell("dashboard", {
+        "format": FORMAT, "kind": "dashboard", "sessions": list(DASHBOARD_SESSIONS),
+        "repeats": 1 if options["quick"] else 3,  # single-session page loads (each a fresh kernel)
+        "models": {kind: {"path": str(path), "exists": (path / "manifest.json").exists(),
+                          "manifest_sha256": file_sha256(path / "manifest.json") if (path / "manifest.json").exists()
+                          else None} for kind, path in models.items()}})
+
+
+def dashboard_measure(spec: dict) -> dict:
+    """Both pages, served and measured one after the other: the baseline, then the dashboard."""
+    import tempfile
+
+    if not Path(CHROMIUM).exists():
+        raise BenchError(f"the dashboard section drives {CHROMIUM}, which is missing (`make browser` installs it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        import nbformat
+
+        baseline = Path(tmp) / "button.ipynb"
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(BUTTON_NOTEBOOK)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, baseline)
+        rows = {"baseline": page_loads(baseline, "button.drawai-bench-ready", spec, Path(tmp)),
+                "dashboard": page_loads(jobs.NOTEBOOKS / "dashboard.ipynb", "canvas.drawai-pad-canvas", spec,
+                                        Path(tmp), generate=spec["models"]["generator"]["exists"])}
+    return {"rows": rows}
+
+
+def page_loads(notebook: Path, ready: str, spec: dict, work: Path, generate: bool = False) -> dict:
+    """Serve `notebook` with Voila as `make dashboard` does and open it in chromium: for each number of
+    sessions, the seconds from navigation to the `ready` widget on screen per page, each kernel's CPU
+    seconds by then, its RSS and USS; with `generate`, the memory again once each page opened Generate."""
+    import playwright.sync_api as playwright
+    import psutil  # a dependency of ipykernel
+
+    from drawai.dashboard import MAX_SESSIONS_ENV
+
+    out = {}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(jobs.ROOT), os.environ.get("PYTHONPATH")])),
+           MAX_SESSIONS_ENV: str(max(DASHBOARD_SESSIONS) + 1)}
+    with _voila(notebook, env, work) as (url, server), playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+
+        def kernels() -> list:
+            """The running kernels (one that just exited is gone or a zombie: not counted)."""
+            found = []
+            for k in psutil.Process(server.pid).children(recursive=True):
+                try:
+                    if k.status() != psutil.STATUS_ZOMBIE and "ipykernel_launcher" in " ".join(k.cmdline()):
+                        found.append(k)
+                except psutil.Error:
+                    pass
+            return found
+
+        def memory():
+            mib = [(m.rss / 2**20, m.uss / 2**20) for m in (k.memory_full_info() for k in kernels())]
+            return {"rss_mib": [m[0] for m in mib], "uss_mib": [m[1] for m in mib]}
+
+        for sessions in spec["sessions"]:
+            figures = {"seconds": [], "kernel_cpu_s": []}
+            for _ in range(spec["repeats"] if sessions == 1 else 1):
+                pages = [browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+                         for _ in range(sessions)]
+                starts = []
+                for page in pages:  # all at once: navigation returns when the response starts
+                    page.set_default_timeout(180_000)
+                    starts.append(time.perf_counter())
+                    page.goto(url, wait_until="commit")
+                for page, start in zip(pages, starts):
+                    page.locator(ready).wait_for(state="visible")
+                    figures["seconds"].append(time.perf_counter() - start)
+                figures["kernel_cpu_s"] += [sum(k.cpu_times()[:2]) for k in kernels()]
+                figures.update(memory())
+                if generate:
+                    for page in pages:
+                        page.locator(".drawai-dashboard-tabs .lm-TabBar-tab", has_text="Generate").click()
+                    for page in pages:
+                        page.locator(".drawai-generate-button").wait_for(state="visible")
+                    figures["with_generator"] = memory()
+                for page in pages:
+                    page.goto("about:blank")  # the page unloads: Voila shuts its kernel down
+                    page.context.close()
+                deadline = time.monotonic() + 60
+                while kernels() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            out[str(sessions)] = figures
+        browser.close()
+    return out
+
+
+class _voila:
+    """Voila on a free loopback port with the project's config (config/voila.py), stopped on exit."""
+
+    def __init__(self, notebook: Path, env: dict, work: Path):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.log = open(work / f"voila-{self.port}.log", "w")  # noqa: SIM115 -- closed in __exit__
+        self.server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("voila")), "--no-browser", "--Voila.ip=127.0.0.1",
+             f"--port={self.port}", "--Voila.config_file_paths=config", str(notebook)],
+            cwd=jobs.ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def __enter__(self):
+        import socket
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+                return f"http://127.0.0.1:{self.port}/", self.server
+            except OSError:
+                if self.server.poll() is not None or time.monotonic() > deadline:
+                    self.__exit__()
+                    raise BenchError(f"Voila did not start: {Path(self.log.name).read_text()[-2000:]}") from None
+                time.sleep(0.3)
+
+    def __exit__(self, *exc):
+        self.server.terminate()
+        try:
+            self.server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+        self.log.close()
+
+
 # --- the plan, and measuring it cell by cell ----------------------------------------------------------------------
 
 @dataclass
@@ -342,6 +489,8 @@ def plan(options: dict) -> list[Cell]:
         cells.append(Cell("latency", {"format": FORMAT, "kind": "latency", "rows": rows, "reps": options["reps"],
                                       "warmup": WARMUP, "drawings": "embedded sample test split, all categories",
                                       "pad_canvas": PAD_CANVAS, "pad_spacing": PAD_SPACING}))
+    if "dashboard" in options["only"]:
+        cells.append(dashboard_cell(options))
     if "accuracy" in options["only"]:
         checksum = data.sample_info()["sha256"]
         order = [c for c in ("classic10", "all") if c in options["categories"]]
@@ -390,6 +539,8 @@ def file_sha256(path: Path) -> str:
 def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
     """Measure one cell (in fresh processes); returns its figures. `cache` keeps inputs between cells."""
     spec = cell.spec
+    if spec["kind"] == "dashboard":
+        return dashboard_measure(spec)
     if spec["kind"] == "gan":
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
         run_root = out / "checkpoints" / f"{cell.key.replace('/', '-')}-{digest}"
@@ -516,6 +667,12 @@ def summarise(results: dict, cells: list[Cell]) -> dict:
     return dict(sorted(rows.items(), key=lambda kv: (CATEGORY_SETS.index(kv[0][0]), recipe_order.index(kv[0][1]))))
 
 
+def dashboard_rows(results: dict, cells: list[Cell]) -> dict:
+    cell = next((c for c in cells if c.spec["kind"] == "dashboard"), None)
+    got = results["cells"].get("dashboard") if cell else None
+    return got if got and got.get("spec") == cell.spec else {}
+
+
 def latency_rows(results: dict, cells: list[Cell]) -> dict:
     cell = next((c for c in cells if c.spec["kind"] == "latency"), None)
     got = results["cells"].get("latency") if cell else None
@@ -624,13 +781,14 @@ def check(t: Target, summary: dict, lat: dict) -> tuple[str, str, str] | None:
     return f"{value:.2f} {t.unit}", "PASS" if ok else "FAIL", note
 
 
-def targets_table(summary: dict, lat: dict, gan: dict | None = None) -> str:
+def targets_table(summary: dict, lat: dict, gan: dict | None = None, dash: dict | None = None) -> str:
     out = []
     for t in TARGETS:
         got = check(t, summary, lat)
         if got:
             out.append([t.what, *got])
     out += gan_targets(gan or {})
+    out += dashboard_targets(dash or {})
     return table(["target", "measured", "result", "note"], out) if out else ""
 
 
@@ -715,9 +873,41 @@ def gan_targets(gan: dict) -> list[list[str]]:
     return out
 
 
+# --- the dashboard section ---------------------------------------------------------------------------------------
+
+
+def dashboard_table(dash: dict) -> str:
+    rows = dash["rows"]
+    base = rows.get("baseline", {})
+    out = []
+    for name, label in (("baseline", "baseline: one ipywidgets Button"), ("dashboard", "the dashboard")):
+        for sessions, f in rows.get(name, {}).items():
+            b = base.get(sessions, {})
+            seconds, rss, uss = np.median(f["seconds"]), np.mean(f["rss_mib"]), np.mean(f["uss_mib"])
+            later = f.get("with_generator")
+            out.append([label, sessions, f"{seconds:.1f} (max {max(f['seconds']):.1f})",
+                        f"{np.mean(f['kernel_cpu_s']):.1f}", f"{rss:.0f}", f"{uss:.0f}",
+                        f"{np.mean(later['rss_mib']):.0f} / {np.mean(later['uss_mib']):.0f}" if later else "–",
+                        ratio(seconds, np.median(b["seconds"])) + " / " + ratio(rss, np.mean(b["rss_mib"]))
+                        if b and name != "baseline" else "–"])
+    return table(["page", "sessions", "load to first widget s, median", "kernel CPU s", "kernel RSS MiB",
+                  "kernel USS MiB", "RSS / USS MiB after Generate", "vs baseline (load / RSS)"], out)
+
+
+def dashboard_targets(dash: dict) -> list[list[str]]:
+    one = dash.get("rows", {}).get("dashboard", {}).get("1")
+    if not one:
+        return []
+    seconds = float(np.median(one["seconds"]))
+    ok = seconds < DASHBOARD_TARGET_S
+    return [[f"dashboard: page load to first interactive widget < {DASHBOARD_TARGET_S} s", f"{seconds:.2f} s",
+             "PASS" if ok else "FAIL", f"median of {len(one['seconds'])}, 1 session"]]
+
+
 def report(results: dict, cells: list[Cell]) -> str:
     """The Markdown tables, ready to paste into the README."""
-    summary, lat, gan = summarise(results, cells), latency_rows(results, cells), gan_figures(results, cells)
+    summary, lat = summarise(results, cells), latency_rows(results, cells)
+    gan, dash = gan_figures(results, cells), dashboard_rows(results, cells)
     env = results.get("environment", {})
     loads = [x for c in results["cells"].values() for x in c.get("load_average", [])]
     quick = ("\n\n**Quick run** (`--quick`: 1 seed, classic10, 5 epochs): a smoke test of the bench, not the "
@@ -763,7 +953,19 @@ def report(results: dict, cells: list[Cell]) -> str:
                   "distance to the nearest training drawing over that of real test drawings (~1 novel, ~0 copies); "
                   "*diversity*: mean pairwise distance within a class over that of real drawings.",
                   gan_table(gan)]
-    targets = targets_table(summary, lat, gan)
+    if dash:
+        models = dash["spec"]["models"]
+        gen = ("the generator loaded on Generate" if models["generator"]["exists"] else
+               f"no generator at {models['generator']['path']}, so Generate was not measured")
+        parts += ["### Dashboard\n\nVoila serving `notebooks/dashboard.ipynb` as `make dashboard` does, opened in "
+                  "headless chromium by Playwright, pages opened at once. *Load*: from navigation to the drawing "
+                  "pad's canvas on screen (the first interactive widget; one fresh kernel per page, median over "
+                  f"{dash['spec']['repeats']} loads for 1 session). *Kernel CPU*: what each kernel had used by "
+                  "then, the work without the waiting. *RSS*: each kernel's resident memory, *USS*: the part only "
+                  f"it holds (what one more session costs); {gen}. Baseline: the same server on a notebook with "
+                  "one ipywidgets Button (kernel start-up, Voila, the widget libraries).",
+                  dashboard_table(dash)]
+    targets = targets_table(summary, lat, gan, dash)
     if targets:
         parts += ["### Targets", targets]
     return "\n\n".join(parts) + "\n"

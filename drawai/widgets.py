@@ -1,6 +1,7 @@
 """Notebook widgets (ipycanvas + ipywidgets). DrawingPad: draw with mouse or finger, see the 28x28 bitmap
-the model sees and its top-5 guesses update while you draw. FightArena: the GAN draws, the classifier
-guesses, on a timer, with a running score (`drawai.fight` keeps the rules).
+the model sees and its top-5 guesses update while you draw. GeneratorPanel: pick a category, a seed and a
+count, and see the generator's drawings with the classifier's verdict on each. FightArena: the GAN draws,
+the classifier guesses, on a timer, with a running score (`drawai.fight` keeps the rules).
 
 The pad keeps the strokes, not the pixels: every update renders them with `strokes.render_strokes`, the
 same canonical form the classifier was trained on, so what you draw is judged like a Quick, Draw! drawing.
@@ -10,6 +11,7 @@ The browser only sends pointer positions; the kernel draws the lines back onto t
 from __future__ import annotations
 
 import asyncio
+import base64
 import html
 import io
 import time
@@ -90,7 +92,7 @@ class DrawingPad(widgets.VBox):
         self.canvas.on_touch_move(_first_finger(self.extend_stroke))
         self.canvas.on_touch_end(lambda touches: self.end_stroke())  # `touches` = fingers still down
         self.canvas.on_touch_cancel(lambda touches: self.end_stroke())
-        self.canvas.on_client_ready(self._redraw)  # a reloaded page gets a blank canvas: draw it again
+        redraw_on_client_ready(self.canvas, self._redraw)  # a new page gets a blank canvas: draw it again
         self.clear_button.on_click(lambda _: self.clear())
         self.undo_button.on_click(lambda _: self.undo())
         self._redraw()
@@ -229,6 +231,106 @@ class DrawingPad(widgets.VBox):
                     self.canvas.stroke_lines(stroke)
 
 
+class GeneratorPanel(widgets.VBox):
+    """Pick a category, a seed and a count, press Generate: a grid of the generator's drawings, each with
+    the classifier's verdict (its top guess and confidence, green when it names the requested category).
+
+    `generator` is anything with `.categories` and `.generate(label, n, seed)` -> (n, 28, 28) canonical
+    images in [0, 1] (a `drawai.gan` model); `classifier` as for DrawingPad, or None for drawings without
+    verdicts. `categories` (a preset or a list of names) limits the choice of category; the classifier
+    still guesses among all of its own categories, so a verdict is as hard as the classifier's real job.
+
+    Python access: `panel.generate()` (what the button does), `panel.images` (the last drawings),
+    `panel.verdicts` (one (guess, probability) per drawing, [] without a classifier), `panel.message`.
+    """
+
+    images = traitlets.Instance(np.ndarray, allow_none=True)
+    verdicts = traitlets.List()
+    message = traitlets.Unicode()
+
+    MAX_COUNT = 64  # a grid a page can show; more is a mistake, not a wish
+
+    def __init__(self, generator, classifier=None, categories=None, count: int = 8, seed: int = 0, **kwargs):
+        known = list(generator.categories)
+        names = known if categories is None else cats.resolve(categories)
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise ValueError(f"the generator does not draw {missing}; it draws {len(known)} categories "
+                             f"({', '.join(known[:5])}{', ...' if len(known) > 5 else ''})")
+        if classifier is not None:
+            unknown = [n for n in names if n not in classifier.categories]
+            if unknown:
+                raise ValueError(f"the classifier does not know {unknown}, so it cannot judge those drawings")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= self.MAX_COUNT:
+            raise ValueError(f"count must be a whole number from 1 to {self.MAX_COUNT}, got {count!r}")
+        self.generator, self.classifier = generator, classifier
+
+        self.category = widgets.Dropdown(options=names, value=names[0], description="Category")
+        self.category.add_class("drawai-generate-category")
+        self.seed = widgets.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed",
+                                           layout=widgets.Layout(width="180px"))
+        self.seed.add_class("drawai-generate-seed")
+        self.count = widgets.BoundedIntText(value=count, min=1, max=self.MAX_COUNT, description="Drawings",
+                                            layout=widgets.Layout(width="180px"))
+        self.count.add_class("drawai-generate-count")
+        self.button = widgets.Button(description="Generate", icon="paint-brush", button_style="primary")
+        self.button.add_class("drawai-generate-button")
+        self.summary = widgets.HTML()
+        self.summary.add_class("drawai-generate-summary")
+        self.grid = widgets.HTML()
+        self.grid.add_class("drawai-generate-grid")
+        super().__init__([widgets.HBox([self.category, self.seed]), widgets.HBox([self.count, self.button]),
+                          self.summary, self.grid], **kwargs)
+        self.add_class("drawai-generate")
+        self.button.on_click(lambda _: self.generate())
+        self._show(None, [], "Pick a category and press Generate.")
+
+    def generate(self) -> None:
+        """Draw `count` drawings of the chosen category with the chosen seed, and judge each."""
+        label, n, seed = self.category.value, int(self.count.value), int(self.seed.value)
+        try:
+            images = np.asarray(self.generator.generate(label, n, seed=seed), dtype=np.float32)
+        except Exception as e:  # shown in the widget: a callback's traceback reaches nobody
+            self._show(None, [], f"The generator failed: {type(e).__name__}: {e}")
+            return
+        if self.classifier is None:
+            self._show(images, [], f"{n} drawings of {label} (seed {seed}); no classifier loaded to judge them.")
+            return
+        try:
+            with one_torch_thread():
+                probs = np.asarray(self.classifier.probabilities(images, canonical=True)).reshape(len(images), -1)
+        except Exception as e:
+            self._show(images, [], f"The classifier failed on these drawings: {type(e).__name__}: {e}")
+            return
+        names = list(self.classifier.categories)
+        top = probs.argmax(axis=1)
+        verdicts = [(names[j], float(probs[i, j])) for i, j in enumerate(top)]
+        right = sum(guess == label for guess, _ in verdicts)
+        self._show(images, verdicts, f"{right} of {n} drawings of {label} recognised by the classifier "
+                                     f"(seed {seed}).")
+
+    def _show(self, images, verdicts, message) -> None:
+        self.images, self.verdicts, self.message = images, verdicts, message
+        self.summary.value = f"<span>{html.escape(message)}</span>"
+        self.grid.value = _drawing_grid(images, verdicts, self.category.value) if images is not None else ""
+
+
+def redraw_on_client_ready(canvas: Canvas, redraw) -> None:
+    """Call `redraw()` whenever a browser shows `canvas` afresh (first display, reload, Voila's page).
+
+    ipycanvas sends every drawing command through one manager widget per kernel, which tells the browser
+    which canvas to draw on ("switchCanvas") only when the target changes. In Voila the notebook runs
+    before the page connects, so the first switch is lost and, with one canvas, never sent again: every
+    later command fails in the browser ("reading 'clearCanvas'") and the canvas stays blank. Forgetting
+    the target makes the next command name it again.
+    """
+    def on_ready():
+        canvas._canvas_manager._current_canvas = None
+        redraw()
+
+    canvas.on_client_ready(on_ready)
+
+
 @contextmanager
 def one_torch_thread():
     """One 28x28 image is fastest on one thread. With more, OpenMP's threads wait on each other for cores
@@ -284,6 +386,26 @@ def _chart(predictions: list[tuple[str, float]]) -> str:
         f"</span><span style='margin-left:6px'>{p:.0%}</span></div>"
         for label, p in predictions)
     return f"<div>{rows}</div>"
+
+
+def _drawing_grid(images: np.ndarray, verdicts: list[tuple[str, float]], label: str) -> str:
+    """The drawings as a grid of inline PNGs (one HTML update, not a widget per drawing), each captioned
+    with the classifier's guess: green when it names `label`, red when not."""
+    cells = []
+    for i, image in enumerate(images):
+        src = "data:image/png;base64," + base64.b64encode(_png(image, scale=3)).decode("ascii")
+        caption = ""
+        if verdicts:
+            guess, p = verdicts[i]
+            ok = guess == label
+            text = f"{html.escape(guess)} {p:.0%}"
+            caption = (f"<figcaption class='drawai-verdict {'right' if ok else 'wrong'}' title='{text}' style='color:"
+                       f"{'#2e7d32' if ok else '#c62828'};font-size:12px;overflow:hidden;text-overflow:ellipsis;"
+                       f"white-space:nowrap'>{'&#10003;' if ok else '&#10007;'} {text}</figcaption>")
+        cells.append(f"<figure style='margin:0;width:84px'><img src='{src}' width='84' height='84' "
+                     f"alt='generated {html.escape(label)}' style='display:block'>{caption}</figure>")
+    return ("<div style='display:grid;grid-template-columns:repeat(auto-fill,84px);gap:8px;max-width:840px'>"
+            + "".join(cells) + "</div>")
 
 
 # --- the fight, live ---------------------------------------------------------------------------------------------
@@ -367,7 +489,7 @@ class FightArena(widgets.VBox):
         self.toggle.observe(self._on_toggle, names="value")
         self.step_button.on_click(lambda _: self._play_reporting_errors())
         self.category_choice.observe(lambda change: self.set_categories(list(change["new"])), names="value")
-        self.canvas.on_client_ready(self._draw_last)  # a reloaded page gets a blank canvas
+        redraw_on_client_ready(self.canvas, self._draw_last)  # a new page gets a blank canvas
         self._show()
 
     # --- the rounds ------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ real run. No test here times anything against a threshold: the bench reports tim
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,8 +211,8 @@ def test_recipes_follow_trainconfig_defaults(monkeypatch):
 
 @pytest.mark.slow
 def test_tiny_real_run(tmp_path, capsys):
-    args = ["--categories", "classic10", "--recipes", "cnn,mlp", "--seeds", "1", "--epochs", "1", "--reps", "25",
-            "--out", str(tmp_path), "--no-progress"]
+    args = ["--only", "accuracy,latency,gan", "--categories", "classic10", "--recipes", "cnn,mlp", "--seeds", "1",
+            "--epochs", "1", "--reps", "25", "--out", str(tmp_path), "--no-progress"]
     assert bench.main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["finished"]
@@ -295,3 +297,53 @@ def test_gan_section_plan_table_and_targets(tmp_path, monkeypatch):
     results["cells"]["gan/classic10"]["rows"]["per_label_equal_cpu"]["fid_class_mean"] = 9.0
     text = bench.report(results, cells)
     assert "lower per-class FID) | 99.0%, 10.00 vs 50.0%, 9.00 | FAIL |" in text
+
+
+def dashboard_figures(seconds, rss, uss, cpu=1.0, generator=None):
+    return {"seconds": seconds, "kernel_cpu_s": [cpu] * len(seconds), "rss_mib": [rss] * len(seconds),
+            "uss_mib": [uss] * len(seconds), **({"with_generator": generator} if generator else {})}
+
+
+def test_dashboard_section_table_and_target_on_synthetic_figures():
+    options = {**SMALL, "only": ["dashboard"], "quick": False}
+    cells = bench.plan(options)
+    assert [c.key for c in cells] == ["dashboard"] and cells[0].spec["repeats"] == 3
+    assert set(cells[0].spec["models"]) == {"classifier", "generator"}
+    later = {"rss_mib": [900.0] * 3, "uss_mib": [380.0] * 3}
+    rows = {"baseline": {"1": dashboard_figures([3.0, 3.4, 3.2], 54, 38), "3": dashboard_figures([6.0] * 3, 54, 38)},
+            "dashboard": {"1": dashboard_figures([6.5, 12.0, 6.0], 346, 191, generator=later),
+                          "3": dashboard_figures([12.0, 12.5, 13.0], 346, 190, generator=later)}}
+    results = {"format": bench.FORMAT, "cells": {"dashboard": {"spec": cells[0].spec, "rows": rows}}}
+    report = bench.report(results, cells)
+    row = table_rows(report, "the dashboard")[0]
+    assert row[1:] == ["1", "6.5 (max 12.0)", "1.0", "346", "191", "900 / 380", "2.03× / 6.41×"]
+    assert table_rows(report, "baseline")[1][2] == "6.0 (max 6.0)"
+    assert table_rows(report, "dashboard: page load") == [
+        ["dashboard: page load to first interactive widget < 10 s", "6.50 s", "PASS", "median of 3, 1 session"]]
+    rows["dashboard"]["1"]["seconds"] = [11.0, 12.0, 10.5]
+    assert table_rows(bench.report(results, cells), "dashboard: page load")[0][1:3] == ["11.00 s", "FAIL"]
+    other = bench.plan({**options, "quick": True})  # another plan: the stored figures are not reported
+    assert "### Dashboard" not in bench.report(results, other)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_dashboard_section_real_run(tmp_path, capsys):
+    """Serves the dashboard and the baseline notebook with Voila and opens them in chromium (~2 min on 2 loaded
+    cores: 8 page loads, and TensorFlow loaded by 4 of them)."""
+    if not Path(bench.CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{bench.CHROMIUM} is missing")
+        pytest.skip(f"{bench.CHROMIUM} is missing (`make browser`)")
+    assert bench.main(["--only", "dashboard", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["cells"]["dashboard"]["rows"]
+    for name in ("baseline", "dashboard"):
+        assert len(rows[name]["1"]["seconds"]) == 1 and len(rows[name]["3"]["seconds"]) == 3
+        for f in rows[name].values():
+            assert all(0.1 < s < 300 for s in f["seconds"]) and len(f["rss_mib"]) == len(f["seconds"])
+            assert all(0 < u <= r for u, r in zip(f["uss_mib"], f["rss_mib"]))
+    # torch and a 345-class model cost memory and start-up work on top of a bare widget
+    assert np.mean(rows["dashboard"]["1"]["rss_mib"]) > np.mean(rows["baseline"]["1"]["rss_mib"]) + 100
+    assert np.mean(rows["dashboard"]["1"]["kernel_cpu_s"]) > np.mean(rows["baseline"]["1"]["kernel_cpu_s"])
+    printed = capsys.readouterr().out
+    assert "### Dashboard" in printed and "dashboard: page load to first interactive widget" in printed

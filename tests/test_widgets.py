@@ -339,3 +339,31 @@ def test_classic_drawings_made_on_the_pad_are_recognised_like_the_test_split():
           f"drawn on the pad top-1 {pad_top1:.1%} top-3 {pad_top3:.1%}")
     assert direct_top3 > 0.8
     assert pad_top3 >= direct_top3 - 0.05 and pad_top1 >= direct_top1 - 0.05
+
+
+def test_a_new_page_gets_the_drawing_even_when_its_first_commands_were_lost(clf):
+    """Voila runs the notebook before the page connects: ipycanvas's one-off "which canvas" message is
+    lost, and without it the browser drops every drawing command. On client_ready the pad names its
+    canvas again and redraws."""
+    pad = DrawingPad(clf)
+    draw_with_mouse(pad, SQUARE)
+    manager = pad.canvas._canvas_manager
+    sent = []
+    original = manager._send_custom
+    manager._send_custom = lambda command, buffers=[]: sent.append(command)
+    try:
+        pad.canvas.fill_rect(0, 0, 1, 1)  # same canvas as before: no switch is sent
+        assert sent and not any(_switches(c) for c in sent)
+        sent.clear()
+        send(pad, "client_ready")
+    finally:
+        manager._send_custom = original
+    assert _switches(sent[0])  # the page learns the target first, then gets the whole drawing
+    assert pad.strokes == [list(SQUARE[0])]
+
+
+def _switches(command) -> bool:
+    from ipycanvas.canvas import COMMANDS
+
+    batch = command if command and isinstance(command[0], list) else [command]
+    return any(c[0] == COMMANDS["switchCanvas"] for c in batch)
