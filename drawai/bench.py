@@ -2,7 +2,7 @@
 
     python -m drawai.bench                        # `make bench`: everything, 3 seeds (hours on 2 cores)
     python -m drawai.bench --quick                # 1 seed, classic10, 5 epochs, fewer repetitions (~3 min + ~2 for gan)
-    python -m drawai.bench --only gan             # sections: accuracy, latency, gan, dashboard
+    python -m drawai.bench --only gan             # sections: accuracy, latency, gan, dashboard, scale
     python -m drawai.bench --out runs/bench/X     # resume that run: cells measured there are skipped
 
 Every figure is set against a baseline measured in the same run (the original draw-ai MLP), because
@@ -62,7 +62,7 @@ from drawai.strokes import render_strokes
 FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
 SPLIT_SEED = 0  # the shared split every notebook and job uses
 SHIFT_SEED = 0  # numpy_bitmap_style's per-drawing jitter of size and stroke width
-SECTIONS = ("accuracy", "latency", "gan", "dashboard")
+SECTIONS = ("accuracy", "latency", "gan", "dashboard", "scale")
 CATEGORY_SETS = ("all", "classic10")
 DEFAULT_RECIPES = ("cnn", "mlp", "doodlenet-5", "doodlenet-30")
 QUICK = {"seeds": 1, "categories": ["classic10"], "recipes": ["cnn", "mlp", "doodlenet-5"], "epochs": 5, "reps": 100}
@@ -506,6 +506,10 @@ def plan(options: dict) -> list[Cell]:
                         "split_seed": SPLIT_SEED, "shift_seed": SHIFT_SEED, "data": checksum}))
     if "gan" in options["only"]:
         cells += gan_cells(options)
+    if "scale" in options["only"]:  # images/s in 1 and 2 processes (torchrun on 127.0.0.1): issue 8's figures
+        cells.append(Cell("scale", {"format": FORMAT, "kind": "scale", "categories": "classic10", "per_class": 100,
+                                    "epochs": 2 if options.get("quick") else 3, "batch_size": 128,
+                                    "layouts": [[1, 1], [1, 2], [2, 1]], "workers": [0, 1, 2]}))
     return cells
 
 
@@ -541,6 +545,13 @@ def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
     spec = cell.spec
     if spec["kind"] == "dashboard":
         return dashboard_measure(spec)
+    if spec["kind"] == "scale":
+        from drawai import distributed
+
+        figures = distributed.throughput(layouts=[tuple(x) for x in spec["layouts"]], categories=spec["categories"],
+                                         per_class=spec["per_class"], epochs=spec["epochs"],
+                                         batch_size=spec["batch_size"], workers=spec["workers"], verbose=progress)
+        return json.loads(json.dumps(figures))  # int keys -> str, as results.json stores them
     if spec["kind"] == "gan":
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
         run_root = out / "checkpoints" / f"{cell.key.replace('/', '-')}-{digest}"
@@ -671,6 +682,25 @@ def dashboard_rows(results: dict, cells: list[Cell]) -> dict:
     cell = next((c for c in cells if c.spec["kind"] == "dashboard"), None)
     got = results["cells"].get("dashboard") if cell else None
     return got if got and got.get("spec") == cell.spec else {}
+
+
+def scale_rows(results: dict, cells: list[Cell]) -> dict:
+    cell = next((c for c in cells if c.spec["kind"] == "scale"), None)
+    got = results["cells"].get("scale") if cell else None
+    return got if got and got.get("spec") == cell.spec else {}
+
+
+def scale_table(scale: dict) -> str:
+    one = scale["model"].get("1x1")
+    rows = [[f"model, {k.split('x')[0]} process(es) x {k.split('x')[1]} thread(s)", f"{v:.0f}", ratio(v, one)]
+            for k, v in scale["model"].items()]
+    if "scaling_efficiency" in scale:
+        rows.append(["scaling efficiency, 2 processes vs 1", f"{scale['scaling_efficiency']:.0%}", ""])
+    rows += [[f"preprocessing, {n} DataLoader worker(s)", f"{v:.0f}", ""] for n, v in scale["preprocessing"].items()]
+    base = scale["end_to_end"].get("1")
+    rows += [[f"end to end from numpy_bitmap files, {n} process(es)", f"{v:.0f}", ratio(v, base)]
+             for n, v in scale["end_to_end"].items()]
+    return table(["what", "images/s", "vs 1 process"], rows)
 
 
 def latency_rows(results: dict, cells: list[Cell]) -> dict:
@@ -965,6 +995,15 @@ def report(results: dict, cells: list[Cell]) -> str:
                   f"it holds (what one more session costs); {gen}. Baseline: the same server on a notebook with "
                   "one ipywidgets Button (kernel start-up, Voila, the widget libraries).",
                   dashboard_table(dash)]
+    scale = scale_rows(results, cells)
+    if scale:
+        parts += ["### Past one process\n\n`drawai.distributed.throughput` (also `python -m drawai.distributed`): "
+                  f"training images/second on {scale['spec']['categories']} ({scale['spec']['per_class']} drawings a "
+                  f"class, batch {scale['spec']['batch_size']}, {scale['spec']['epochs']} epochs) in 1 and 2 "
+                  "processes under torchrun (gloo on 127.0.0.1), canonicalising through DataLoader workers, and end "
+                  "to end from numpy_bitmap files. Every process competes for the same cores: 2 processes x 1 thread "
+                  "and 1 process x 2 threads use as many; scaling efficiency = rate(2 processes) / (2 x rate(1)).",
+                  scale_table(scale)]
     targets = targets_table(summary, lat, gan, dash)
     if targets:
         parts += ["### Targets", targets]

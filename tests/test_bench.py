@@ -347,3 +347,19 @@ def test_dashboard_section_real_run(tmp_path, capsys):
     assert np.mean(rows["dashboard"]["1"]["kernel_cpu_s"]) > np.mean(rows["baseline"]["1"]["kernel_cpu_s"])
     printed = capsys.readouterr().out
     assert "### Dashboard" in printed and "dashboard: page load to first interactive widget" in printed
+
+
+def test_scale_section_plan_and_table_on_synthetic_figures():
+    cells = bench.plan({**SMALL, "only": ["scale"]})
+    assert [c.key for c in cells] == ["scale"] and cells[0].spec["layouts"] == [[1, 1], [1, 2], [2, 1]]
+    figures = {"model": {"1x1": 1000.0, "1x2": 1500.0, "2x1": 1600.0}, "scaling_efficiency": 0.8,
+               "preprocessing": {"0": 900.0, "1": 700.0, "2": 1200.0}, "end_to_end": {"1": 500.0, "2": 750.0}}
+    results = {"format": bench.FORMAT, "cells": {"scale": {"spec": cells[0].spec, **figures}}}
+    report = bench.report(results, cells)
+    assert "### Past one process" in report
+    assert table_rows(report, "model, 2 process(es) x 1 thread(s)") == [
+        ["model, 2 process(es) x 1 thread(s)", "1600", "1.60×"]]
+    assert table_rows(report, "scaling efficiency")[0][1] == "80%"
+    assert table_rows(report, "end to end from numpy_bitmap files, 2")[0][1:] == ["750", "1.50×"]
+    assert "### Past one process" not in bench.report(results, bench.plan({**SMALL, "only": ["scale"],
+                                                                             "quick": True}))
