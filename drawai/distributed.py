@@ -95,7 +95,13 @@ class NumpyBitmapDataset(Dataset):
 
     def _open(self) -> list[np.ndarray]:
         if self._maps is None:
-            self._maps = [np.load(p, mmap_mode="r", allow_pickle=False) for p in self.paths]
+            try:  # once open, a map keeps its file readable even if the cache is deleted (POSIX)
+                self._maps = [np.load(p, mmap_mode="r", allow_pickle=False) for p in self.paths]
+            except FileNotFoundError as e:
+                name = Path(e.filename).stem
+                raise FileNotFoundError(f"{e.filename} was removed after this dataset was made (the cache deleted?); "
+                                        f"download it again: python -m drawai.download "
+                                        f"{repr(name) if ' ' in name else name}") from None
         return self._maps
 
     def locate(self, indices) -> tuple[np.ndarray, np.ndarray]:

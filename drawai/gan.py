@@ -675,6 +675,8 @@ def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 def _resume_point(run_dir: Path, run_record: dict) -> tuple[int, ConditionalGAN | PerLabelGAN | None, list[dict]]:
     """(epochs done, model, history) from the last loadable checkpoint of a run, or (0, None, [])."""
+    for stale in (Path(run_dir) / "checkpoints").glob(".*.tmp-*"):  # a write cut short by a kill: never read
+        stale.unlink()
     record_path = run_dir / "run.json"
     if record_path.exists():
         differ = _record_differences(json.loads(record_path.read_text()), run_record)

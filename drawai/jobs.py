@@ -56,6 +56,17 @@ def check_gan_params(p: dict) -> None:
     if p["epochs"] != 0:
         overrides["epochs"] = p["epochs"]
     gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
+    if p["classifier_path"] is not None:
+        check_model_folder(p["classifier_path"])
+
+
+def check_model_folder(path: str) -> None:
+    """A classifier folder the notebook will load (paths are relative to notebooks/, the notebooks' folder)."""
+    from drawai.classifier import read_manifest
+
+    if not isinstance(path, str):
+        raise ValueError(f"a model path is a string, got {path!r}")
+    read_manifest(NOTEBOOKS / path)  # an absolute path stays itself; raises ValueError naming the problem
 
 
 @dataclass(frozen=True)
@@ -140,13 +151,19 @@ def run(job_name: str, params: dict | None = None, fresh: bool = False, publish:
         raise JobError(f"unknown job {job_name!r}; jobs are {sorted(JOBS)}")
     job = JOBS[job_name]
     params = check_params(job, params or {})
+    if publish:
+        check_publish_target(job_name, Path(publish))
     out_dir = None if fresh else find_unfinished(job_name, params)
     if out_dir is None:
         out_dir = RUNS / job_name / time.strftime("%Y%m%d-%H%M%S")
         while out_dir.exists():  # two runs in one second
             out_dir = out_dir.with_name(out_dir.name + "-1")
-        out_dir.mkdir(parents=True)
-        (out_dir / "params.json").write_text(json.dumps(params, indent=2) + "\n")
+        try:
+            out_dir.mkdir(parents=True)
+            (out_dir / "params.json").write_text(json.dumps(params, indent=2) + "\n")
+        except OSError as e:
+            raise JobError(f"cannot create the run folder {out_dir}: {e.strerror}; set DRAWAI_RUNS to a "
+                           "writable folder") from None
     else:
         print(f"resuming the unfinished run {out_dir}", file=sys.stderr)
     report = out_dir / job.notebook
@@ -160,11 +177,21 @@ def run(job_name: str, params: dict | None = None, fresh: bool = False, publish:
     if not (out_dir / "metrics.json").exists():  # a notebook with no metrics of its own: mark it finished
         (out_dir / "metrics.json").write_text(json.dumps({"job": job_name, "finished": True}) + "\n")
     if publish:
-        if not job.model_dir:
-            raise JobError(f"{job_name} makes no model to publish")
         publish_model(out_dir / job.model_dir, Path(publish), job_name, params)
     print(f"report: {report}")
     return out_dir
+
+
+def check_publish_target(job_name: str, dest: Path) -> None:
+    """Before anything runs: `dest` must be free, empty, or a model folder (it will be replaced), never
+    someone's other files."""
+    if not JOBS[job_name].model_dir:
+        raise JobError(f"{job_name} makes no model to publish")
+    if dest.exists() and not dest.is_dir():
+        raise JobError(f"--publish {dest}: it is a file, not a folder; nothing was changed")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / "manifest.json").exists():
+        raise JobError(f"--publish {dest}: that folder holds files and is not a draw-ai model folder (no "
+                       "manifest.json), so it is not replaced; choose a new or a model folder")
 
 
 def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
@@ -178,8 +205,13 @@ def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
                     for k, v in params.items() if v != JOBS[job_name].defaults[k])
     manifest["command"] = f"python -m drawai.jobs {job_name} {args} --publish {dest}".replace("  ", " ")
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    shutil.rmtree(dest, ignore_errors=True)
+    # Swap by renames, so an interruption leaves a whole model under `dest`, `dest.old` or `dest.tmp`.
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
     os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
     print(f"published {dest}")
 
 
