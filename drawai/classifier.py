@@ -410,9 +410,11 @@ def load_checkpoint(path: Path) -> dict:
     """A checkpoint written by `save_checkpoint`: tensors and plain containers only, so no code runs."""
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:  # an unpickling error names what the file tried to load
-        raise ValueError(f"{path} is not a draw-ai checkpoint (refused to load it: "
-                         f"{str(e).splitlines()[0]})") from None
+    except Exception as e:  # torch's unpickler names what the file tried to load; say that, not its advice
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        why = next((line.split("error: ", 1)[1].split(". Please")[0] for line in lines
+                    if "WeightsUnpickler error: " in line), lines[0])
+        raise ValueError(f"{path} is not a draw-ai checkpoint (refused to load it: {why})") from None
     missing = {"model", "optimizer", "scheduler", "generator", "history", "epoch", "config"} - set(
         state if isinstance(state, dict) else ())
     if missing:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import json
 import os
 import shutil
@@ -98,7 +99,10 @@ def check_params(job: Job, params: dict) -> dict:
     """Unknown names and values of the wrong type fail here, before anything runs."""
     unknown = sorted(set(params) - set(job.defaults))
     if unknown:
-        raise JobError(f"{job.notebook} has no parameter(s) {unknown}; it accepts {sorted(job.defaults)}")
+        close = {n: difflib.get_close_matches(n, list(job.defaults), n=1) for n in unknown}
+        hint = ", ".join(f"{c[0]!r} for {n!r}" for n, c in close.items() if c)
+        raise JobError(f"{job.notebook} has no parameter(s) {unknown}{f' (did you mean {hint}?)' if hint else ''}; "
+                       f"it accepts {sorted(job.defaults)}")
     out = dict(job.defaults)
     for name, value in params.items():
         default = job.defaults[name]
@@ -148,7 +152,9 @@ def run(job_name: str, params: dict | None = None, fresh: bool = False, publish:
     import papermill as pm
 
     if job_name not in JOBS:
-        raise JobError(f"unknown job {job_name!r}; jobs are {sorted(JOBS)}")
+        close = difflib.get_close_matches(job_name, list(JOBS), n=1)
+        raise JobError(f"unknown job {job_name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                       f"jobs are {sorted(JOBS)}")
     job = JOBS[job_name]
     params = check_params(job, params or {})
     if publish:
