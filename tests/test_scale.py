@@ -205,7 +205,8 @@ def test_two_workers_train_the_gan_as_one_process_and_share_its_checkpoints(tmp_
     alone = gan.train(drawings, config, verbose=0)
     mine = [v.numpy() for v in alone.generator.variables + alone.discriminator.variables + [alone.step_counter]]
     assert int(chief[-1]) == int(mine[-1]) == 3 * (len(drawings) // 8)
-    print(f"two workers vs one process, largest weight difference: {max(np.abs(a - b).max() for a, b in zip(mine, chief))}")
+    largest = max(np.abs(a - b).max() for a, b in zip(mine, chief, strict=True))
+    print(f"two workers vs one process, largest weight difference: {largest}")
     for a, b in zip(mine, chief, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     published = gan.load(run / "model")
