@@ -6,6 +6,8 @@ Two pieces, both on PyTorch's own engines (torchrun, DistributedDataParallel, Da
   memory-mapped (`np.load(mmap_mode="r")`), so memory does not grow with the data: a batch reads its
   rows and nothing else. Items are canonicalised (`bitmaps.to_canonical`) a batch at a time, inside
   DataLoader worker processes when `num_workers` > 0: at ~1 ms a drawing, that is the expensive part.
+- `SimplifiedStream`: the cached `simplified` ndjson files (vector strokes) as a torch IterableDataset, read
+  line by line and rendered into the same canonical form on the fly (`drawai.strokes`).
 - The process-group side of `classifier.train`: under torchrun each process trains on its own shard of
   every epoch (`ShardedSampler`), DDP averages the gradients, rank 0 alone writes the checkpoint, and
   nothing in the checkpoint depends on the number of processes, so any number can resume it.
@@ -31,7 +33,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    IterableDataset,
+    Subset,
+    TensorDataset,
+    get_worker_info,
+)
 
 from drawai import bitmaps, data, download
 from drawai import categories as cats
@@ -153,6 +163,108 @@ class NumpyBitmapDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         (image, label), = self.__getitems__([index])
         return image, label
+
+
+# --- the simplified ndjson files, streamed and rendered on the fly ------------------------------------------------
+
+class SimplifiedStream(IterableDataset):
+    """Drawings of cached `simplified` .ndjson files (vector strokes), read line by line and rendered into the
+    canonical form as they are needed (`strokes.render_many`, the brush `bitmaps.to_canonical` uses).
+
+    Items are ((1, 28, 28) float32 canonical image, int64 label), like `NumpyBitmapDataset`'s. Each file is
+    streamed by `download.read_simplified` (constant memory, whatever its size), at most `max_per_class`
+    drawings of each (`recognized_only`: those the game's model recognised). The categories take turns, one
+    drawing each, so every stretch of the stream mixes them; `shuffle_buffer` > 0 shuffles further within a
+    buffer of that many drawings, seeded by (seed, epoch) (`set_epoch`). Under torchrun and in DataLoader
+    workers the stream is dealt out: each process and worker renders every n-th drawing, so together they
+    yield each drawing once (each still reads every line: parsing is cheap next to rendering).
+    A drawing that cannot be rendered (empty) is skipped with a warning; a damaged line is a CorruptDataError.
+    """
+
+    def __init__(self, categories, max_per_class: int | None = None, recognized_only: bool = False,
+                 cache_dir: str | os.PathLike | None = None, shuffle_buffer: int = 0, seed: int = 0,
+                 render_batch: int = 256):
+        for name, value, low in (("max_per_class", max_per_class, 1), ("shuffle_buffer", shuffle_buffer, 0),
+                                 ("render_batch", render_batch, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.categories = tuple(cats.resolve(categories))
+        self.paths = [download.cached_path(n, "simplified", cache_dir) for n in self.categories]
+        missing = [n for n, p in zip(self.categories, self.paths, strict=True) if not p.exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} simplified file(s) are not in {self.paths[0].parent}: {missing[:5]}; download them "
+                f"first: python -m drawai.download --kind simplified "
+                f"{' '.join(repr(n) if ' ' in n else n for n in missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        self.max_per_class, self.recognized_only = max_per_class, recognized_only
+        self.shuffle_buffer, self.seed, self.render_batch, self.epoch = shuffle_buffer, seed, render_batch, 0
+        self.source = "simplified (rendered by drawai.strokes)"
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def drawings(self):
+        """(label, drawing record) in stream order, every process and worker alike: one of each category in turn."""
+        readers = [(label, download.read_simplified(path, self.max_per_class, self.recognized_only))
+                   for label, path in enumerate(self.paths)]
+        while readers:
+            still = []
+            for label, reader in readers:
+                drawing = next(reader, None)
+                if drawing is None:
+                    continue
+                if drawing.get("word") != self.categories[label]:
+                    raise CorruptDataError(f"{self.paths[label]} holds a drawing of {drawing.get('word')!r}, not "
+                                           f"{self.categories[label]!r}: delete it and download it again")
+                still.append((label, reader))
+                yield label, drawing
+            readers = still
+
+    def __iter__(self):
+        from drawai import strokes
+
+        rank, world = rank_and_world()
+        worker = get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
+        share, shares = rank * workers + worker_id, world * workers
+        rng = np.random.default_rng([self.seed, self.epoch, share])
+        buffer: list = []
+
+        def rendered(chunk):
+            try:
+                images = strokes.render_many([d for _, d in chunk])
+            except ValueError:  # an empty drawing in the chunk: render one by one, skip it, keep the rest
+                images, kept = [], []
+                for label, drawing in chunk:
+                    try:
+                        images.append(strokes.render_strokes(drawing))
+                        kept.append((label, drawing))
+                    except ValueError as e:
+                        warnings.warn(f"skipping drawing {drawing.get('key_id')} of {drawing.get('word')!r}: {e}",
+                                      stacklevel=2)
+                chunk, images = kept, np.stack(images) if images else np.zeros((0, 28, 28), np.float32)
+            for (label, _), image in zip(chunk, images, strict=True):
+                yield torch.from_numpy(image)[None], torch.tensor(label, dtype=torch.int64)
+
+        def mine():
+            chunk = []
+            for i, item in enumerate(self.drawings()):
+                if i % shares == share:
+                    chunk.append(item)
+                    if len(chunk) == self.render_batch:
+                        yield from rendered(chunk)
+                        chunk = []
+            yield from rendered(chunk)
+
+        for item in mine():
+            if not self.shuffle_buffer:
+                yield item
+                continue
+            buffer.append(item)
+            if len(buffer) == self.shuffle_buffer:  # give out a random one, keep the rest
+                yield buffer.pop(int(rng.integers(len(buffer))))
+        while buffer:
+            yield buffer.pop(int(rng.integers(len(buffer))))
 
 
 # --- sharding every epoch across processes -------------------------------------------------------------------

@@ -212,3 +212,90 @@ def test_two_workers_train_the_gan_as_one_process_and_share_its_checkpoints(tmp_
     published = gan.load(run / "model")
     np.testing.assert_allclose(published.generate(CATS, 2, seed=0), alone.generate(CATS, 2, seed=0), atol=1e-4)
     assert published.manifest["command"].endswith("# MultiWorkerMirroredStrategy, 2 replicas")
+
+
+# --- the simplified ndjson files, streamed and rendered ------------------------------------------------------------
+
+def shape_drawing(word: str, i: int, recognized: bool = True) -> dict:
+    """A drawing record like Google's: a polygon with 3 + i % 5 corners, strokes as [[xs], [ys]] in 0-255."""
+    corners = 3 + i % 5
+    angles = np.linspace(0, 2 * np.pi, corners + 1) + i
+    xs, ys = (127 + 120 * np.cos(angles)).round().tolist(), (127 + 120 * np.sin(angles)).round().tolist()
+    return {"word": word, "countrycode": "GB", "timestamp": "2017-03-01 12:00:00.0", "recognized": recognized,
+            "key_id": str(10**15 + i), "drawing": [[xs, ys], [[100, 150], [127, 127]]]}
+
+
+def write_simplified(cache: Path, counts: dict[str, int]) -> dict[str, list[dict]]:
+    folder = cache / "simplified"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, n in counts.items():
+        written[name] = [shape_drawing(name, i, recognized=i % 4 != 3) for i in range(n)]
+        (folder / f"{name}.ndjson").write_text("".join(json.dumps(d) + "\n" for d in written[name]))
+    return written
+
+
+def test_the_simplified_stream_renders_every_drawing_with_the_strokes_brush(tmp_path):
+    from drawai import strokes
+
+    written = write_simplified(tmp_path, {"apple": 7, "cloud": 3, "door": 5})
+    stream = distributed.SimplifiedStream(CATS, cache_dir=tmp_path, render_batch=4)
+    items = list(stream)
+    # the categories take turns until each file ends: a, c, d, a, c, d, a, c, d, a, d, a, d, a, a
+    order = [0, 1, 2] * 3 + [0, 2] * 2 + [0, 0]
+    assert [int(y) for _, y in items] == order
+    seen = {c: 0 for c in range(3)}
+    for (image, _), c in zip(items, order, strict=True):
+        expected = strokes.render_strokes(written[CATS[c]][seen[c]]["drawing"])
+        np.testing.assert_array_equal(image.numpy(), expected[None])
+        seen[c] += 1
+    capped = list(distributed.SimplifiedStream(CATS, max_per_class=2, recognized_only=True, cache_dir=tmp_path))
+    assert [int(y) for _, y in capped] == [0, 1, 2, 0, 1, 2]
+
+
+def test_workers_and_processes_share_the_stream_and_a_buffer_shuffles_it(tmp_path):
+    import torch
+    from torch.utils.data import DataLoader
+
+    write_simplified(tmp_path, {"apple": 9, "cloud": 6, "door": 8})
+    stream = distributed.SimplifiedStream(CATS, cache_dir=tmp_path)
+    key = lambda image, label: (int(label), image.numpy().tobytes())  # noqa: E731
+    everything = sorted(key(x, y) for x, y in stream)
+    assert len(everything) == 23
+    parallel = [key(x, y) for xb, yb in DataLoader(stream, batch_size=5, num_workers=2) for x, y in zip(xb, yb)]
+    assert sorted(parallel) == everything  # each drawing once, across the two workers
+
+    shuffled = distributed.SimplifiedStream(CATS, cache_dir=tmp_path, shuffle_buffer=8, seed=1)
+    first = [key(x, y) for x, y in shuffled]
+    assert sorted(first) == everything and first != [key(x, y) for x, y in stream]
+    assert [key(x, y) for x, y in shuffled] == first  # seeded
+    shuffled.set_epoch(1)
+    assert [key(x, y) for x, y in shuffled] != first
+    assert all(x.dtype == torch.float32 and x.shape == (1, 28, 28) for x, _ in stream)
+
+
+def test_the_stream_reads_as_it_goes_and_names_what_is_wrong(tmp_path):
+    import itertools
+
+    from drawai.data import CorruptDataError
+
+    write_simplified(tmp_path, {"apple": 3})
+    path = tmp_path / "simplified" / "apple.ndjson"
+    path.write_text(path.read_text() + '{"word": "apple", "drawing": [[[1, 2], [3\n')
+    stream = distributed.SimplifiedStream(["apple"], cache_dir=tmp_path, render_batch=1)
+    assert len(list(itertools.islice(iter(stream), 3))) == 3  # the drawings before the damage arrive first
+    with pytest.raises(CorruptDataError, match=r"apple\.ndjson, line 4: not valid JSON"):
+        list(stream)
+    write_simplified(tmp_path, {"apple": 2})
+    path.write_text(path.read_text() + json.dumps(shape_drawing("cloud", 0)) + "\n")
+    with pytest.raises(CorruptDataError, match="holds a drawing of 'cloud', not 'apple'"):
+        list(distributed.SimplifiedStream(["apple"], cache_dir=tmp_path))
+    empty = shape_drawing("apple", 5)
+    empty["drawing"] = []
+    path.write_text(json.dumps(shape_drawing("apple", 1)) + "\n" + json.dumps(empty) + "\n")
+    with pytest.warns(UserWarning, match="skipping drawing 1000000000000005"):
+        assert len(list(distributed.SimplifiedStream(["apple"], cache_dir=tmp_path))) == 1
+    with pytest.raises(FileNotFoundError, match="python -m drawai.download --kind simplified cloud"):
+        distributed.SimplifiedStream(["apple", "cloud"], cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="shuffle_buffer"):
+        distributed.SimplifiedStream(["apple"], cache_dir=tmp_path, shuffle_buffer=-1)
