@@ -414,17 +414,47 @@ def top_k_sharded(model: torch.nn.Module, dataset: Dataset, device: torch.device
 
 # --- how fast: images/second ---------------------------------------------------------------------------------
 
+def run_train_ddp(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
+    """`scripts/train_ddp.py args` in `nproc` processes started by torchrun on this machine, meeting on 127.0.0.1
+    (gloo on the loopback interface unless GLOO_SOCKET_IFNAME says otherwise). Raises if it fails."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--rdzv-backend=c10d",
+           "--rdzv-endpoint=127.0.0.1:0", str(ROOT / "scripts" / "train_ddp.py"), *args]
+    env = {"GLOO_SOCKET_IFNAME": "lo0" if sys.platform == "darwin" else "lo", **os.environ,  # loopback only
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if run.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit status {run.returncode}):\n{run.stderr[-3000:]}")
+    return run
+
+
+def train_torchrun(nproc: int, categories, config, out: str | os.PathLike, resume: bool = True) -> tuple:
+    """`classifier.train` on the embedded sample's shared split, in `nproc` processes (torchrun, DDP) on this
+    machine: what the train-classifier job runs for `-p nproc 2`. Waits for them; returns (classifier, history)
+    like `classifier.train`, from the model rank 0 wrote to `out/model` (its checkpoint: `out/checkpoint`).
+
+    The processes read DataLoaders, so they train without the in-memory path's second, heavier-stroke rendering.
+    """
+    from drawai import classifier
+
+    names = cats.resolve(categories)
+    defaults = classifier.TrainConfig(arch=config.arch)
+    if (config.weight_decay, config.label_smoothing, config.arch_kwargs) != (
+            defaults.weight_decay, defaults.label_smoothing, defaults.arch_kwargs):
+        raise ValueError("scripts/train_ddp.py trains with the default weight_decay, label_smoothing and arch_kwargs")
+    args = ["--source", "sample", "--categories", *names, "--arch", config.arch, "--epochs", str(config.epochs),
+            "--batch-size", str(config.batch_size), "--lr", str(config.lr), "--seed", str(config.seed),
+            "--threads", str(config.threads), "--out", str(out), "--no-progress"]
+    run = run_train_ddp(nproc, args + ([] if config.augment else ["--no-augment"]) + ([] if resume else ["--fresh"]))
+    print(run.stdout.strip().splitlines()[-1] if run.stdout.strip() else "", flush=True)
+    clf = classifier.Classifier.load(Path(out) / "model", categories=names)
+    return clf, clf.manifest["history"]
+
+
 def _training_rate(tmp: str, procs: int, threads: int, args: list[str]) -> float:
     """Images/s of `scripts/train_ddp.py` under torchrun on 127.0.0.1: training drawings / median epoch time,
     leaving out the first epoch (warm-up)."""
     out = Path(tmp) / f"run-{len(os.listdir(tmp))}"
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--rdzv-backend=c10d",
-           "--rdzv-endpoint=127.0.0.1:0", str(ROOT / "scripts" / "train_ddp.py"), *args,
-           "--threads", str(threads), "--out", str(out), "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if run.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-3000:]}")
+    run_train_ddp(procs, [*args, "--threads", str(threads), "--out", str(out), "--no-progress"])
     manifest = json.loads((out / "model" / "manifest.json").read_text())
     return manifest["data"]["train_drawings"] / float(np.median([h["seconds"] for h in manifest["history"][1:]]))
 

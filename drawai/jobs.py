@@ -1,6 +1,7 @@
 """Training jobs: notebooks executed headlessly by papermill; the executed notebook is the job's report.
 
     python -m drawai.jobs train-classifier -p categories classic10 -p epochs 10
+    python -m drawai.jobs train-classifier -p nproc 2                          # 2 processes (torchrun, DDP)
     python -m drawai.jobs train-classifier --publish models/classifier-345     # the shipped model
     python -m drawai.jobs train-gan -p preset full --publish models/generator-345  # the shipped generator
     python -m drawai.jobs demo                                                  # what `make demo` runs
@@ -46,6 +47,11 @@ def check_classifier_params(p: dict) -> None:
 
     classifier.TrainConfig(arch=p["arch"], epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
                            seed=p["seed"], augment=p["augment"], threads=p["threads"])
+    if p["nproc"] < 1:
+        raise ValueError(f"nproc (training processes) must be at least 1, got {p['nproc']}")
+    if p["batch_size"] % p["nproc"]:
+        raise ValueError(f"batch_size {p['batch_size']} must be divisible by nproc {p['nproc']} (it is the global "
+                         "batch, split evenly across the processes)")
 
 
 def check_gan_params(p: dict) -> None:
@@ -81,7 +87,8 @@ class Job:
 JOBS = {
     "data": Job("01_data.ipynb", {"categories": "classic10", "seed": 0}),
     "train-classifier": Job("02_classifier.ipynb", {
-        "categories": "all", **_classifier_recipe(), "resume": True}, model_dir="model", check=check_classifier_params),
+        "categories": "all", **_classifier_recipe(), "nproc": 1, "resume": True}, model_dir="model",
+        check=check_classifier_params),
     "train-gan": Job("03_gan.ipynb", {
         "preset": "demo", "recipe": "conditional", "categories": None, "epochs": 0, "seed": 0,
         "classifier_path": "../models/classifier-345", "resume": True}, model_dir="model", check=check_gan_params),

@@ -305,6 +305,10 @@ bad("job-negative-gan-epochs", jobs.JobError, r"GANConfig.epochs must be an inte
     lambda tmp: run_job(tmp, "train-gan", {"epochs": -2}))
 bad("job-bad-model-path", jobs.JobError, r"models/no-such-model is not a draw-ai model folder: it has no manifest")(
     lambda tmp: run_job(tmp, "train-gan", {"classifier_path": "../models/no-such-model"}))
+bad("job-zero-processes", jobs.JobError, r"nproc \(training processes\) must be at least 1, got 0")(
+    lambda tmp: run_job(tmp, "train-classifier", {"nproc": 0}))
+bad("job-batch-not-divisible-by-processes", jobs.JobError, r"batch_size 100 must be divisible by nproc 3")(
+    lambda tmp: run_job(tmp, "train-classifier", {"batch_size": 100, "nproc": 3}))
 bad("job-unknown-job", jobs.JobError, r"unknown job 'train-classifer' \(did you mean 'train-classifier'\?\); jobs are")(
     lambda tmp: run_job(tmp, "train-classifer", {}))
 

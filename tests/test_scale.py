@@ -299,3 +299,28 @@ def test_the_stream_reads_as_it_goes_and_names_what_is_wrong(tmp_path):
         distributed.SimplifiedStream(["apple", "cloud"], cache_dir=tmp_path)
     with pytest.raises(ValueError, match="shuffle_buffer"):
         distributed.SimplifiedStream(["apple"], cache_dir=tmp_path, shuffle_buffer=-1)
+
+
+# --- the train-classifier job, launching torchrun -------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_classifier_job_trains_in_two_processes_with_torchrun(tmp_path, monkeypatch):
+    """`python -m drawai.jobs train-classifier -p nproc 2` on classic10 (~1-2 min on 2 busy cores: the notebook's
+    kernel, then two torchrun processes): the report is the usual one, the model was trained by 2 processes."""
+    import nbformat
+
+    from drawai import classifier, jobs
+
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    out = jobs.run("train-classifier", {"categories": "classic10", "epochs": 3, "batch_size": 64, "threads": 1,
+                                        "nproc": 2}, progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["categories"] == 10 and metrics["test_top1"] > 0.4  # chance is 0.1
+    ddp = json.loads((out / "ddp" / "model" / "manifest.json").read_text())
+    assert ddp["processes"] == 2 and ddp["command"].startswith("torchrun (2 processes) scripts/train_ddp.py")
+    assert ddp["data"]["train_drawings"] == 800  # the shared split of the sample: 80 of each category
+    assert [h["epoch"] for h in ddp["history"]] == [1, 2, 3] and ddp["history"][-1]["loss"] < ddp["history"][0]["loss"]
+    clf = classifier.Classifier.load(out / "model", categories="classic10")
+    assert clf.manifest["metrics"]["test_top1"] == metrics["test_top1"]
+    report = nbformat.read(out / "02_classifier.ipynb", as_version=4)
+    assert any("image/png" in o.get("data", {}) for c in report.cells for o in c.get("outputs", []))
