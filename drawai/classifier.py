@@ -283,6 +283,8 @@ def read_manifest(path: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path} is not a draw-ai classifier (manifest format {manifest.get('format')!r}, "
                          f"expected {FORMAT!r})" if isinstance(manifest, dict) else f"{file} is not a manifest")
+    if not isinstance(manifest.get("categories"), list) or not manifest["categories"]:
+        raise ValueError(f"{file} has no list of categories: not a complete draw-ai manifest")
     for name in manifest["categories"]:
         cats.check_name(name)
     return manifest
@@ -370,11 +372,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     start_epoch = 0
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
     if ckpt and resume and ckpt.exists():
-        try:  # tensors and plain containers only: no code runs
-            state = torch.load(ckpt, weights_only=True, map_location="cpu")
-        except Exception as e:  # an unpickling error names what the file tried to load
-            raise ValueError(f"{ckpt} is not a draw-ai checkpoint (refused to load it: "
-                             f"{str(e).splitlines()[0]})") from None
+        state = load_checkpoint(ckpt)
         if state["config"] != asdict(config):
             raise ValueError(f"{ckpt} was made with another configuration; use a new folder or resume=False")
         model.load_state_dict(state["model"])
@@ -424,12 +422,10 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         history.append(row)
         bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("loss", "top1", "top5")})
         if ckpt and rank == 0:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
-                        "epoch": epoch + 1, "config": asdict(config)}, tmp)
-            os.replace(tmp, ckpt)
+            save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                                   "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1,
+                                   "config": asdict(config)})
         distributed.barrier()  # no process starts the next epoch (or returns) before the checkpoint is whole
         if on_epoch:
             on_epoch(row)
@@ -481,6 +477,34 @@ def _extra_canonical(train_set, extra: Drawings | None) -> tuple[np.ndarray, np.
     if len(y) and (y.min() < 0 or y.max() >= len(train_set.categories)):
         raise ValueError("extra_canonical labels must index its categories")
     return np.ascontiguousarray(x), y
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a training state atomically: into a temporary file, flushed to disk, then renamed over `path`.
+    A kill at any moment leaves the previous checkpoint or the new one under `path`, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by `save_checkpoint`: tensors and plain containers only, so no code runs."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # torch's unpickler names what the file tried to load; say that, not its advice
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        why = next((line.split("error: ", 1)[1].split(". Please")[0] for line in lines
+                    if "WeightsUnpickler error: " in line), lines[0])
+        raise ValueError(f"{path} is not a draw-ai checkpoint (refused to load it: {why})") from None
+    missing = {"model", "optimizer", "scheduler", "generator", "history", "epoch", "config"} - set(
+        state if isinstance(state, dict) else ())
+    if missing:
+        raise ValueError(f"{path} is not a draw-ai checkpoint (it lacks {sorted(missing)})")
+    return state
 
 
 def _pick(x, x_alt, y, idx, augment, gen):

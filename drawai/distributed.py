@@ -6,6 +6,8 @@ Two pieces, both on PyTorch's own engines (torchrun, DistributedDataParallel, Da
   memory-mapped (`np.load(mmap_mode="r")`), so memory does not grow with the data: a batch reads its
   rows and nothing else. Items are canonicalised (`bitmaps.to_canonical`) a batch at a time, inside
   DataLoader worker processes when `num_workers` > 0: at ~1 ms a drawing, that is the expensive part.
+- `SimplifiedStream`: the cached `simplified` ndjson files (vector strokes) as a torch IterableDataset, read
+  line by line and rendered into the same canonical form on the fly (`drawai.strokes`).
 - The process-group side of `classifier.train`: under torchrun each process trains on its own shard of
   every epoch (`ShardedSampler`), DDP averages the gradients, rank 0 alone writes the checkpoint, and
   nothing in the checkpoint depends on the number of processes, so any number can resume it.
@@ -31,7 +33,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    IterableDataset,
+    Subset,
+    TensorDataset,
+    get_worker_info,
+)
 
 from drawai import bitmaps, data, download
 from drawai import categories as cats
@@ -90,12 +100,22 @@ class NumpyBitmapDataset(Dataset):
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
+    def item_labels(self) -> np.ndarray:
+        """The label of every item, in item order (int64, 8 bytes an item; nothing is read from the files)."""
+        return np.repeat(np.arange(len(self.categories), dtype=np.int64), self.counts)
+
     def __getstate__(self):  # a DataLoader worker started by spawn gets the paths, not a copy of the data
         return {**self.__dict__, "_maps": None}
 
     def _open(self) -> list[np.ndarray]:
         if self._maps is None:
-            self._maps = [np.load(p, mmap_mode="r", allow_pickle=False) for p in self.paths]
+            try:  # once open, a map keeps its file readable even if the cache is deleted (POSIX)
+                self._maps = [np.load(p, mmap_mode="r", allow_pickle=False) for p in self.paths]
+            except FileNotFoundError as e:
+                name = Path(e.filename).stem
+                raise FileNotFoundError(f"{e.filename} was removed after this dataset was made (the cache deleted?); "
+                                        f"download it again: python -m drawai.download "
+                                        f"{repr(name) if ' ' in name else name}") from None
         return self._maps
 
     def locate(self, indices) -> tuple[np.ndarray, np.ndarray]:
@@ -143,6 +163,108 @@ class NumpyBitmapDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         (image, label), = self.__getitems__([index])
         return image, label
+
+
+# --- the simplified ndjson files, streamed and rendered on the fly ------------------------------------------------
+
+class SimplifiedStream(IterableDataset):
+    """Drawings of cached `simplified` .ndjson files (vector strokes), read line by line and rendered into the
+    canonical form as they are needed (`strokes.render_many`, the brush `bitmaps.to_canonical` uses).
+
+    Items are ((1, 28, 28) float32 canonical image, int64 label), like `NumpyBitmapDataset`'s. Each file is
+    streamed by `download.read_simplified` (constant memory, whatever its size), at most `max_per_class`
+    drawings of each (`recognized_only`: those the game's model recognised). The categories take turns, one
+    drawing each, so every stretch of the stream mixes them; `shuffle_buffer` > 0 shuffles further within a
+    buffer of that many drawings, seeded by (seed, epoch) (`set_epoch`). Under torchrun and in DataLoader
+    workers the stream is dealt out: each process and worker renders every n-th drawing, so together they
+    yield each drawing once (each still reads every line: parsing is cheap next to rendering).
+    A drawing that cannot be rendered (empty) is skipped with a warning; a damaged line is a CorruptDataError.
+    """
+
+    def __init__(self, categories, max_per_class: int | None = None, recognized_only: bool = False,
+                 cache_dir: str | os.PathLike | None = None, shuffle_buffer: int = 0, seed: int = 0,
+                 render_batch: int = 256):
+        for name, value, low in (("max_per_class", max_per_class, 1), ("shuffle_buffer", shuffle_buffer, 0),
+                                 ("render_batch", render_batch, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.categories = tuple(cats.resolve(categories))
+        self.paths = [download.cached_path(n, "simplified", cache_dir) for n in self.categories]
+        missing = [n for n, p in zip(self.categories, self.paths, strict=True) if not p.exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} simplified file(s) are not in {self.paths[0].parent}: {missing[:5]}; download them "
+                f"first: python -m drawai.download --kind simplified "
+                f"{' '.join(repr(n) if ' ' in n else n for n in missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        self.max_per_class, self.recognized_only = max_per_class, recognized_only
+        self.shuffle_buffer, self.seed, self.render_batch, self.epoch = shuffle_buffer, seed, render_batch, 0
+        self.source = "simplified (rendered by drawai.strokes)"
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def drawings(self):
+        """(label, drawing record) in stream order, every process and worker alike: one of each category in turn."""
+        readers = [(label, download.read_simplified(path, self.max_per_class, self.recognized_only))
+                   for label, path in enumerate(self.paths)]
+        while readers:
+            still = []
+            for label, reader in readers:
+                drawing = next(reader, None)
+                if drawing is None:
+                    continue
+                if drawing.get("word") != self.categories[label]:
+                    raise CorruptDataError(f"{self.paths[label]} holds a drawing of {drawing.get('word')!r}, not "
+                                           f"{self.categories[label]!r}: delete it and download it again")
+                still.append((label, reader))
+                yield label, drawing
+            readers = still
+
+    def __iter__(self):
+        from drawai import strokes
+
+        rank, world = rank_and_world()
+        worker = get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
+        share, shares = rank * workers + worker_id, world * workers
+        rng = np.random.default_rng([self.seed, self.epoch, share])
+        buffer: list = []
+
+        def rendered(chunk):
+            try:
+                images = strokes.render_many([d for _, d in chunk])
+            except ValueError:  # an empty drawing in the chunk: render one by one, skip it, keep the rest
+                images, kept = [], []
+                for label, drawing in chunk:
+                    try:
+                        images.append(strokes.render_strokes(drawing))
+                        kept.append((label, drawing))
+                    except ValueError as e:
+                        warnings.warn(f"skipping drawing {drawing.get('key_id')} of {drawing.get('word')!r}: {e}",
+                                      stacklevel=2)
+                chunk, images = kept, np.stack(images) if images else np.zeros((0, 28, 28), np.float32)
+            for (label, _), image in zip(chunk, images, strict=True):
+                yield torch.from_numpy(image)[None], torch.tensor(label, dtype=torch.int64)
+
+        def mine():
+            chunk = []
+            for i, item in enumerate(self.drawings()):
+                if i % shares == share:
+                    chunk.append(item)
+                    if len(chunk) == self.render_batch:
+                        yield from rendered(chunk)
+                        chunk = []
+            yield from rendered(chunk)
+
+        for item in mine():
+            if not self.shuffle_buffer:
+                yield item
+                continue
+            buffer.append(item)
+            if len(buffer) == self.shuffle_buffer:  # give out a random one, keep the rest
+                yield buffer.pop(int(rng.integers(len(buffer))))
+        while buffer:
+            yield buffer.pop(int(rng.integers(len(buffer))))
 
 
 # --- sharding every epoch across processes -------------------------------------------------------------------
@@ -292,17 +414,47 @@ def top_k_sharded(model: torch.nn.Module, dataset: Dataset, device: torch.device
 
 # --- how fast: images/second ---------------------------------------------------------------------------------
 
+def run_train_ddp(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
+    """`scripts/train_ddp.py args` in `nproc` processes started by torchrun on this machine, meeting on 127.0.0.1
+    (gloo on the loopback interface unless GLOO_SOCKET_IFNAME says otherwise). Raises if it fails."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--rdzv-backend=c10d",
+           "--rdzv-endpoint=127.0.0.1:0", str(ROOT / "scripts" / "train_ddp.py"), *args]
+    env = {"GLOO_SOCKET_IFNAME": "lo0" if sys.platform == "darwin" else "lo", **os.environ,  # loopback only
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if run.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit status {run.returncode}):\n{run.stderr[-3000:]}")
+    return run
+
+
+def train_torchrun(nproc: int, categories, config, out: str | os.PathLike, resume: bool = True) -> tuple:
+    """`classifier.train` on the embedded sample's shared split, in `nproc` processes (torchrun, DDP) on this
+    machine: what the train-classifier job runs for `-p nproc 2`. Waits for them; returns (classifier, history)
+    like `classifier.train`, from the model rank 0 wrote to `out/model` (its checkpoint: `out/checkpoint`).
+
+    The processes read DataLoaders, so they train without the in-memory path's second, heavier-stroke rendering.
+    """
+    from drawai import classifier
+
+    names = cats.resolve(categories)
+    defaults = classifier.TrainConfig(arch=config.arch)
+    if (config.weight_decay, config.label_smoothing, config.arch_kwargs) != (
+            defaults.weight_decay, defaults.label_smoothing, defaults.arch_kwargs):
+        raise ValueError("scripts/train_ddp.py trains with the default weight_decay, label_smoothing and arch_kwargs")
+    args = ["--source", "sample", "--categories", *names, "--arch", config.arch, "--epochs", str(config.epochs),
+            "--batch-size", str(config.batch_size), "--lr", str(config.lr), "--seed", str(config.seed),
+            "--threads", str(config.threads), "--out", str(out), "--no-progress"]
+    run = run_train_ddp(nproc, args + ([] if config.augment else ["--no-augment"]) + ([] if resume else ["--fresh"]))
+    print(run.stdout.strip().splitlines()[-1] if run.stdout.strip() else "", flush=True)
+    clf = classifier.Classifier.load(Path(out) / "model", categories=names)
+    return clf, clf.manifest["history"]
+
+
 def _training_rate(tmp: str, procs: int, threads: int, args: list[str]) -> float:
     """Images/s of `scripts/train_ddp.py` under torchrun on 127.0.0.1: training drawings / median epoch time,
     leaving out the first epoch (warm-up)."""
     out = Path(tmp) / f"run-{len(os.listdir(tmp))}"
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--rdzv-backend=c10d",
-           "--rdzv-endpoint=127.0.0.1:0", str(ROOT / "scripts" / "train_ddp.py"), *args,
-           "--threads", str(threads), "--out", str(out), "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if run.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-3000:]}")
+    run_train_ddp(procs, [*args, "--threads", str(threads), "--out", str(out), "--no-progress"])
     manifest = json.loads((out / "model" / "manifest.json").read_text())
     return manifest["data"]["train_drawings"] / float(np.median([h["seconds"] for h in manifest["history"][1:]]))
 

@@ -23,7 +23,9 @@ How a download stays honest:
 - a cached file is not downloaded again: it gets the cheap structural check on every call (O(1) reads),
   a known checksum is compared with its sidecar, and `rehash=True` hashes it again;
 - transient failures (5xx, 408/429, a dropped connection, a timeout) are retried with exponential backoff;
-  an attempt that got new bytes resets the count. Anything else is a `DownloadError` naming the URL.
+  an attempt that got new bytes resets the count. Anything else is a `DownloadError` naming the URL;
+- a disk that refuses the bytes (full, read-only) is a `DownloadError` naming the file, at once (retrying
+  cannot help); the `.part` written so far is kept, and the same call resumes from it once there is room.
 Two processes downloading the same file into one cache at the same time is not supported.
 """
 
@@ -240,8 +242,12 @@ def _cached_ok(path: Path, kind: str, name: str, expected: str | None, rehash: b
         return True
     except ValueError as e:
         warnings.warn(f"cached {path} is damaged ({e}); removing it and downloading it again", stacklevel=3)
-        path.unlink(missing_ok=True)
-        _sidecar(path).unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+            _sidecar(path).unlink(missing_ok=True)
+        except OSError as err:  # a read-only cache: the damaged file must not be used, and cannot be replaced
+            raise DownloadError(f"cached {path} is damaged ({e}) and cannot be removed ({err.strerror}); "
+                                "delete it by hand or point DRAWAI_CACHE at a writable folder") from None
         return False
 
 
@@ -305,18 +311,33 @@ def _fetch_into(url: str, part: Path, bar: tqdm, timeout: float) -> int | None:
         written = offset
         bar.reset(total=total)
         bar.update(offset)
-        with open(part, mode) as f:
-            try:
-                while chunk := response.read(CHUNK):
+        try:
+            part.parent.mkdir(parents=True, exist_ok=True)  # the cache may have been deleted since the last attempt
+            with open(part, mode) as f:
+                while True:
+                    try:
+                        chunk = response.read(CHUNK)
+                    except (OSError, http.client.HTTPException) as e:
+                        raise _Transient(f"connection lost after {written} bytes ({type(e).__name__}: {e})") from None
+                    if not chunk:
+                        break
                     f.write(chunk)
                     written += len(chunk)
                     bar.update(len(chunk))
-            except (OSError, http.client.HTTPException) as e:
-                raise _Transient(f"connection lost after {written} bytes ({type(e).__name__}: {e})") from None
+        except OSError as e:  # the socket's errors became _Transient above: this is the disk (full, read-only)
+            raise _unwritable(part, e) from None
     if total is not None and written != total:
         # http.client ends a short body quietly: the size is how a dropped connection shows
         raise _Transient(f"connection closed after {written} of {total} bytes")
     return total
+
+
+def _unwritable(path: Path, error: OSError) -> DownloadError:
+    """A disk that refuses the bytes is not retried: say where, why, and what is kept."""
+    kept = path.stat().st_size if path.name.endswith(".part") and path.exists() else 0
+    return DownloadError(f"cannot write {path}: {error.strerror or error} (a full disk, a read-only cache, or "
+                         "no permission); set DRAWAI_CACHE or cache_dir to a writable folder with space"
+                         + (f"; the {kept} bytes so far are kept in it to resume from" if kept else ""))
 
 
 def _download_file(url: str, path: Path, kind: str, name: str, expected: str | None, *,
@@ -351,8 +372,11 @@ def _download_file(url: str, path: Path, kind: str, name: str, expected: str | N
         part.unlink()  # never resume from, or use, bytes that are not the file
         raise DownloadError(f"{url}: downloaded {size} bytes but {e}; deleted it, run again to download it afresh") \
             from None
-    _write_sidecar(path, digest)
-    os.replace(part, path)
+    try:
+        _write_sidecar(path, digest)
+        os.replace(part, path)
+    except OSError as e:
+        raise _unwritable(part, e) from None
 
 
 def download(categories, kind: str = "numpy_bitmap", cache_dir: str | os.PathLike | None = None,
@@ -378,7 +402,10 @@ def download(categories, kind: str = "numpy_bitmap", cache_dir: str | os.PathLik
         path = folder / f"{name}{KINDS[kind]}"
         expected = checksums.get(name)
         if not (path.exists() and _cached_ok(path, kind, name, expected, rehash)):
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise _unwritable(folder, e) from None
             _download_file(file_url(name, kind, base_url), path, kind, name, expected, progress=progress,
                            retries=retries, backoff=backoff, timeout=timeout)
         paths.append(path)

@@ -27,6 +27,16 @@ checkpoint and ends where an uninterrupted run would have.
 
 A model on disk is a folder: `model.keras` (loaded with safe_mode=True, never executes pickled code)
 and `manifest.json` (categories, recipe, config, data checksum, metrics, command, SHA-256 of the weights).
+
+Past one machine (docs/scaling.md): `train` also takes the cached full dataset (`distributed.NumpyBitmapDataset`,
+memory-mapped .npy files read through a `tf.data` pipeline that canonicalises each batch as it goes), and runs
+under any tf.distribute strategy whose scope it is called in (`scripts/train_gan_distributed.py`):
+
+    with tf.distribute.MirroredStrategy().scope():    # every GPU of this machine; MultiWorkerMirroredStrategy
+        model = gan.train(train_set, config, run_dir)   # with TF_CONFIG for several machines
+
+`batch_size` stays the global batch: each replica takes its slice of every batch, so the batches, the number
+of steps and the checkpoints are those of one process (the chief alone writes them, and any number resumes them).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import os
 import re
 import shlex
 import sys
+import tempfile
 import time
 import warnings
 import zipfile
@@ -153,7 +164,9 @@ class ConditionalBatchNorm(layers.Layer):
     def __init__(self, n_classes: int, channels: int, momentum: float = 0.9, **kwargs):
         super().__init__(**kwargs)
         self.n_classes, self.channels, self.momentum = n_classes, channels, momentum
-        self.norm = layers.BatchNormalization(momentum=momentum, center=False, scale=False)
+        # With several replicas (tf.distribute), statistics over the whole batch, as in one process.
+        self.norm = layers.BatchNormalization(momentum=momentum, center=False, scale=False,
+                                              synchronized=tf.distribute.get_strategy().num_replicas_in_sync > 1)
         self.gamma = layers.Embedding(n_classes, channels, embeddings_initializer="ones")
         self.beta = layers.Embedding(n_classes, channels, embeddings_initializer="zeros")
 
@@ -314,6 +327,13 @@ class _GAN(keras.Model):
     def get_compile_config(self):
         return None  # the optimisers are built in __init__; there is nothing to re-compile on loading
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Every variable is built in __init__, so fit() need not look at a batch first. (Keras' own version,
+        # under a tf.distribute strategy, takes one and reduces it over the replicas, which fails under
+        # MultiWorkerMirroredStrategy for an (images, labels) batch: keras 3.15.)
+        with self.distribute_strategy.scope():
+            self._symbolic_build()
+
     @property
     def metrics(self):
         return [self.g_loss_tracker, self.d_loss_tracker]
@@ -327,21 +347,31 @@ class _GAN(keras.Model):
 
         Non-saturating losses: D minimises softplus(-D(real)) + softplus(D(fake)), G softplus(-D(fake)).
         """
-        noise = tf.random.stateless_normal((tf.shape(images)[0], self.noise_dim),
+        # The whole batch's noise, from (seed, step); under tf.distribute each replica takes its slice of it,
+        # so the replicas together see what one process would.
+        replica = tf.distribute.get_replica_context()
+        replicas, size = replica.num_replicas_in_sync, tf.shape(images)[0]
+        noise = tf.random.stateless_normal((size * replicas, self.noise_dim),
                                            seed=tf.stack([tf.constant(self.seed, tf.int64), self.step_counter.value]))
+        noise = noise[tf.cast(replica.replica_id_in_sync_group, tf.int32) * size:][:size]
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = self._generator_call(noise, labels, True)
             real_logits = self._discriminator_call(images, labels, True)
             fake_logits = self._discriminator_call(fake, labels, True)
             g_loss = ops.mean(ops.softplus(-fake_logits))
             d_loss = ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits))
+            # The optimisers sum the replicas' gradients: of these shares, the sum is the global batch's mean.
+            g_share, d_share = g_loss / replicas, d_loss / replicas
         g_vars, d_vars = self.generator.trainable_variables, self.discriminator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_vars), g_vars, strict=True))
-        self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_vars), d_vars, strict=True))
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_share, g_vars), g_vars, strict=True))
+        self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_share, d_vars), d_vars, strict=True))
         self.step_counter.assign_add(1)
         self.g_loss_tracker.update_state(g_loss)
         self.d_loss_tracker.update_state(d_loss)
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if _multi_worker(tf.distribute.get_strategy()):  # keras 3 averages these over axis 0 (tensorflow#72388)
+            logs = {name: tf.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
 
     def label_indices(self, labels) -> np.ndarray:
         """Names or indices (one, or a list) -> int32 indices into `self.categories`."""
@@ -561,6 +591,75 @@ def _dataset(images, labels, epochs: range, batch_size: int, seed: int, one_labe
     return tf.data.Dataset.from_tensor_slices(index).map(gather).prefetch(2), per_epoch, images_per_epoch
 
 
+def _streamed_dataset(load, labels, epochs: range, batch_size: int, seed: int, one_label: bool):
+    """The batches of `epochs` (the same `epoch_batches`), each read by `load(indices) -> (images, labels)` when
+    it is needed, in a tf.data pipeline. Under a tf.distribute strategy every batch is cut into one slice per
+    replica, and each worker's pipeline makes just its own replicas' slices (`distribute_datasets_from_function`
+    deals them out to its replicas in turn)."""
+    strategy = tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    first = epoch_batches(labels, epochs[0], batch_size, seed, one_label)
+
+    def pipeline(mine: range) -> tf.data.Dataset:
+        def indices():
+            for epoch in epochs:
+                for batch in epoch_batches(labels, epoch, batch_size, seed, one_label):
+                    pieces = np.array_split(batch, replicas)
+                    yield from (pieces[r] for r in mine)
+
+        def read(index):
+            images, labels_ = load(index)
+            return images.astype(np.float32), labels_.astype(np.int32)
+
+        def read_batch(index):
+            images, labels_ = tf.numpy_function(read, [index], (tf.float32, tf.int32), stateful=False)
+            return tf.ensure_shape(images, (None, 28, 28, 1)), tf.ensure_shape(labels_, (None,))
+
+        stream = tf.data.Dataset.from_generator(indices, output_signature=tf.TensorSpec((None,), tf.int64))
+        return stream.map(read_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+
+    if not tf.distribute.has_strategy():
+        dataset = pipeline(range(1))
+    else:
+        def per_worker(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            local = replicas // context.num_input_pipelines
+            return pipeline(range(context.input_pipeline_id * local, (context.input_pipeline_id + 1) * local))
+        dataset = strategy.distribute_datasets_from_function(per_worker)
+    return dataset, len(first), sum(len(b) for b in first)
+
+
+def _file_loader(dataset):
+    """Batches of a `distributed.NumpyBitmapDataset` (memory-mapped files): the rows asked for, canonical, [-1, 1]."""
+    def load(index):
+        raw, labels = dataset.raw(index)
+        return training_arrays(data.Drawings(raw, labels, dataset.categories, dataset.source))
+    return load
+
+
+def _check_same(strategy: tf.distribute.Strategy, value: int, what: str) -> None:
+    """Fail on every worker, rather than hang in a collective later, when the workers disagree about `value`
+    (the sum over replicas is `value` times their number on every worker only if all hold the same)."""
+    if strategy.num_replicas_in_sync > 1:
+        total = strategy.reduce("SUM", strategy.run(lambda: tf.constant(value, tf.int64)), axis=None)
+        if int(total) != value * strategy.num_replicas_in_sync:
+            raise ModelFileError(f"the workers disagree about {what}: this one has {value}")
+
+
+def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Several processes (MultiWorkerMirroredStrategy with a TF_CONFIG cluster of more than one)."""
+    return bool(getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run folder: always, but with several workers the chief only (or worker 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task = getattr(resolver, "task_type", None)
+    if not task:
+        return True
+    return task == "chief" or (task == "worker" and resolver.task_id == 0
+                               and "chief" not in resolver.cluster_spec().as_dict())
+
+
 # --------------------------------------------------------------------------------------------------
 # Files: atomic writes, the run folder (checkpoints, history, sample grids), the model folder.
 
@@ -668,9 +767,11 @@ class EpochLog(keras.callbacks.Callback):
     `checkpoints/epoch-XXXX.keras` and `history.json` atomically (checkpoint first: history never names
     an epoch that has no checkpoint), keeping the last `keep` checkpoints."""
 
-    def __init__(self, history: list[dict], images_per_epoch: int, run_dir: Path | None = None, keep: int = 2):
+    def __init__(self, history: list[dict], images_per_epoch: int, run_dir: Path | None = None, keep: int = 2,
+                 chief: bool = True):
         super().__init__()
         self.history, self.images_per_epoch, self.run_dir, self.keep = history, images_per_epoch, run_dir, keep
+        self.chief = chief  # with several workers, the others save too (in step with it) but keep nothing
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start, self.cpu_start = time.perf_counter(), time.process_time()
@@ -684,12 +785,22 @@ class EpochLog(keras.callbacks.Callback):
                              "images_per_s": round(self.images_per_epoch / seconds, 1)})
         if self.run_dir is None:
             return
+        if not self.chief:
+            _take_part_in_save(self.model)
+            return
         folder = self.run_dir / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_write(folder / f"epoch-{epoch + 1:04d}.keras", self.model.save)
         _write_json(self.run_dir / "history.json", self.history)
         for old in _checkpoints(self.run_dir)[: -self.keep]:
             old[1].unlink()
+
+
+def _take_part_in_save(model) -> None:
+    """What a worker other than the chief does where the chief saves: the same save, into a folder that is then
+    deleted. Under MultiWorkerMirroredStrategy reading some variables is a collective op every worker must join."""
+    with tempfile.TemporaryDirectory(prefix="drawai-save-") as tmp:
+        model.save(Path(tmp) / MODEL_FILE)
 
 
 def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -700,6 +811,8 @@ def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 def _resume_point(run_dir: Path, run_record: dict) -> tuple[int, ConditionalGAN | PerLabelGAN | None, list[dict]]:
     """(epochs done, model, history) from the last loadable checkpoint of a run, or (0, None, [])."""
+    for stale in (Path(run_dir) / "checkpoints").glob(".*.tmp-*"):  # a write cut short by a kill: never read
+        stale.unlink()
     record_path = run_dir / "run.json"
     if record_path.exists():
         differ = _record_differences(json.loads(record_path.read_text()), run_record)
@@ -739,10 +852,13 @@ def configure_threads() -> None:
         pass  # TF already started: threads are fixed for this process
 
 
-def train(train_set: data.Drawings | None, config: GANConfig, run_dir: str | Path | None = None,
+def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
           resume: bool = False, callbacks: list | None = None, verbose="auto") -> ConditionalGAN | PerLabelGAN:
     """Train a GAN on `train_set` (None: the embedded sample's training split of `config.categories`).
 
+    `train_set` is `data.Drawings` (held in memory) or a `distributed.NumpyBitmapDataset` (the cached full
+    dataset, read batch by batch). Called inside a tf.distribute strategy's scope, training is spread over its
+    replicas (see the module docstring).
     With `run_dir`, every epoch writes a checkpoint, `history.json` and a sample grid PNG there, and
     `resume=True` continues from the last complete checkpoint (a finished run returns at once).
     The per-epoch log (losses, seconds, CPU seconds, images/s) is `model.train_history`.
@@ -755,9 +871,21 @@ def train(train_set: data.Drawings | None, config: GANConfig, run_dir: str | Pat
     if list(train_set.categories) != cats.resolve(config.categories):
         raise GANInputError(f"the drawings' categories ({len(train_set.categories)}) are not config.categories "
                             f"({config.categories!r}); set config.categories to match")
-    images, labels = training_arrays(train_set)
+    strategy = tf.distribute.get_strategy()  # the default one (one process, no copies) outside any scope
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1 and config.recipe == "per_label":
+        raise GANInputError("the per_label recipe trains one label's network per batch and is not distributed; "
+                            "use recipe='conditional' with several replicas")
+    if config.batch_size % replicas:
+        raise GANInputError(f"batch_size {config.batch_size} must be divisible by the {replicas} replicas")
+    in_memory = isinstance(train_set, data.Drawings)
+    if in_memory:
+        images, labels = training_arrays(train_set)
+    else:  # the full dataset: labels now, images batch by batch
+        labels = train_set.item_labels().astype(np.int32)
     record = {"kind": "drawai.gan.run", "config": config.to_dict(), "data_checksum": train_set.checksum,
               "data_source": train_set.source, "n_train": len(labels)}
+    chief = _is_chief(strategy)  # with several workers, the chief writes the run folder; every worker reads it
     start, model, history = 0, None, []
     if run_dir is not None:
         run_dir = Path(run_dir)
@@ -766,19 +894,26 @@ def train(train_set: data.Drawings | None, config: GANConfig, run_dir: str | Pat
                                  "or use a new run_dir (nothing was overwritten)")
         if resume:
             start, model, history = _resume_point(run_dir, record)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / "run.json", record)
+        if chief:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(run_dir / "run.json", record)
     if model is None:
         model = build(config, list(train_set.categories))
     model.train_record = record
+    _check_same(strategy, start, f"the epoch to start from ({run_dir} must be storage every worker sees)")
     if start >= config.epochs:
         model.train_history = history
         return model
-    dataset, steps, images_per_epoch = _dataset(images, labels, range(start, config.epochs), config.batch_size,
-                                                config.seed, one_label=config.recipe == "per_label")
+    epochs, one_label = range(start, config.epochs), config.recipe == "per_label"
+    if in_memory and not tf.distribute.has_strategy():  # the plain case: every batch gathered from memory
+        dataset, steps, images_per_epoch = _dataset(images, labels, epochs, config.batch_size, config.seed, one_label)
+    else:
+        load = (lambda index: (images[index], labels[index])) if in_memory else _file_loader(train_set)
+        dataset, steps, images_per_epoch = _streamed_dataset(load, labels, epochs, config.batch_size, config.seed,
+                                                             one_label)
     model.compile(optimizer=None, jit_compile=False)
-    all_callbacks = [EpochLog(history, images_per_epoch, run_dir)]
-    if run_dir is not None:
+    all_callbacks = [EpochLog(history, images_per_epoch, run_dir, chief=chief)]
+    if run_dir is not None and chief:
         all_callbacks.append(SampleGrid(folder=run_dir / "samples"))
     all_callbacks += list(callbacks or [])
     model.fit(dataset, epochs=config.epochs, initial_epoch=start, steps_per_epoch=steps, callbacks=all_callbacks,
@@ -794,8 +929,12 @@ def train(train_set: data.Drawings | None, config: GANConfig, run_dir: str | Pat
 def save(model: ConditionalGAN | PerLabelGAN, path: str | Path, config: GANConfig | None = None,
          data_checksum: str | None = None, metrics: dict | None = None, command: str | None = None) -> Path:
     """Write `path/model.keras` and `path/manifest.json` (atomically, manifest last). Config and data
-    default to what `train` recorded. A folder that holds anything but a draw-ai GAN is refused untouched."""
+    default to what `train` recorded. A folder that holds anything but a draw-ai GAN is refused untouched.
+    With several workers (MultiWorkerMirroredStrategy), every worker calls this and only the chief writes."""
     path = Path(path)
+    if not _is_chief(model.distribute_strategy):
+        _take_part_in_save(model)
+        return path
     if path.exists():
         if not path.is_dir():
             raise ModelFileError(f"{path} exists and is not a folder; nothing was overwritten")

@@ -1,6 +1,7 @@
 """Training jobs: notebooks executed headlessly by papermill; the executed notebook is the job's report.
 
     python -m drawai.jobs train-classifier -p categories classic10 -p epochs 10
+    python -m drawai.jobs train-classifier -p nproc 2                          # 2 processes (torchrun, DDP)
     python -m drawai.jobs train-classifier --publish models/classifier-345     # the shipped model
     python -m drawai.jobs train-gan -p preset full --publish models/generator-345  # the shipped generator
     python -m drawai.jobs fight -p rounds 5000                                  # GAN vs classifier, scored
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import json
 import os
 import shutil
@@ -46,6 +48,11 @@ def check_classifier_params(p: dict) -> None:
 
     classifier.TrainConfig(arch=p["arch"], epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
                            seed=p["seed"], augment=p["augment"], threads=p["threads"])
+    if p["nproc"] < 1:
+        raise ValueError(f"nproc (training processes) must be at least 1, got {p['nproc']}")
+    if p["batch_size"] % p["nproc"]:
+        raise ValueError(f"batch_size {p['batch_size']} must be divisible by nproc {p['nproc']} (it is the global "
+                         "batch, split evenly across the processes)")
 
 
 def check_gan_params(p: dict) -> None:
@@ -110,7 +117,8 @@ class Job:
 JOBS = {
     "data": Job("01_data.ipynb", {"categories": "classic10", "seed": 0}),
     "train-classifier": Job("02_classifier.ipynb", {
-        "categories": "all", **_classifier_recipe(), "resume": True}, model_dir="model", check=check_classifier_params),
+        "categories": "all", **_classifier_recipe(), "nproc": 1, "resume": True}, model_dir="model",
+        check=check_classifier_params),
     "train-gan": Job("03_gan.ipynb", {
         "preset": "demo", "recipe": "conditional", "categories": None, "epochs": 0, "seed": 0,
         "classifier_path": "../models/classifier-345", "resume": True}, model_dir="model", check=check_gan_params),
@@ -138,7 +146,10 @@ def check_params(job: Job, params: dict) -> dict:
     """Unknown names and values of the wrong type fail here, before anything runs."""
     unknown = sorted(set(params) - set(job.defaults))
     if unknown:
-        raise JobError(f"{job.notebook} has no parameter(s) {unknown}; it accepts {sorted(job.defaults)}")
+        close = {n: difflib.get_close_matches(n, list(job.defaults), n=1) for n in unknown}
+        hint = ", ".join(f"{c[0]!r} for {n!r}" for n, c in close.items() if c)
+        raise JobError(f"{job.notebook} has no parameter(s) {unknown}{f' (did you mean {hint}?)' if hint else ''}; "
+                       f"it accepts {sorted(job.defaults)}")
     out = dict(job.defaults)
     for name, value in params.items():
         default = job.defaults[name]
@@ -188,16 +199,24 @@ def run(job_name: str, params: dict | None = None, fresh: bool = False, publish:
     import papermill as pm
 
     if job_name not in JOBS:
-        raise JobError(f"unknown job {job_name!r}; jobs are {sorted(JOBS)}")
+        close = difflib.get_close_matches(job_name, list(JOBS), n=1)
+        raise JobError(f"unknown job {job_name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                       f"jobs are {sorted(JOBS)}")
     job = JOBS[job_name]
     params = check_params(job, params or {})
+    if publish:
+        check_publish_target(job_name, Path(publish))
     out_dir = None if fresh else find_unfinished(job_name, params)
     if out_dir is None:
         out_dir = RUNS / job_name / time.strftime("%Y%m%d-%H%M%S")
         while out_dir.exists():  # two runs in one second
             out_dir = out_dir.with_name(out_dir.name + "-1")
-        out_dir.mkdir(parents=True)
-        (out_dir / "params.json").write_text(json.dumps(params, indent=2) + "\n")
+        try:
+            out_dir.mkdir(parents=True)
+            (out_dir / "params.json").write_text(json.dumps(params, indent=2) + "\n")
+        except OSError as e:
+            raise JobError(f"cannot create the run folder {out_dir}: {e.strerror}; set DRAWAI_RUNS to a "
+                           "writable folder") from None
     else:
         print(f"resuming the unfinished run {out_dir}", file=sys.stderr)
     report = out_dir / job.notebook
@@ -211,11 +230,21 @@ def run(job_name: str, params: dict | None = None, fresh: bool = False, publish:
     if not (out_dir / "metrics.json").exists():  # a notebook with no metrics of its own: mark it finished
         (out_dir / "metrics.json").write_text(json.dumps({"job": job_name, "finished": True}) + "\n")
     if publish:
-        if not job.model_dir:
-            raise JobError(f"{job_name} makes no model to publish")
         publish_model(out_dir / job.model_dir, Path(publish), job_name, params)
     print(f"report: {report}")
     return out_dir
+
+
+def check_publish_target(job_name: str, dest: Path) -> None:
+    """Before anything runs: `dest` must be free, empty, or a model folder (it will be replaced), never
+    someone's other files."""
+    if not JOBS[job_name].model_dir:
+        raise JobError(f"{job_name} makes no model to publish")
+    if dest.exists() and not dest.is_dir():
+        raise JobError(f"--publish {dest}: it is a file, not a folder; nothing was changed")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / "manifest.json").exists():
+        raise JobError(f"--publish {dest}: that folder holds files and is not a draw-ai model folder (no "
+                       "manifest.json), so it is not replaced; choose a new or a model folder")
 
 
 def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
@@ -229,8 +258,13 @@ def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
                     for k, v in params.items() if v != JOBS[job_name].defaults[k])
     manifest["command"] = f"python -m drawai.jobs {job_name} {args} --publish {dest}".replace("  ", " ")
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    shutil.rmtree(dest, ignore_errors=True)
+    # Swap by renames, so an interruption leaves a whole model under `dest`, `dest.old` or `dest.tmp`.
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
     os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
     print(f"published {dest}")
 
 
