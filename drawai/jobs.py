@@ -57,6 +57,7 @@ def check_classifier_params(p: dict) -> None:
 
 def check_gan_params(p: dict) -> None:
     from drawai import gan
+    from drawai.classifier import read_manifest
 
     overrides = {"seed": p["seed"]}
     if p["categories"] is not None:
@@ -70,11 +71,7 @@ def check_gan_params(p: dict) -> None:
         raise ValueError(f"train-gan needs at least 2 categories (its metrics compare them), got {names}")
     if not isinstance(p["classifier_path"], str):
         raise ValueError(f"classifier_path must be a folder path, got {p['classifier_path']!r}")
-    path = Path(p["classifier_path"]) if Path(p["classifier_path"]).is_absolute() else NOTEBOOKS / p["classifier_path"]
-    try:
-        known = json.loads((path / "manifest.json").read_text())["categories"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"classifier_path {p['classifier_path']!r} ({path}) is not a classifier folder: {e}") from None
+    known = read_manifest(NOTEBOOKS / p["classifier_path"])["categories"]  # an absolute path stays itself
     missing = [n for n in names if n not in known]
     if missing:
         raise ValueError(f"the classifier at {p['classifier_path']!r} does not know {missing[:5]}, "

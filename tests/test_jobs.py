@@ -107,7 +107,7 @@ def test_data_notebook_runs(tmp_path, monkeypatch):
     ({"epochs": -1}, "epochs"),
     ({"seed": "zero"}, "integer"),
     ({"resume": "yes"}, "true/false"),
-    ({"classifier_path": "/nonexistent/classifier"}, "not a classifier folder"),
+    ({"classifier_path": "/nonexistent/classifier"}, "not a draw-ai model folder"),
     ({"classifier_path": None}, "must be a folder path"),
 ])
 def test_bad_train_gan_parameters_fail_before_anything_runs(params, match, tmp_path, monkeypatch):
@@ -120,7 +120,7 @@ def test_bad_train_gan_parameters_fail_before_anything_runs(params, match, tmp_p
 def test_train_gan_needs_a_classifier_that_knows_its_categories(tmp_path, monkeypatch):
     judge = tmp_path / "judge"
     judge.mkdir()
-    (judge / "manifest.json").write_text(json.dumps({"categories": ["cat", "dog"]}))
+    (judge / "manifest.json").write_text(json.dumps({"format": "drawai-classifier/1", "categories": ["cat", "dog"]}))
     monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
     with pytest.raises(jobs.JobError, match=r"does not know \['apple'"):
         jobs.run("train-gan", {"classifier_path": str(judge), "categories": ["apple", "cat"]})
