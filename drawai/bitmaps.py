@@ -98,6 +98,18 @@ def ink_box(image: np.ndarray, index: int | None = None) -> tuple[float, float, 
     return rows[0], rows[-1] + 1.0, cols[0], cols[-1] + 1.0
 
 
+def readable(images: np.ndarray) -> np.ndarray:
+    """Indices of the float images (N, 28, 28) that `ink_box` accepts: not empty, not mostly ink."""
+    keep = []
+    for i, image in enumerate(images):
+        try:
+            ink_box(image)
+        except BadBitmapError:
+            continue
+        keep.append(i)
+    return np.array(keep, dtype=np.int64)
+
+
 def draw_centreline(points: list[np.ndarray]) -> np.ndarray:
     """Centreline points, one (K, 2) array of (y, x) in output pixels per drawing -> (N, 28, 28).
 

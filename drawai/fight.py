@@ -275,14 +275,7 @@ def generated_drawings(generator, category_names, n: int, seed: int) -> tuple[Dr
     names = list(category_names)
     x, _ = bitmaps.as_float_images(generator.generate(names, n, seed=seed))
     labels = np.repeat(np.arange(len(names)), n)
-    readable = []
-    for i, image in enumerate(x):
-        try:
-            bitmaps.ink_box(image)
-        except bitmaps.BadBitmapError:
-            continue
-        readable.append(i)
-    keep = np.array(readable, dtype=np.int64)
+    keep = bitmaps.readable(x)
     return Drawings(x[keep], labels[keep], tuple(names), f"generated, canonical ({type(generator).__name__})"), \
         len(x) - len(keep)
 

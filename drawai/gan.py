@@ -543,14 +543,8 @@ def training_arrays(drawings: data.Drawings) -> tuple[np.ndarray, np.ndarray]:
     has 19 (of 34,500) filled-in scribbles that are mostly ink, 6 of them blackberries.
     """
     x, _ = bitmaps.as_float_images(drawings.images)
-    readable = []
-    for i, image in enumerate(x):
-        try:
-            bitmaps.ink_box(image)
-        except bitmaps.BadBitmapError:
-            continue
-        readable.append(i)
-    if not readable:
+    readable = bitmaps.readable(x)
+    if not len(readable):
         raise GANInputError(f"none of the {len(drawings)} drawings can be trained on (empty or not line drawings)")
     if len(readable) < len(drawings):
         skipped = sorted({drawings.categories[c] for c in np.delete(drawings.labels, readable)})

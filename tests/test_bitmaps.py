@@ -124,3 +124,11 @@ def test_thin_lines_on_a_big_canvas_survive():
     assert c.max() > 0.9 and 20 < (c > 0.5).sum() < 80
     ys, xs = np.nonzero(c > 0.5)
     assert np.ptp(xs) >= 24 and np.corrcoef(ys, xs)[0, 1] > 0.98  # one unbroken diagonal, full length
+
+
+def test_readable_leaves_out_empty_and_mostly_ink_images():
+    images = np.zeros((4, 28, 28), np.float32)
+    images[1, 10:12, 5:20] = 1  # a line
+    images[2] = 1  # all ink
+    images[3, 3:25, 14] = 0.8  # another line
+    assert bitmaps.readable(images).tolist() == [1, 3]

@@ -23,7 +23,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.e2e.test_drawing_pad import CHROMIUM, INK_ON_CANVAS, free_port
+from tests.e2e.test_drawing_pad import INK_ON_CANVAS, free_port
 
 # Slow: a cold kernel per page (torch, then TensorFlow on Generate) on 2 cores; 4 tests, one shared server,
 # about 4 minutes on a loaded 2-core machine. They are the acceptance test of the dashboard.
@@ -33,8 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 SHIPPED = ROOT / "models" / "classifier-345"
 VOILA = Path(sys.executable).with_name("voila")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--disable-quic"]
 TIMEOUT_MS = 120_000  # a cold kernel imports torch (and, on Generate, TensorFlow) on 2 shared cores
 
 
@@ -118,21 +116,6 @@ def server(tiny_gan, tmp_path_factory):
     work = tmp_path_factory.mktemp("voila")
     with voila(work, {"DRAWAI_GENERATOR": str(tiny_gan)}) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    import playwright.sync_api as playwright  # a dev dependency: missing it is a broken install, not a skip
-
-    if not Path(CHROMIUM).exists():
-        missing = f"{CHROMIUM} is missing (`make browser` installs Debian's chromium)"
-        if os.environ.get("CI"):  # in CI the browser test must run
-            pytest.fail(missing)
-        pytest.skip(missing)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        yield browser
-        browser.close()
 
 
 @contextmanager

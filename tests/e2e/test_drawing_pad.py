@@ -27,7 +27,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 TOKEN = "drawai-e2e"
 SHIPPED_MODEL = ROOT / "models" / "classifier-345"
 HAVE_MODEL = importlib.util.find_spec("drawai.classifier") is not None and (SHIPPED_MODEL / "manifest.json").exists()
@@ -99,21 +98,10 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture
-def page(lab):
-    import playwright.sync_api as playwright  # a dev dependency: missing it is a broken install, not a skip
-
-    if not Path(CHROMIUM).exists():
-        missing = f"{CHROMIUM} is missing (`make browser` installs Debian's chromium)"
-        if os.environ.get("CI"):  # in CI the browser test must run
-            pytest.fail(missing)
-        pytest.skip(missing)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-quic"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        yield page
-        browser.close()
+def page(lab, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    yield page
+    page.close()
 
 
 INK_ON_CANVAS = """el => {  // dark pixels drawn on the pad's canvas (the kernel draws the strokes back)
