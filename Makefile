@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8866
+# The dashboard's address: only this machine. README "Dashboard" says how to expose it deliberately.
+IP ?= 127.0.0.1
 
 .PHONY: env demo test test-fast bench lab dashboard lint format strip browser clean
 
@@ -42,7 +44,8 @@ lab: env
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 notebooks/
 
 dashboard: env
-	$(VENV)/bin/voila --no-browser --Voila.ip=127.0.0.1 --port=$(PORT) notebooks/dashboard.ipynb
+	$(VENV)/bin/voila --no-browser --Voila.ip=$(IP) --port=$(PORT) --Voila.config_file_paths=config $(ARGS) \
+	  notebooks/dashboard.ipynb
 
 lint: env
 	$(VENV)/bin/ruff check .

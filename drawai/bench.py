@@ -1,8 +1,8 @@
 """The benchmark behind the README's figures: accuracy, latency and memory, on this machine, in one run.
 
     python -m drawai.bench                        # `make bench`: everything, 3 seeds (hours on 2 cores)
-    python -m drawai.bench --quick                # 1 seed, classic10, 5 epochs, fewer repetitions (~3 min)
-    python -m drawai.bench --only latency         # sections: accuracy, latency
+    python -m drawai.bench --quick                # 1 seed, classic10, 5 epochs, fewer repetitions (~3 min + ~2 for gan)
+    python -m drawai.bench --only gan             # sections: accuracy, latency, gan, dashboard, scale
     python -m drawai.bench --out runs/bench/X     # resume that run: cells measured there are skipped
 
 Every figure is set against a baseline measured in the same run (the original draw-ai MLP), because
@@ -17,6 +17,15 @@ absolute times on a shared machine mean little; the load average is recorded wit
   `Classifier.predict` (to_canonical + forward) and strokes through `strokes.render_strokes` + forward.
 - Memory: peak RSS (VmHWM) of each training run and of a process predicting with one model. Every
   training cell and every prediction process is a fresh one, so each has its own peak.
+- Generator (`gan`): the conditional GAN against the original per-label DCGAN recipe on classic10 (the
+  `demo` preset), both judged by the shipped classifier (`metrics.evaluate_generator`: GAN-test top-1,
+  FID with a shuffled-label control, memorisation, diversity), at equal epochs and at equal training
+  time: the per-label one is trained on until it has used the conditional one's CPU seconds. With all
+  345 categories, also the shipped `models/generator-345` if it is there (evaluated, not trained).
+- Dashboard: Voila serving notebooks/dashboard.ipynb as `make dashboard` does, opened in chromium by
+  Playwright: page load to the first interactive widget (the drawing pad's canvas), for 1 session and for 3
+  at once, and each session's kernel memory (RSS, and USS: what that kernel alone holds), before and after
+  its Generate tab loads TensorFlow. Baseline: the same server on a notebook with one ipywidgets Button.
 
 Results go to `<out>/results.json` after every cell (and `<out>/results.md`); a killed bench keeps
 what it measured, and a training cell killed halfway resumes from its last epoch's checkpoint.
@@ -45,7 +54,7 @@ import torch.nn.functional as F
 from skimage.morphology import skeletonize
 from tqdm.auto import tqdm
 
-from drawai import bitmaps, classifier, data, jobs
+from drawai import bitmaps, classifier, data, jobs, metrics
 from drawai import categories as cats
 from drawai.classifier import TrainConfig
 from drawai.strokes import render_strokes
@@ -53,7 +62,7 @@ from drawai.strokes import render_strokes
 FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
 SPLIT_SEED = 0  # the shared split every notebook and job uses
 SHIFT_SEED = 0  # numpy_bitmap_style's per-drawing jitter of size and stroke width
-SECTIONS = ("accuracy", "latency")
+SECTIONS = ("accuracy", "latency", "gan", "dashboard", "scale")
 CATEGORY_SETS = ("all", "classic10")
 DEFAULT_RECIPES = ("cnn", "mlp", "doodlenet-5", "doodlenet-30")
 QUICK = {"seeds": 1, "categories": ["classic10"], "recipes": ["cnn", "mlp", "doodlenet-5"], "epochs": 5, "reps": 100}
@@ -61,6 +70,13 @@ FULL = {"seeds": 3, "categories": list(CATEGORY_SETS), "recipes": list(DEFAULT_R
 PAD_CANVAS, PAD_SPACING = 280, 4.0  # the DrawingPad's default size; pointer events a few pixels apart
 WARMUP = 20  # calls before timing starts (first calls allocate and fill caches)
 BASELINE = "mlp"
+DASHBOARD_SESSIONS = (1, 3)  # pages open at once
+DASHBOARD_TARGET_S = 10  # the dashboard issue: page load to the first interactive widget
+
+CLASSIFIER_DIR = jobs.ROOT / "models" / "classifier-345"  # the judge of the generators
+GENERATOR_DIR = jobs.ROOT / "models" / "generator-345"  # the shipped generator, evaluated when it exists
+GAN_CATEGORIES, GAN_PRESET = "classic10", "demo"  # the GAN issue's comparison
+GAN_EVAL = {"n_per_class": 80, "seed": 0}  # evaluate_generator's arguments
 
 RECIPE_NAMES = {"cnn": "draw-ai CNN", "mlp": "original MLP", "doodlenet-5": "doodleNet, 5 epochs",
                 "doodlenet-30": "doodleNet, 30 epochs", "cnn-job": "draw-ai CNN, job defaults"}
@@ -252,10 +268,203 @@ def prediction_memory_process(model: dict | None, images: np.ndarray, strokes: l
     return peak_rss_mib()
 
 
+def gan_comparison_process(spec: dict, run_root: str) -> dict:
+    """Train the conditional GAN and the per-label recipe on the same data and judge them: both at the
+    preset's epochs, and the per-label one again after as many epochs as the conditional one's CPU seconds
+    buy it. Each stage's figures are kept in `run_root/stages.json`, and training resumes from checkpoints,
+    so a killed bench goes on where it stopped."""
+    from drawai import gan, metrics
+    from drawai.classifier import Classifier
+
+    root = Path(run_root)
+    root.mkdir(parents=True, exist_ok=True)
+    stages_path = root / "stages.json"
+    done = json.loads(stages_path.read_text()) if stages_path.exists() else {}
+    train_set, test_set = data.train_test(data.load_sample(spec["categories"]), seed=SPLIT_SEED)
+    judge = Classifier.load(CLASSIFIER_DIR, categories=spec["categories"])
+
+    def stage(name: str, config, run_dir: str) -> dict:
+        if name not in done:
+            model = gan.train(train_set, config, run_dir=root / run_dir, resume=True, verbose=0)
+            history = model.train_history
+            figures = metrics.evaluate_generator(model, judge, train_set, test_set, **spec["eval"]).summary()
+            done[name] = {**figures, "recipe": config.recipe, "epochs": config.epochs,
+                          "cpu_seconds": sum(h["cpu_seconds"] for h in history),
+                          "train_seconds": sum(h["seconds"] for h in history)}
+            write_atomic(stages_path, json.dumps(done, indent=1))
+        return done[name]
+
+    conditional = gan.GANConfig(**spec["configs"]["conditional"])
+    per_label = gan.GANConfig(**spec["configs"]["per_label"])
+    cond = stage("conditional", conditional, "conditional")
+    same_epochs = stage("per_label_equal_epochs", per_label, "per_label")
+    epochs = max(1, round(cond["cpu_seconds"] / (same_epochs["cpu_seconds"] / same_epochs["epochs"])))
+    # Longer: the same run continued (an epoch's batches do not depend on the total); shorter: a new run.
+    stage("per_label_equal_cpu", replace(per_label, epochs=epochs),
+          "per_label" if epochs >= per_label.epochs else "per_label_short")
+    return {"rows": done}
+
+
+def shipped_generator_process(spec: dict) -> dict:
+    """Judge the shipped generator (not trained here) on its categories' shared split."""
+    from drawai import gan, metrics
+    from drawai.classifier import Classifier
+
+    model = gan.load(jobs.ROOT / spec["path"])
+    names = list(model.categories)
+    train_set, test_set = data.train_test(data.load_sample(names), seed=SPLIT_SEED)
+    judge = Classifier.load(CLASSIFIER_DIR, categories=names)
+    figures = metrics.evaluate_generator(model, judge, train_set, test_set, **spec["eval"]).summary()
+    made = model.manifest.get("metrics", {})
+    return {**figures, "recipe": model.recipe, "categories": len(names), "epochs": made.get("epochs"),
+            "cpu_seconds": made.get("train_cpu_seconds"), "train_seconds": made.get("train_seconds")}
+
+
 def in_fresh_process(fn, *args):
     """fn(*args) in a new Python process (spawned, not forked: nothing shared, its own peak RSS)."""
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
+
+
+# --- the dashboard: Voila in a real browser ------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's (`make browser`); Playwright cannot download browsers here
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--disable-quic"]
+BUTTON_NOTEBOOK = ("import ipywidgets as widgets\n\nready = widgets.Button(description='ready')\n"
+                   "ready.add_class('drawai-bench-ready')\nready")
+
+
+def dashboard_cell(options: dict) -> Cell:
+    from drawai import dashboard
+
+    models = {kind: dashboard.model_path(kind) for kind in ("classifier", "generator")}
+    return Cell("dashboard", {
+        "format": FORMAT, "kind": "dashboard", "sessions": list(DASHBOARD_SESSIONS),
+        "repeats": 1 if options["quick"] else 3,  # single-session page loads (each a fresh kernel)
+        "models": {kind: {"path": str(path), "exists": (path / "manifest.json").exists(),
+                          "manifest_sha256": file_sha256(path / "manifest.json") if (path / "manifest.json").exists()
+                          else None} for kind, path in models.items()}})
+
+
+def dashboard_measure(spec: dict) -> dict:
+    """Both pages, served and measured one after the other: the baseline, then the dashboard."""
+    import tempfile
+
+    if not Path(CHROMIUM).exists():
+        raise BenchError(f"the dashboard section drives {CHROMIUM}, which is missing (`make browser` installs it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        import nbformat
+
+        baseline = Path(tmp) / "button.ipynb"
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(BUTTON_NOTEBOOK)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, baseline)
+        rows = {"baseline": page_loads(baseline, "button.drawai-bench-ready", spec, Path(tmp)),
+                "dashboard": page_loads(jobs.NOTEBOOKS / "dashboard.ipynb", "canvas.drawai-pad-canvas", spec,
+                                        Path(tmp), generate=spec["models"]["generator"]["exists"])}
+    return {"rows": rows}
+
+
+def page_loads(notebook: Path, ready: str, spec: dict, work: Path, generate: bool = False) -> dict:
+    """Serve `notebook` with Voila as `make dashboard` does and open it in chromium: for each number of
+    sessions, the seconds from navigation to the `ready` widget on screen per page, each kernel's CPU
+    seconds by then, its RSS and USS; with `generate`, the memory again once each page opened Generate."""
+    import playwright.sync_api as playwright
+    import psutil  # a dependency of ipykernel
+
+    from drawai.dashboard import MAX_SESSIONS_ENV
+
+    out = {}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(jobs.ROOT), os.environ.get("PYTHONPATH")])),
+           MAX_SESSIONS_ENV: str(max(DASHBOARD_SESSIONS) + 1)}
+    with _voila(notebook, env, work) as (url, server), playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+
+        def kernels() -> list:
+            """The running kernels (one that just exited is gone or a zombie: not counted)."""
+            found = []
+            for k in psutil.Process(server.pid).children(recursive=True):
+                try:
+                    if k.status() != psutil.STATUS_ZOMBIE and "ipykernel_launcher" in " ".join(k.cmdline()):
+                        found.append(k)
+                except psutil.Error:
+                    pass
+            return found
+
+        def memory():
+            mib = [(m.rss / 2**20, m.uss / 2**20) for m in (k.memory_full_info() for k in kernels())]
+            return {"rss_mib": [m[0] for m in mib], "uss_mib": [m[1] for m in mib]}
+
+        for sessions in spec["sessions"]:
+            figures = {"seconds": [], "kernel_cpu_s": []}
+            for _ in range(spec["repeats"] if sessions == 1 else 1):
+                pages = [browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+                         for _ in range(sessions)]
+                starts = []
+                for page in pages:  # all at once: navigation returns when the response starts
+                    page.set_default_timeout(180_000)
+                    starts.append(time.perf_counter())
+                    page.goto(url, wait_until="commit")
+                for page, start in zip(pages, starts):
+                    page.locator(ready).wait_for(state="visible")
+                    figures["seconds"].append(time.perf_counter() - start)
+                figures["kernel_cpu_s"] += [sum(k.cpu_times()[:2]) for k in kernels()]
+                figures.update(memory())
+                if generate:
+                    for page in pages:
+                        page.locator(".drawai-dashboard-tabs .lm-TabBar-tab", has_text="Generate").click()
+                    for page in pages:
+                        page.locator(".drawai-generate-button").wait_for(state="visible")
+                    figures["with_generator"] = memory()
+                for page in pages:
+                    page.goto("about:blank")  # the page unloads: Voila shuts its kernel down
+                    page.context.close()
+                deadline = time.monotonic() + 60
+                while kernels() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            out[str(sessions)] = figures
+        browser.close()
+    return out
+
+
+class _voila:
+    """Voila on a free loopback port with the project's config (config/voila.py), stopped on exit."""
+
+    def __init__(self, notebook: Path, env: dict, work: Path):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.log = open(work / f"voila-{self.port}.log", "w")  # noqa: SIM115 -- closed in __exit__
+        self.server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("voila")), "--no-browser", "--Voila.ip=127.0.0.1",
+             f"--port={self.port}", "--Voila.config_file_paths=config", str(notebook)],
+            cwd=jobs.ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def __enter__(self):
+        import socket
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+                return f"http://127.0.0.1:{self.port}/", self.server
+            except OSError:
+                if self.server.poll() is not None or time.monotonic() > deadline:
+                    self.__exit__()
+                    raise BenchError(f"Voila did not start: {Path(self.log.name).read_text()[-2000:]}") from None
+                time.sleep(0.3)
+
+    def __exit__(self, *exc):
+        self.server.terminate()
+        try:
+            self.server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+        self.log.close()
 
 
 # --- the plan, and measuring it cell by cell ----------------------------------------------------------------------
@@ -268,7 +477,7 @@ class Cell:
 
 def plan(options: dict) -> list[Cell]:
     """The cells to measure for these options, in order: latency first (a minute), then accuracy seed by seed,
-    classic10 before all 345 categories, so an interrupted bench has comparable rows."""
+    classic10 before all 345 categories, so an interrupted bench has comparable rows, then the generators."""
     book = recipes()
     cells = []
     if "latency" in options["only"]:
@@ -280,6 +489,8 @@ def plan(options: dict) -> list[Cell]:
         cells.append(Cell("latency", {"format": FORMAT, "kind": "latency", "rows": rows, "reps": options["reps"],
                                       "warmup": WARMUP, "drawings": "embedded sample test split, all categories",
                                       "pad_canvas": PAD_CANVAS, "pad_spacing": PAD_SPACING}))
+    if "dashboard" in options["only"]:
+        cells.append(dashboard_cell(options))
     if "accuracy" in options["only"]:
         checksum = data.sample_info()["sha256"]
         order = [c for c in ("classic10", "all") if c in options["categories"]]
@@ -293,12 +504,62 @@ def plan(options: dict) -> list[Cell]:
                         "format": FORMAT, "kind": "accuracy", "categories": categories, "recipe": name, "seed": seed,
                         "config": asdict(config), "epochs_overridden": bool(options["epochs"]),
                         "split_seed": SPLIT_SEED, "shift_seed": SHIFT_SEED, "data": checksum}))
+    if "gan" in options["only"]:
+        cells += gan_cells(options)
+    if "scale" in options["only"]:  # images/s in 1 and 2 processes (torchrun on 127.0.0.1): issue 8's figures
+        cells.append(Cell("scale", {"format": FORMAT, "kind": "scale", "categories": "classic10", "per_class": 100,
+                                    "epochs": 2 if options.get("quick") else 3, "batch_size": 128,
+                                    "layouts": [[1, 1], [1, 2], [2, 1]], "workers": [0, 1, 2]}))
     return cells
+
+
+def gan_cells(options: dict) -> list[Cell]:
+    """The classic10 comparison, and with all 345 categories the shipped generator if there is one."""
+    from drawai import gan  # TensorFlow: only when the section is asked for
+
+    common = {"format": FORMAT, "split_seed": SPLIT_SEED, "data": data.sample_info()["sha256"], "eval": GAN_EVAL,
+              "judge": file_sha256(CLASSIFIER_DIR / "model.safetensors")}
+    epochs = {"epochs": options["epochs"]} if options["epochs"] else {}
+    configs = {r: gan.GANConfig.from_preset(GAN_PRESET, r, **epochs).to_dict() for r in gan.RECIPES}
+    cells = [Cell(f"gan/{GAN_CATEGORIES}", {**common, "kind": "gan", "categories": GAN_CATEGORIES, "preset": GAN_PRESET,
+                                           "configs": configs, "epochs_overridden": bool(epochs)})]
+    manifest = GENERATOR_DIR / "manifest.json"
+    if "all" in options["categories"] and manifest.exists():
+        weights = json.loads(manifest.read_text()).get("weights", {}).get("sha256")
+        cells.append(Cell("gan/shipped", {**common, "kind": "gan-shipped", "weights": weights,
+                                          "path": shown_path(GENERATOR_DIR)}))
+    return cells
+
+
+def shown_path(path: Path) -> str:
+    """Relative to the repository when inside it (as `jobs.ROOT / path` reads it back)."""
+    return str(path.relative_to(jobs.ROOT)) if path.is_relative_to(jobs.ROOT) else str(path)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
     """Measure one cell (in fresh processes); returns its figures. `cache` keeps inputs between cells."""
     spec = cell.spec
+    if spec["kind"] == "dashboard":
+        return dashboard_measure(spec)
+    if spec["kind"] == "scale":
+        from drawai import distributed
+
+        figures = distributed.throughput(layouts=[tuple(x) for x in spec["layouts"]], categories=spec["categories"],
+                                         per_class=spec["per_class"], epochs=spec["epochs"],
+                                         batch_size=spec["batch_size"], workers=spec["workers"], verbose=progress)
+        return json.loads(json.dumps(figures))  # int keys -> str, as results.json stores them
+    if spec["kind"] == "gan":
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+        run_root = out / "checkpoints" / f"{cell.key.replace('/', '-')}-{digest}"
+        result = in_fresh_process(gan_comparison_process, spec, str(run_root))
+        shutil.rmtree(run_root, ignore_errors=True)
+        return result
+    if spec["kind"] == "gan-shipped":
+        return in_fresh_process(shipped_generator_process, spec)
     if spec["kind"] == "accuracy":
         categories = spec["categories"]
         if categories not in cache:
@@ -417,6 +678,31 @@ def summarise(results: dict, cells: list[Cell]) -> dict:
     return dict(sorted(rows.items(), key=lambda kv: (CATEGORY_SETS.index(kv[0][0]), recipe_order.index(kv[0][1]))))
 
 
+def dashboard_rows(results: dict, cells: list[Cell]) -> dict:
+    cell = next((c for c in cells if c.spec["kind"] == "dashboard"), None)
+    got = results["cells"].get("dashboard") if cell else None
+    return got if got and got.get("spec") == cell.spec else {}
+
+
+def scale_rows(results: dict, cells: list[Cell]) -> dict:
+    cell = next((c for c in cells if c.spec["kind"] == "scale"), None)
+    got = results["cells"].get("scale") if cell else None
+    return got if got and got.get("spec") == cell.spec else {}
+
+
+def scale_table(scale: dict) -> str:
+    one = scale["model"].get("1x1")
+    rows = [[f"model, {k.split('x')[0]} process(es) x {k.split('x')[1]} thread(s)", f"{v:.0f}", ratio(v, one)]
+            for k, v in scale["model"].items()]
+    if "scaling_efficiency" in scale:
+        rows.append(["scaling efficiency, 2 processes vs 1", f"{scale['scaling_efficiency']:.0%}", ""])
+    rows += [[f"preprocessing, {n} DataLoader worker(s)", f"{v:.0f}", ""] for n, v in scale["preprocessing"].items()]
+    base = scale["end_to_end"].get("1")
+    rows += [[f"end to end from numpy_bitmap files, {n} process(es)", f"{v:.0f}", ratio(v, base)]
+             for n, v in scale["end_to_end"].items()]
+    return table(["what", "images/s", "vs 1 process"], rows)
+
+
 def latency_rows(results: dict, cells: list[Cell]) -> dict:
     cell = next((c for c in cells if c.spec["kind"] == "latency"), None)
     got = results["cells"].get("latency") if cell else None
@@ -525,18 +811,133 @@ def check(t: Target, summary: dict, lat: dict) -> tuple[str, str, str] | None:
     return f"{value:.2f} {t.unit}", "PASS" if ok else "FAIL", note
 
 
-def targets_table(summary: dict, lat: dict) -> str:
+def targets_table(summary: dict, lat: dict, gan: dict | None = None, dash: dict | None = None) -> str:
     out = []
     for t in TARGETS:
         got = check(t, summary, lat)
         if got:
             out.append([t.what, *got])
+    out += gan_targets(gan or {})
+    out += dashboard_targets(dash or {})
     return table(["target", "measured", "result", "note"], out) if out else ""
+
+
+# --- the generator section ----------------------------------------------------------------------------------------
+
+GAN_STAGES = {  # row label per stage of the comparison cell
+    "conditional": "conditional GAN (draw-ai)",
+    "per_label_equal_epochs": "per-label DCGANs (original), equal epochs",
+    "per_label_equal_cpu": "per-label DCGANs (original), equal CPU seconds",
+}
+
+
+def gan_figures(results: dict, cells: list[Cell]) -> dict:
+    """{"comparison": figures per stage, "spec": its spec, "shipped": figures} for the gan cells measured
+    with their current spec."""
+    out = {}
+    for cell in cells:
+        got = results["cells"].get(cell.key)
+        if cell.spec["kind"] not in ("gan", "gan-shipped") or not got or got.get("spec") != cell.spec:
+            continue
+        if cell.spec["kind"] == "gan":
+            out["comparison"], out["spec"] = got["rows"], cell.spec
+        else:
+            out["shipped"] = got
+    return out
+
+
+def gan_table(gan: dict) -> str:
+    def pct(x):
+        return f"{100 * x:.1f}"
+
+    def real_row(f, n):
+        return ["real test drawings (the classifier's baseline)", str(n), "–", "–", "–", pct(f["real_test_top1"]),
+                pct(f["real_test_top5"]), f"{f['fid_real_floor']:.2f} (floor)",
+                f"{f['fid_class_real_mean']:.2f} (floor)", "–", "1", "1", "1.00×"]
+
+    def row(name, f, n):
+        return [name, str(n), str(f["epochs"]) if f.get("epochs") is not None else "?",
+                f"{f['cpu_seconds']:.0f}" if f.get("cpu_seconds") is not None else "?",
+                f"{f['train_seconds']:.0f}" if f.get("train_seconds") is not None else "?",
+                pct(f["gan_test_top1"]), pct(f["gan_test_top5"]), f"{f['fid']:.2f}", f"{f['fid_class_mean']:.2f}",
+                f"{f['fid_class_shuffled_mean']:.2f}", f"{f['memorisation_ratio']:.2f}", f"{f['diversity_ratio']:.2f}",
+                ratio(f["gan_test_top1"], f["real_test_top1"])]
+
+    out = []
+    comparison = gan.get("comparison", {})
+    if comparison:
+        n = len(cats.resolve(gan["spec"]["categories"]))
+        out.append(real_row(next(iter(comparison.values())), n))
+        out += [row(label, comparison[stage], n)
+                for stage, label in GAN_STAGES.items() if stage in comparison]
+    if "shipped" in gan:
+        f = gan["shipped"]
+        out.append(real_row(f, f["categories"]))
+        out.append(row(f"conditional GAN, `{gan['shipped']['spec']['path']}` (published, not trained here)", f,
+                       f["categories"]))
+    return table(["generator", "categories", "epochs", "train CPU s", "train wall s", "GAN-test top-1 %",
+                  "GAN-test top-5 %", "FID", "per-class FID", "shuffled-label control", "memorisation",
+                  "diversity", "GAN-test vs real top-1"], out)
+
+
+def gan_targets(gan: dict) -> list[list[str]]:
+    out = []
+    comparison = gan.get("comparison", {})
+    note = "classic10" + (", epochs overridden (not the preset's)" if gan.get("spec", {}).get("epochs_overridden")
+                          else "")
+    if "conditional" in comparison:
+        out += [[f"classic10 GAN: {t['target']}", t["measured"], "PASS" if t["passed"] else "FAIL", note]
+                for t in metrics.generator_targets(comparison["conditional"])]
+    if "conditional" in comparison and "per_label_equal_cpu" in comparison:
+        c, p = comparison["conditional"], comparison["per_label_equal_cpu"]
+        ahead = c["gan_test_top1"] > p["gan_test_top1"] and c["fid_class_mean"] < p["fid_class_mean"]
+        out.append(["classic10 GAN: conditional ahead of per-label at equal training time (higher GAN-test top-1, "
+                    "lower per-class FID)",
+                    f"{c['gan_test_top1']:.1%}, {c['fid_class_mean']:.2f} vs {p['gan_test_top1']:.1%}, "
+                    f"{p['fid_class_mean']:.2f}", "PASS" if ahead else "FAIL",
+                    f"{note}; CPU s {c['cpu_seconds']:.0f} vs {p['cpu_seconds']:.0f}"])
+    if "shipped" in gan:
+        out += [[f"345-class GAN (published): {t['target']}", t["measured"], "PASS" if t["passed"] else "FAIL",
+                 f"{gan['shipped']['categories']} categories"]
+                for t in metrics.generator_targets(gan["shipped"])]
+    return out
+
+
+# --- the dashboard section ---------------------------------------------------------------------------------------
+
+
+def dashboard_table(dash: dict) -> str:
+    rows = dash["rows"]
+    base = rows.get("baseline", {})
+    out = []
+    for name, label in (("baseline", "baseline: one ipywidgets Button"), ("dashboard", "the dashboard")):
+        for sessions, f in rows.get(name, {}).items():
+            b = base.get(sessions, {})
+            seconds, rss, uss = np.median(f["seconds"]), np.mean(f["rss_mib"]), np.mean(f["uss_mib"])
+            later = f.get("with_generator")
+            out.append([label, sessions, f"{seconds:.1f} (max {max(f['seconds']):.1f})",
+                        f"{np.mean(f['kernel_cpu_s']):.1f}", f"{rss:.0f}", f"{uss:.0f}",
+                        f"{np.mean(later['rss_mib']):.0f} / {np.mean(later['uss_mib']):.0f}" if later else "–",
+                        ratio(seconds, np.median(b["seconds"])) + " / " + ratio(rss, np.mean(b["rss_mib"]))
+                        if b and name != "baseline" else "–"])
+    return table(["page", "sessions", "load to first widget s, median", "kernel CPU s", "kernel RSS MiB",
+                  "kernel USS MiB", "RSS / USS MiB after Generate", "vs baseline (load / RSS)"], out)
+
+
+def dashboard_targets(dash: dict) -> list[list[str]]:
+    one = dash.get("rows", {}).get("dashboard", {}).get("1")
+    if not one:
+        return []
+    seconds = float(np.median(one["seconds"]))
+    ok = seconds < DASHBOARD_TARGET_S
+    return [[f"dashboard: page load to first interactive widget < {DASHBOARD_TARGET_S} s", f"{seconds:.2f} s",
+             "PASS" if ok else "FAIL", f"median of {len(one['seconds'])}, 1 session"]]
 
 
 def report(results: dict, cells: list[Cell]) -> str:
     """The Markdown tables, ready to paste into the README."""
     summary, lat = summarise(results, cells), latency_rows(results, cells)
+    gan, dash = gan_figures(results, cells), dashboard_rows(results, cells)
     env = results.get("environment", {})
     loads = [x for c in results["cells"].values() for x in c.get("load_average", [])]
     quick = ("\n\n**Quick run** (`--quick`: 1 seed, classic10, 5 epochs): a smoke test of the bench, not the "
@@ -570,7 +971,40 @@ def report(results: dict, cells: list[Cell]) -> str:
                   f"one by one ({WARMUP} of them, bitmap and strokes) with one model, and each training run (up to "
                   "the end of training, testing excluded).",
                   memory_table(summary, lat)]
-    targets = targets_table(summary, lat)
+    if gan:
+        parts += ["### Generator\n\nThe conditional GAN against the original per-label DCGAN recipe on the same "
+                  f"data (the `{GAN_PRESET}` preset on {GAN_CATEGORIES}, the shared split's training drawings), judged "
+                  f"by `{shown_path(CLASSIFIER_DIR)}` restricted to the GAN's categories with "
+                  f"`metrics.evaluate_generator` ({GAN_EVAL['n_per_class']} generated drawings per class). *Equal "
+                  "CPU seconds*: the per-label recipe trained on until its training used as much CPU time (process "
+                  "time, all threads) as the conditional GAN's. *FID*: pooled over classes, against the real test "
+                  "drawings, in the classifier's feature space; *per-class FID* on its 16 leading principal axes, "
+                  "with the shuffled-label control (another class's generated drawings); *memorisation*: median "
+                  "distance to the nearest training drawing over that of real test drawings (~1 novel, ~0 copies); "
+                  "*diversity*: mean pairwise distance within a class over that of real drawings.",
+                  gan_table(gan)]
+    if dash:
+        models = dash["spec"]["models"]
+        gen = ("the generator loaded on Generate" if models["generator"]["exists"] else
+               f"no generator at {models['generator']['path']}, so Generate was not measured")
+        parts += ["### Dashboard\n\nVoila serving `notebooks/dashboard.ipynb` as `make dashboard` does, opened in "
+                  "headless chromium by Playwright, pages opened at once. *Load*: from navigation to the drawing "
+                  "pad's canvas on screen (the first interactive widget; one fresh kernel per page, median over "
+                  f"{dash['spec']['repeats']} loads for 1 session). *Kernel CPU*: what each kernel had used by "
+                  "then, the work without the waiting. *RSS*: each kernel's resident memory, *USS*: the part only "
+                  f"it holds (what one more session costs); {gen}. Baseline: the same server on a notebook with "
+                  "one ipywidgets Button (kernel start-up, Voila, the widget libraries).",
+                  dashboard_table(dash)]
+    scale = scale_rows(results, cells)
+    if scale:
+        parts += ["### Past one process\n\n`drawai.distributed.throughput` (also `python -m drawai.distributed`): "
+                  f"training images/second on {scale['spec']['categories']} ({scale['spec']['per_class']} drawings a "
+                  f"class, batch {scale['spec']['batch_size']}, {scale['spec']['epochs']} epochs) in 1 and 2 "
+                  "processes under torchrun (gloo on 127.0.0.1), canonicalising through DataLoader workers, and end "
+                  "to end from numpy_bitmap files. Every process competes for the same cores: 2 processes x 1 thread "
+                  "and 1 process x 2 threads use as many; scaling efficiency = rate(2 processes) / (2 x rate(1)).",
+                  scale_table(scale)]
+    targets = targets_table(summary, lat, gan, dash)
     if targets:
         parts += ["### Targets", targets]
     return "\n\n".join(parts) + "\n"

@@ -8,6 +8,7 @@ numpy_bitmap files are read like the sample the model was trained on.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -216,15 +217,39 @@ class Classifier:
         write_json(path / "manifest.json", manifest)
         return path
 
+    def restricted_to(self, categories: str | list[str]) -> Classifier:
+        """The same network judging only `categories` (some of its own, in the order given): the head keeps
+        their rows, so probabilities are a softmax over them alone and the features do not change.
+        E.g. the 345-class model as the judge of a classic10 GAN."""
+        names = cats.resolve(categories)
+        missing = [n for n in names if n not in self.categories]
+        if missing:
+            raise ValueError(f"this classifier was trained on {len(self.categories)} other categories "
+                             f"({self.categories[:3]}...): it cannot judge {missing[:5]}"
+                             f"{f' and {len(missing) - 5} more' if len(missing) > 5 else ''}")
+        if names == self.categories:
+            return self
+        rows = torch.tensor([self.categories.index(n) for n in names])
+        model = copy.deepcopy(self.model)
+        head = nn.Linear(model.head.in_features, len(names), bias=model.head.bias is not None)
+        with torch.no_grad():
+            head.weight.copy_(model.head.weight[rows])
+            if head.bias is not None:
+                head.bias.copy_(model.head.bias[rows])
+        model.head = head
+        return Classifier(model, names, {**self.manifest, "restricted_from": len(self.categories)})
+
     @classmethod
     def load(cls, path: str | os.PathLike, categories: str | list[str] | None = None) -> Classifier:
-        """Load a saved classifier; with `categories`, insist that it was trained on exactly those."""
+        """Load a saved classifier; with `categories`, restricted to those (`restricted_to`): every one of
+        them must be among the categories it was trained on."""
         path = Path(path)
         manifest = read_manifest(path)
         names = manifest["categories"]
-        if categories is not None and cats.resolve(categories) != names:
+        wanted = cats.resolve(categories) if categories is not None else names
+        if not set(wanted) <= set(names):
             raise ValueError(f"{path} was trained on {len(names)} other categories ({names[:3]}...), "
-                             f"not on {categories!r}")
+                             f"not on all of {categories!r}")
         arch = manifest.get("config", {}).get("arch")
         if arch not in ARCHITECTURES:
             raise ValueError(f"{path}: unknown architecture {arch!r} in manifest.json")
@@ -240,7 +265,7 @@ class Classifier:
         except RuntimeError as e:
             raise ValueError(f"{path}: weights do not fit a {arch} for {len(names)} categories: "
                              f"{str(e).splitlines()[0]}") from None
-        return cls(model, names, manifest)
+        return cls(model, names, manifest).restricted_to(wanted)
 
 
 def build_model(arch: str, n_classes: int, arch_kwargs: dict | None = None) -> nn.Module:
@@ -277,8 +302,15 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
           test_set: Drawings | torch.utils.data.Dataset | None = None,
           checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
           on_epoch=None, progress: bool = True, num_workers: int = 0,
-          device: str | torch.device | None = None) -> tuple[Classifier, list[dict]]:
+          device: str | torch.device | None = None,
+          extra_canonical: Drawings | None = None) -> tuple[Classifier, list[dict]]:
     """Train a classifier; returns it and the per-epoch history.
+
+    `extra_canonical`: more training drawings whose images are in the canonical form already (float32
+    [0, 1], e.g. a GAN's `generate` output; same categories as `train_set`). They join the training set
+    as they are: a second `to_canonical` would re-centre and re-thin them (on GAN drawings it changes
+    them far more than on real ones), and they have no heavier-stroke second rendering (the batch takes
+    the drawing itself there); the random affine augmentation applies to them like to every drawing.
 
     With `checkpoint_dir`, the full training state is written atomically after every epoch, and
     `resume=True` continues from the last complete epoch (the result equals an uninterrupted run).
@@ -292,6 +324,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     """
     rank, world = distributed.rank_and_world()
     device = torch.device(device) if device is not None else distributed.default_device()
+    extra_x, extra_y = _extra_canonical(train_set, extra_canonical)
     # The in-memory CPU path below is the original loop, unchanged; everything else reads DataLoaders.
     streamed = (world > 1 or device.type != "cpu" or not isinstance(train_set, Drawings)
                 or not isinstance(test_set, Drawings | None))
@@ -301,6 +334,10 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     if streamed:  # DataLoaders; the full dataset's numpy_bitmap drawings already have heavy strokes
         if isinstance(train_set, Drawings):
             train_data = distributed.tensor_dataset(train_set, canonical_images(train_set))
+            if extra_canonical is not None:
+                train_data = torch.utils.data.ConcatDataset(
+                    [train_data, torch.utils.data.TensorDataset(torch.from_numpy(extra_x)[:, None],
+                                                                torch.from_numpy(extra_y))])
         else:
             train_data = train_set
         loader = distributed.train_loader(train_data, config.batch_size, config.seed, num_workers)
@@ -314,12 +351,16 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         x_alt = torch.from_numpy(bitmaps.to_canonical(heavier_strokes(train_set.images)))[:, None] if config.augment \
             else x
         y = torch.from_numpy(train_set.labels)
+        if extra_canonical is not None:  # as they are, in both renderings
+            x = torch.cat([x, torch.from_numpy(extra_x)[:, None]])
+            x_alt = torch.cat([x_alt, torch.from_numpy(extra_x)[:, None]]) if config.augment else x
+            y = torch.cat([y, torch.from_numpy(extra_y)])
         x_test = torch.from_numpy(canonical_images(test_set))[:, None] if test_set is not None else None
     n_classes = len(train_set.categories)
     model = build_model(config.arch, n_classes, config.arch_kwargs).to(device, memory_format=torch.channels_last)
     net = distributed.wrap(model, device)  # DDP when there are several processes
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    steps_per_epoch = math.ceil((len(train_set) + len(extra_y)) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     if total_steps >= 4:  # one-cycle: a quarter warming up, the rest annealing
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps,
@@ -389,9 +430,53 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         if on_epoch:
             on_epoch(row)
     manifest = {"config": asdict(config), "input_form": input_form(), "data": {
-        "source": train_set.source, "checksum": train_set.checksum, "train_drawings": len(train_set)},
+        "source": train_set.source, "checksum": train_set.checksum, "train_drawings": len(train_set),
+        **({"extra_canonical_drawings": len(extra_y), "extra_source": extra_canonical.source} if len(extra_y) else {})},
         "history": history}
     return Classifier(model.cpu(), list(train_set.categories), manifest), history
+
+
+def train_on_own_drawings(own, categories="classic10", repeat: int = 10,
+                          config: TrainConfig | None = None) -> tuple[Classifier, list[dict]]:
+    """A classifier for `categories` plus every category among `own`'s labels, trained on the embedded
+    sample's training split of those categories and on `own` (drawings from the pad, a
+    `strokes.SavedDrawings`), each of yours `repeat` times so that a handful counts. Yours go in as the pad
+    rendered them (already canonical). The history's `top1` is on the sample's held-out drawings."""
+    from drawai import data
+
+    if len(own) == 0:
+        raise ValueError("there are no drawings of your own to train on: draw and save some first")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat must be a positive integer, got {repeat!r}")
+    names = list(cats.resolve(categories))
+    names += [n for n in dict.fromkeys(own.labels) if n not in names]  # a category new to the set joins it
+    sample_train, sample_test = data.train_test(data.load_sample(names))
+    labels = np.array([names.index(n) for n in own.labels] * repeat, dtype=np.int64)
+    mine = Drawings(np.concatenate([own.bitmaps] * repeat), labels, tuple(names),
+                    f"{len(own)} drawings from the pad x{repeat}")
+    return train(sample_train, config or TrainConfig(epochs=10), test_set=sample_test, extra_canonical=mine)
+
+
+def _extra_canonical(train_set, extra: Drawings | None) -> tuple[np.ndarray, np.ndarray]:
+    """Check `train(extra_canonical=...)`: canonical float images and labels (empty arrays for None)."""
+    if extra is None or (isinstance(extra, Drawings) and len(extra) == 0):
+        return np.zeros((0, bitmaps.SIZE, bitmaps.SIZE), np.float32), np.zeros(0, np.int64)
+    if not isinstance(train_set, Drawings) or not isinstance(extra, Drawings):
+        raise ValueError("extra_canonical must be Drawings, and it needs a Drawings train_set (not a Dataset)")
+    if tuple(extra.categories) != tuple(train_set.categories):
+        raise ValueError(f"extra_canonical has {len(extra.categories)} other categories than the training set "
+                         f"({len(train_set.categories)}); they must be the same, in the same order")
+    if not np.issubdtype(np.asarray(extra.images).dtype, np.floating):
+        raise ValueError(f"extra_canonical images must be canonical floats in [0, 1] (got dtype "
+                         f"{np.asarray(extra.images).dtype}); put source bitmaps into train_set instead")
+    x, _ = bitmaps.as_float_images(extra.images)
+    if x.shape[1:] != (bitmaps.SIZE, bitmaps.SIZE) or len(x) != len(extra.labels):
+        raise ValueError(f"extra_canonical must hold (N, 28, 28) images and N labels, got {x.shape} and "
+                         f"{len(extra.labels)} labels")
+    y = np.asarray(extra.labels, dtype=np.int64)
+    if len(y) and (y.min() < 0 or y.max() >= len(train_set.categories)):
+        raise ValueError("extra_canonical labels must index its categories")
+    return np.ascontiguousarray(x), y
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -4,6 +4,7 @@
     python -m drawai.jobs train-classifier -p nproc 2                          # 2 processes (torchrun, DDP)
     python -m drawai.jobs train-classifier --publish models/classifier-345     # the shipped model
     python -m drawai.jobs train-gan -p preset full --publish models/generator-345  # the shipped generator
+    python -m drawai.jobs fight -p rounds 5000                                  # GAN vs classifier, scored
     python -m drawai.jobs demo                                                  # what `make demo` runs
 
 Each run writes `runs/<job>/<timestamp>/`: the executed notebook, `params.json`, `metrics.json` (written
@@ -56,24 +57,50 @@ def check_classifier_params(p: dict) -> None:
 
 def check_gan_params(p: dict) -> None:
     from drawai import gan
+    from drawai.classifier import read_manifest
 
     overrides = {"seed": p["seed"]}
     if p["categories"] is not None:
         overrides["categories"] = p["categories"]
     if p["epochs"] != 0:
         overrides["epochs"] = p["epochs"]
-    gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
-    if p["classifier_path"] is not None:
-        check_model_folder(p["classifier_path"])
+    config = gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
+    # The notebook ends by judging the GAN with this classifier: a wrong path must fail now, not after training.
+    names = cats.resolve(config.categories)
+    if len(names) < 2:
+        raise ValueError(f"train-gan needs at least 2 categories (its metrics compare them), got {names}")
+    if not isinstance(p["classifier_path"], str):
+        raise ValueError(f"classifier_path must be a folder path, got {p['classifier_path']!r}")
+    known = read_manifest(NOTEBOOKS / p["classifier_path"])["categories"]  # an absolute path stays itself
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ValueError(f"the classifier at {p['classifier_path']!r} does not know {missing[:5]}, "
+                         "so it cannot judge this GAN")
 
 
-def check_model_folder(path: str) -> None:
-    """A classifier folder the notebook will load (paths are relative to notebooks/, the notebooks' folder)."""
-    from drawai.classifier import read_manifest
+def check_fight_params(p: dict) -> None:
+    """Counts, and the two model folders' categories (read from their manifests): nothing is loaded."""
+    from types import SimpleNamespace
 
-    if not isinstance(path, str):
-        raise ValueError(f"a model path is a string, got {path!r}")
-    read_manifest(NOTEBOOKS / path)  # an absolute path stays itself; raises ValueError naming the problem
+    from drawai import classifier, fight
+
+    fight._check_count("rounds", p["rounds"])
+    fight._check_count("seed", p["seed"], 0)
+    fight.check_ks_and_seeds(p["ks"], p["seeds"])
+    classifier.TrainConfig(epochs=p["epochs"])
+    models = {}
+    for role, param, job in (("generator", "generator_path", "train-gan -p preset full --publish models/generator-345"),
+                             ("classifier", "classifier_path", "train-classifier --publish models/classifier-345")):
+        folder = NOTEBOOKS / p[param]  # the notebook runs in notebooks/; an absolute path stays as it is
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+            names = list(manifest["categories"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ValueError(f"{param} {p[param]!r} is not a {role} model folder (no readable manifest.json at "
+                             f"{folder.resolve()}); make one: python -m drawai.jobs {job}") from None
+        models[role] = SimpleNamespace(categories=names, generate=None, probabilities=None)
+    fight.playable_labels(models["generator"], models["classifier"], p["categories"])
+    fight.check_generator_draws(models["generator"], cats.resolve(p["experiment_categories"]))
 
 
 @dataclass(frozen=True)
@@ -92,10 +119,20 @@ JOBS = {
     "train-gan": Job("03_gan.ipynb", {
         "preset": "demo", "recipe": "conditional", "categories": None, "epochs": 0, "seed": 0,
         "classifier_path": "../models/classifier-345", "resume": True}, model_dir="model", check=check_gan_params),
+    "fight": Job("04_fight.ipynb", {
+        "generator_path": "../models/generator-345", "classifier_path": "../models/classifier-345", "categories": None,
+        "rounds": 3450, "seed": 0, "experiment_categories": "classic10", "ks": [0, 40, 80, 160], "seeds": [0, 1, 2],
+        "epochs": 15}, check=check_fight_params),
 }
 
-# `make demo`: the main job on the embedded sample, sized to finish in minutes on two cores.
-DEMO = [("train-classifier", {"categories": "all"})]
+# `make demo`: the main jobs on the embedded sample, sized to finish in minutes on two cores. A later job
+# that takes a model parameter (MODEL_PARAMETERS) gets the model an earlier demo job just trained.
+DEMO = [
+    ("train-classifier", {"categories": "all"}),
+    ("train-gan", {"preset": "demo"}),
+    ("fight", {"rounds": 1000, "ks": [0, 40], "seeds": [0, 1], "epochs": 10}),  # ~40 steps: it learns classic10
+]
+MODEL_PARAMETERS = {"train-classifier": "classifier_path", "train-gan": "generator_path"}
 
 
 class JobError(RuntimeError):
@@ -228,6 +265,25 @@ def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
     print(f"published {dest}")
 
 
+def run_demo(params: dict | None = None, fresh: bool = False) -> dict[str, Path]:
+    """Run DEMO in order; each job's model feeds the later jobs that take it. Returns the run folders."""
+    params = params or {}
+    unknown = sorted(set(params) - {k for name, _ in DEMO for k in JOBS[name].defaults})
+    if unknown:
+        raise JobError(f"no demo job has parameter(s) {unknown}")
+    made: dict[str, Path] = {}  # model parameter -> the model an earlier demo job trained
+    folders = {}
+    for name, demo_params in DEMO:  # each job gets the parameters it has
+        job_params = {**demo_params, **{k: v for k, v in params.items() if k in JOBS[name].defaults}}
+        for param, model in made.items():
+            if param in JOBS[name].defaults:
+                job_params.setdefault(param, str(model))
+        folders[name] = run(name, job_params, fresh=fresh)
+        if name in MODEL_PARAMETERS:
+            made[MODEL_PARAMETERS[name]] = (folders[name] / JOBS[name].model_dir).resolve()
+    return folders
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m drawai.jobs", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -240,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     params = {name: parse_value(value) for name, value in args.parameter}
     try:
         if args.job == "demo":
-            for name, demo_params in DEMO:
-                run(name, {**demo_params, **params}, fresh=args.fresh)
+            run_demo(params, fresh=args.fresh)
         else:
             run(args.job, params, fresh=args.fresh, publish=args.publish)
     except JobError as e:

@@ -5,11 +5,17 @@
 - `nearest_neighbours` / `memorisation_ratio`: does the generator copy its training drawings?
   Generated drawings should be about as far from the training set as unseen real drawings are.
 - `mean_pairwise_distance`: diversity; a collapsed generator draws the same thing every time.
+- `evaluate_generator`: all of the above for a GAN, in a classifier's feature space, next to the
+  same figures for real drawings (GAN-test accuracy, FID with a shuffled-label control and a
+  real-vs-real floor, memorisation, diversity); `generator_targets` holds them to the GAN issue's targets.
 
-Every function takes (N, D) arrays, or (N, H, W) images (flattened).
+Every distance function takes (N, D) arrays, or (N, H, W) images (flattened).
 """
 
 from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
@@ -46,7 +52,9 @@ def frechet_distance(a, b) -> float:
     _same_width(a, b, "a and b")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root = linalg.sqrtm(cov_a @ cov_b)
+    with warnings.catch_warnings():  # singular products (a collapsed generator) are expected and handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
     if not np.isfinite(root).all():  # singular product (fewer rows than features): nudge both diagonals
         eps = 1e-6 * np.eye(len(cov_a))
         root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
@@ -82,6 +90,10 @@ def memorisation_ratio(generated, train, held_out) -> float:
     """
     gen_dist, _ = nearest_neighbours(generated, train)
     real_dist, _ = nearest_neighbours(held_out, train)
+    return _median_ratio(gen_dist, real_dist)
+
+
+def _median_ratio(gen_dist: np.ndarray, real_dist: np.ndarray) -> float:
     scale = float(np.median(real_dist))
     if scale == 0:
         raise MetricInputError("the held-out drawings are copies of training drawings: no scale to compare with")
@@ -93,3 +105,235 @@ def mean_pairwise_distance(x) -> float:
     x = _features(x, "x", 2)
     total = sum(pairwise_distances(x[i:i + 1024], x).sum() for i in range(0, len(x), 1024))
     return float(total / (len(x) * (len(x) - 1)))
+
+
+# --------------------------------------------------------------------------------------------------
+# A generator judged by a classifier
+
+
+CLASS_FID_DIMS = 16  # per-class FID is measured on this many principal axes (see evaluate_generator)
+CLOSEST_PAIRS = 16  # generated drawings closest to a training drawing, kept for the notebook
+GENERATE_CHUNK = 5_000  # drawings per generate() call (drawai.gan refuses more than 10,000)
+MAX_PER_CLASS = 1_000
+SHUFFLED_FACTOR = 0.5  # "FID well below the shuffled-label control": at most half of it
+
+
+@dataclass
+class GeneratorEvaluation:
+    """What `evaluate_generator` measured. Per-class arrays follow `categories`; "features" are the
+    classifier's penultimate layer."""
+
+    categories: list[str]
+    n_per_class: int  # generated drawings per category
+    fid_per_class: int  # of them (and of the training drawings) in each FID set: as many as the training has
+    # GAN-test: the classifier's accuracy on generated drawings of each requested label, and on real test drawings
+    gan_top1: float
+    gan_top5: float
+    gan_per_class: np.ndarray
+    real_top1: float
+    real_top5: float
+    real_per_class: np.ndarray
+    # FID pooled over the categories, all feature dimensions, against the real test drawings
+    fid: float  # generated
+    fid_real: float  # the floor: real training drawings, as many per class as the generated set
+    # FID per class, on the class_fid_dims principal axes, against the class's real test drawings
+    fid_class: np.ndarray  # the class's generated drawings
+    fid_class_shuffled: np.ndarray  # the drawings generated for another class, shuffle[c]: the control
+    fid_class_real: np.ndarray  # the class's real training drawings: the floor
+    shuffle: np.ndarray
+    class_fid_dims: int
+    # memorisation: distances in feature space to the nearest training drawing
+    memorisation_ratio: float  # median over generated / median over real test drawings
+    generated_nn: np.ndarray  # (n generated,)
+    generated_nn_index: np.ndarray  # (n generated,) index into the training set
+    test_nn: np.ndarray  # (n test,)
+    closest_pairs: np.ndarray  # (CLOSEST_PAIRS, 2): (generated index, training index), closest first
+    # diversity: mean pairwise feature distance within each class
+    diversity_generated: np.ndarray
+    diversity_real: np.ndarray  # over the class's real drawings, training and test
+    # what was judged, label by label
+    generated: np.ndarray  # (K * n_per_class, 28, 28) float32 [0, 1], canonical
+    generated_labels: np.ndarray
+
+    def summary(self) -> dict:
+        """The headline figures, JSON-ready: for the model manifest, metrics.json and the bench."""
+        def r(x):
+            return round(float(x), 4)
+
+        return {
+            "eval_per_class": self.n_per_class,
+            "gan_test_top1": r(self.gan_top1), "gan_test_top5": r(self.gan_top5),
+            "real_test_top1": r(self.real_top1), "real_test_top5": r(self.real_top5),
+            "fid": r(self.fid), "fid_real_floor": r(self.fid_real),
+            "fid_class_mean": r(self.fid_class.mean()), "fid_class_shuffled_mean": r(self.fid_class_shuffled.mean()),
+            "fid_class_real_mean": r(self.fid_class_real.mean()), "class_fid_dims": self.class_fid_dims,
+            "memorisation_ratio": r(self.memorisation_ratio),
+            "generated_nn_median": r(np.median(self.generated_nn)), "test_nn_median": r(np.median(self.test_nn)),
+            "diversity_generated": r(self.diversity_generated.mean()), "diversity_real": r(self.diversity_real.mean()),
+            "diversity_ratio": r(self.diversity_generated.mean() / self.diversity_real.mean()),
+        }
+
+    def per_class(self) -> dict[str, dict]:
+        """category -> its figures (JSON-ready)."""
+        columns = {"gan_test_top1": self.gan_per_class, "real_test_top1": self.real_per_class,
+                   "fid": self.fid_class, "fid_shuffled": self.fid_class_shuffled, "fid_real": self.fid_class_real,
+                   "diversity_generated": self.diversity_generated, "diversity_real": self.diversity_real}
+        return {name: {k: round(float(v[i]), 4) for k, v in columns.items()} for i, name in enumerate(self.categories)}
+
+
+def evaluate_generator(generator, classifier, train_set, test_set, n_per_class: int = 80, seed: int = 0,
+                       class_fid_dims: int = CLASS_FID_DIMS) -> GeneratorEvaluation:
+    """Judge `generator` (`.categories`, `.generate(labels, n, seed)` -> canonical [0, 1] drawings, like
+    `drawai.gan`'s) with `classifier` (a `drawai.classifier.Classifier`), against the real drawings of
+    `train_set` (what it was trained on) and `test_set` (held out), both of the generator's categories.
+
+    A classifier trained on more categories (the 345-class model judging a classic10 GAN) is restricted
+    to the generator's (`Classifier.restricted_to`); one that lacks any of them is an error.
+
+    Definitions (every distance in the classifier's feature space; generated drawings go in as they are,
+    `canonical=True`, real ones through `to_canonical`):
+    - GAN-test top-1/top-5: the classifier's accuracy on `n_per_class` drawings generated for each label,
+      overall and per class, next to its accuracy on the real test drawings.
+    - FID compares sets of equal size, because the estimate's upward bias shrinks with the set size:
+      m = min(n_per_class, the smallest class's training count) generated drawings per class, and as
+      many real training drawings (a seeded choice) for the real-vs-real floor, each against the real
+      test drawings. Pooled FID uses all feature dimensions. Per-class FID has only a class's test
+      drawings (20 per class in the sample) to compare with, too few for a covariance in 128 dimensions,
+      so it is measured on the `class_fid_dims` leading principal axes of the real training features
+      (16 hold ~80 % of their variance for the shipped classifier on classic10; fewer if a class has
+      fewer test drawings), where it stays well conditioned; it is noisy per class, and means over classes.
+    - Shuffled-label control: per class, the drawings generated for another class (a random derangement
+      `shuffle`) against this class's test drawings. Pooled, shuffling labels changes nothing, so the
+      control exists per class only. A conditional generator's per-class FID should sit near the floor
+      and far below the control; what all its drawings share (say, dotted strokes) raises both alike.
+    - Memorisation: each generated drawing's distance to its nearest training drawing, against the
+      same for the real test drawings; `memorisation_ratio` (medians) ~1 is novel, ~0 copies.
+    - Diversity: mean pairwise distance within each class, generated vs the class's real drawings.
+
+    Cost (2 cores): classic10 a few CPU seconds; all 345 categories about 2 CPU minutes and 2 GB.
+    """
+    from drawai.classifier import top_k  # torch: imported only when a classifier is at hand
+
+    names = list(getattr(generator, "categories", None) or [])
+    if len(names) < 2:
+        raise MetricInputError(f"a generator is judged on at least 2 categories (the shuffled-label control "
+                               f"swaps them); this one has {len(names)}")
+    for what, drawings in (("train_set", train_set), ("test_set", test_set)):
+        if list(drawings.categories) != names:
+            raise MetricInputError(f"{what} has other categories than the generator ({len(drawings.categories)}: "
+                                   f"{list(drawings.categories)[:3]}... vs {len(names)}: {names[:3]}...); "
+                                   "load the data for generator.categories")
+    if list(classifier.categories) != names:
+        missing = [n for n in names if n not in classifier.categories]
+        if missing:
+            raise MetricInputError(f"the classifier does not know {len(missing)} of the generator's categories "
+                                   f"({missing[:5]}): judge it with a classifier trained on all of them")
+        classifier = classifier.restricted_to(names)
+    if isinstance(n_per_class, bool) or not isinstance(n_per_class, int | np.integer) or not (
+            2 <= n_per_class <= MAX_PER_CLASS):
+        raise MetricInputError(f"n_per_class must be an integer in [2, {MAX_PER_CLASS}], got {n_per_class!r}")
+    if isinstance(class_fid_dims, bool) or not isinstance(class_fid_dims, int | np.integer) or class_fid_dims < 1:
+        raise MetricInputError(f"class_fid_dims must be a positive integer, got {class_fid_dims!r}")
+    k = len(names)
+    train_counts = np.bincount(train_set.labels, minlength=k)
+    test_counts = np.bincount(test_set.labels, minlength=k)
+    if train_counts.min() < 2 or test_counts.min() < 2:
+        raise MetricInputError(f"every category needs at least 2 training and 2 test drawings; "
+                               f"{names[int(np.argmin(np.minimum(train_counts, test_counts)))]!r} has "
+                               f"{train_counts.min()} / {test_counts.min()}")
+    rng = np.random.default_rng([seed, 1])  # a stream of its own: not the one generate(seed) draws noise from
+
+    # Generate, label by label, in calls the generator accepts.
+    per_call = max(1, GENERATE_CHUNK // n_per_class)
+    generated = np.concatenate([generator.generate(list(range(i, min(i + per_call, k))), n_per_class, seed + i)
+                                for i in range(0, k, per_call)])
+    if generated.shape != (k * n_per_class, 28, 28):
+        raise MetricInputError(f"the generator returned shape {generated.shape} for {k} labels x {n_per_class}; "
+                               f"expected {(k * n_per_class, 28, 28)}")
+    gen_labels = np.repeat(np.arange(k), n_per_class)
+
+    # GAN-test accuracy, and the classifier on real test drawings.
+    gen_probs = classifier.probabilities(generated, canonical=True)
+    real_probs = classifier.probabilities(test_set.images)
+    gan, real = top_k(gen_probs, gen_labels), top_k(real_probs, test_set.labels)
+
+    f_gen = classifier.features(generated, canonical=True).astype(np.float64)
+    f_train = classifier.features(train_set.images).astype(np.float64)
+    f_test = classifier.features(test_set.images).astype(np.float64)
+
+    # FID on equal-size sets: m generated and m real training drawings per class, against all test drawings.
+    m = int(min(n_per_class, train_counts.min()))
+    gen_sets = [np.flatnonzero(gen_labels == c)[:m] for c in range(k)]
+    train_sets = [np.sort(rng.choice(np.flatnonzero(train_set.labels == c), m, replace=False)) for c in range(k)]
+    test_sets = [np.flatnonzero(test_set.labels == c) for c in range(k)]
+    fid = frechet_distance(f_gen[np.concatenate(gen_sets)], f_test)
+    fid_real = frechet_distance(f_train[np.concatenate(train_sets)], f_test)
+
+    dims = int(min(class_fid_dims, f_train.shape[1], test_counts.min() - 1, m - 1))
+    centre = f_train.mean(0)
+    axes = np.linalg.svd(f_train - centre, full_matrices=False)[2][:dims].T
+
+    def project(f):
+        return (f - centre) @ axes
+
+    order = rng.permutation(k)
+    shuffle = np.empty(k, dtype=np.int64)
+    shuffle[order] = np.roll(order, -1)  # a derangement: no class keeps its own drawings
+    p_gen, p_train, p_test = project(f_gen), project(f_train), project(f_test)
+
+    def class_fid(p, sets, source):  # class c's test drawings vs the set of class source[c]
+        return np.array([frechet_distance(p[sets[source[c]]], p_test[test_sets[c]]) for c in range(k)])
+
+    same = np.arange(k)
+    fid_class, fid_shuffled = class_fid(p_gen, gen_sets, same), class_fid(p_gen, gen_sets, shuffle)
+    fid_floor = class_fid(p_train, train_sets, same)
+
+    # Memorisation and diversity.
+    gen_nn, gen_nn_index = nearest_neighbours(f_gen, f_train, chunk=256)  # 256 x 27,600 distances at a time
+    test_nn, _ = nearest_neighbours(f_test, f_train, chunk=256)
+    closest = np.argsort(gen_nn, kind="stable")[:CLOSEST_PAIRS]
+    diversity_gen = np.array([mean_pairwise_distance(f_gen[gen_labels == c]) for c in range(k)])
+    diversity_real = np.array([mean_pairwise_distance(np.concatenate([f_train[train_set.labels == c],
+                                                                      f_test[test_sets[c]]])) for c in range(k)])
+
+    return GeneratorEvaluation(
+        categories=names, n_per_class=int(n_per_class), fid_per_class=m,
+        gan_top1=gan["top1"], gan_top5=gan["top5"], gan_per_class=_per_class_top1(gen_probs, gen_labels, k),
+        real_top1=real["top1"], real_top5=real["top5"], real_per_class=_per_class_top1(real_probs, test_set.labels, k),
+        fid=fid, fid_real=fid_real, fid_class=fid_class, fid_class_shuffled=fid_shuffled, fid_class_real=fid_floor,
+        shuffle=shuffle, class_fid_dims=dims,
+        memorisation_ratio=_median_ratio(gen_nn, test_nn), generated_nn=gen_nn, generated_nn_index=gen_nn_index,
+        test_nn=test_nn, closest_pairs=np.stack([closest, gen_nn_index[closest]], axis=1),
+        diversity_generated=diversity_gen, diversity_real=diversity_real,
+        generated=generated.astype(np.float32), generated_labels=gen_labels)
+
+
+def _per_class_top1(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    correct = probs.argmax(1) == labels
+    return np.bincount(labels, weights=correct, minlength=k) / np.maximum(np.bincount(labels, minlength=k), 1)
+
+
+def generator_targets(summary: dict) -> list[dict]:
+    """The GAN issue's targets for one generator, from `GeneratorEvaluation.summary()`: each a dict with
+    `target`, `measured` and `passed`. (Conditional ahead of per-label at equal training time is the
+    bench's: `python -m drawai.bench --only gan`.)"""
+    gan, real = summary["gan_test_top1"], summary["real_test_top1"]
+    fid, control = summary["fid_class_mean"], summary["fid_class_shuffled_mean"]
+    return [
+        {"target": "GAN-test top-1 >= the classifier's top-1 on real test drawings",
+         "measured": f"{gan:.1%} vs {real:.1%}", "passed": gan >= real},
+        {"target": f"per-class FID well below the shuffled-label control (at most {SHUFFLED_FACTOR:g}x)",
+         "measured": f"{fid:.2f} vs {control:.2f} (real-vs-real floor {summary['fid_class_real_mean']:.2f})",
+         "passed": fid <= SHUFFLED_FACTOR * control},
+    ]
+
+
+def verdict(summary: dict) -> str:
+    """The targets as PASS/FAIL lines, then memorisation and diversity (which have no target) for context."""
+    lines = [f"{'PASS' if t['passed'] else 'FAIL'}  {t['target']}: {t['measured']}" for t in generator_targets(summary)]
+    lines += [f"info  memorisation ratio {summary['memorisation_ratio']:.2f} (about 1: as novel as unseen real "
+              "drawings; near 0: copies training drawings)",
+              f"info  diversity generated / real {summary['diversity_ratio']:.2f} (about 1: as varied as real "
+              "drawings; near 0: one drawing per label)",
+              f"info  pooled FID {summary['fid']:.2f} (real-vs-real floor {summary['fid_real_floor']:.2f})"]
+    return "\n".join(lines)

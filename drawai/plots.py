@@ -70,8 +70,9 @@ def training_curves(history: list[dict]):
     return fig
 
 
-def per_class_bars(values: np.ndarray, categories: Sequence[str], n: int = 15, title: str = "per-class top-1"):
-    """The n worst and n best classes by a per-class score."""
+def per_class_bars(values: np.ndarray, categories: Sequence[str], n: int = 15, title: str = "per-class top-1",
+                   chance: float | None = None):
+    """The n worst and n best classes by a per-class score (with a dashed line at `chance` if given)."""
     order = np.argsort(values)
     pick = np.concatenate([order[:n], order[-n:]]) if len(order) > 2 * n else order
     fig, ax = plt.subplots(figsize=(10, max(3, 0.22 * len(pick))))
@@ -79,6 +80,9 @@ def per_class_bars(values: np.ndarray, categories: Sequence[str], n: int = 15, t
                                                    for i in pick])
     ax.set_yticks(range(len(pick)), [categories[i] for i in pick], fontsize=7)
     ax.set_xlim(0, 1)
+    if chance is not None:
+        ax.axvline(chance, color="gray", linestyle="--", linewidth=1, label=f"chance ({chance:.0%})")
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title + (f" ({n} worst, {n} best)" if len(order) > 2 * n else ""))
     fig.tight_layout()
     return fig
@@ -111,6 +115,124 @@ def gan_losses(history: list[dict]):
     ax.plot(epochs, [h["d_loss"] for h in history], label="discriminator")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _worst_and_best(values: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n lowest and n highest values (all of them, in order, when there are few)."""
+    order = np.argsort(values, kind="stable")
+    return np.concatenate([order[:n], order[-n:]]) if len(order) > 2 * n else order
+
+
+def gan_test_bars(generated: np.ndarray, real: np.ndarray, categories: Sequence[str], n: int = 15):
+    """Per class: the classifier's top-1 on generated drawings of the label (GAN-test) next to its top-1 on
+    real test drawings; with many classes, the n worst and n best by GAN-test."""
+    pick = _worst_and_best(np.asarray(generated), n)
+    y = np.arange(len(pick))
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.3 * len(pick))))
+    ax.barh(y - 0.2, np.asarray(real)[pick], height=0.4, color="tab:gray", label=f"real test ({np.mean(real):.1%})")
+    ax.barh(y + 0.2, np.asarray(generated)[pick], height=0.4, color="tab:blue",
+            label=f"generated ({np.mean(generated):.1%})")
+    ax.set_yticks(y, [categories[i] for i in pick], fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("classifier top-1")
+    ax.set_title("GAN-test accuracy per class" + (f" ({n} worst, {n} best)" if len(generated) > 2 * n else ""))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(pick) > 12 else -0.2), ncol=3, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fid_bars(generated: np.ndarray, shuffled: np.ndarray, floor: np.ndarray, categories: Sequence[str],
+             n: int = 15):
+    """Per-class FID: the class's generated drawings, another class's (shuffled-label control) and real
+    training drawings (the floor), each against the class's test drawings; with many classes, the n best
+    and n worst by generated FID."""
+    pick = _worst_and_best(np.asarray(generated), n)
+    y = np.arange(len(pick))
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.36 * len(pick))))
+    for offset, values, color, name in ((-0.27, floor, "tab:gray", "real training (floor)"),
+                                        (0, generated, "tab:blue", "generated"),
+                                        (0.27, shuffled, "tab:red", "generated, shuffled labels (control)")):
+        values = np.asarray(values)
+        ax.barh(y + offset, values[pick], height=0.27, color=color, label=f"{name}: mean {values.mean():.1f}")
+    ax.set_yticks(y, [categories[i] for i in pick], fontsize=7)
+    ax.set_xlabel("FID in the classifier's feature space (lower is closer to the real test drawings)")
+    ax.set_title("FID per class" + (f" ({n} best, {n} worst)" if len(generated) > 2 * n else ""))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 if len(pick) > 12 else -0.2), ncol=3, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def nearest_pairs(generated, nearest, distances, reference: float, size: float = 1.1):
+    """Generated drawings (top row) over their nearest training drawings (bottom row), titled with the
+    feature distance; `reference` is the typical distance of a real test drawing to the training set."""
+    generated, nearest = np.asarray(generated), np.asarray(nearest)
+    cols = len(generated)
+    fig, axes = plt.subplots(2, cols, figsize=(cols * size, 2.6 * size), squeeze=False)
+    for c in range(cols):
+        for r, img in enumerate((generated[c], nearest[c])):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.imshow(img, cmap="gray", vmin=0, vmax=255 if img.dtype == np.uint8 else 1)
+        axes[0, c].set_title(f"{distances[c]:.2f}", fontsize=7)
+    axes[0, 0].set_ylabel("generated", fontsize=8)
+    axes[1, 0].set_ylabel("nearest\ntraining", fontsize=8)
+    fig.suptitle(f"the generated drawings closest to a training drawing (median real test drawing: {reference:.2f})",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def diversity_scatter(generated: np.ndarray, real: np.ndarray, categories: Sequence[str], label: int = 20):
+    """Per class: mean pairwise distance of generated drawings against that of real ones (diagonal: as
+    varied as real drawings; below it: less, down to 0 for a collapsed generator)."""
+    generated, real = np.asarray(generated), np.asarray(real)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(real, generated, s=12 if len(real) > 50 else 30, alpha=0.7)
+    top = max(real.max(), generated.max()) * 1.05
+    ax.plot([0, top], [0, top], color="gray", lw=1, ls="--")
+    if len(real) <= label:
+        for i, name in enumerate(categories):
+            ax.annotate(name, (real[i], generated[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("real drawings")
+    ax.set_ylabel("generated drawings")
+    ax.set_title(f"diversity per class (mean pairwise distance): generated / real {generated.mean() / real.mean():.2f}",
+                 fontsize=9)
+
+def fight_rounds(result, n: int = 40, cols: int = 10):
+    """The first n rounds of a fight (`drawai.fight.FightResult`): each generated drawing titled with the
+    label asked for and the classifier's guess, green where it named the label, red where it did not."""
+    shown = np.arange(min(n, result.rounds))
+    guessed, wins = result.guessed, result.wins
+    titles = [f"{result.labels[result.requested[i]]}\n-> {result.labels[guessed[i]]}" for i in shown]
+    colors = ["tab:green" if wins[i] else "tab:red" for i in shown]
+    return drawing_grid(result.images[shown], titles, cols=cols, colors=colors,
+                        title="asked for -> the classifier's guess")
+
+
+def augmentation_curve(result):
+    """Top-1 against k generated drawings per class (`drawai.fight.AugmentationResult`): mean and 95 %
+    confidence interval over seeds, on the real test split and on its rendering-shifted copy."""
+    rows = result.summary()
+    ks = np.array([r["k"] for r in rows])
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for metric, label, shift in (("top1", "real test split", -0.01), ("shifted_top1", "rendering-shifted test", 0.01)):
+        mean = np.array([r[metric]["mean"] for r in rows])
+        err = np.array([r[metric]["ci95"] for r in rows])
+        x = ks + shift * max(ks.max(), 1)  # side by side, so the bars do not hide each other
+        ax.errorbar(x, mean, yerr=np.nan_to_num(err), marker="o", capsize=4, label=label)
+        runs = [(x[list(ks).index(r["k"])], r[metric]) for r in result.runs]  # the single runs behind the means
+        ax.plot(*zip(*runs), ".", color="gray", alpha=0.5, markersize=4)
+    ax.set_xticks(ks)
+    ax.set_xlabel("generated drawings added per class (k)")
+    ax.set_ylabel("top-1")
+    ax.set_title(f"training on real + generated drawings ({len(result.seeds)} seeds, 95 % CI)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -1,5 +1,7 @@
 """Notebook widgets (ipycanvas + ipywidgets). DrawingPad: draw with mouse or finger, see the 28x28 bitmap
-the model sees and its top-5 guesses update while you draw.
+the model sees and its top-5 guesses update while you draw. GeneratorPanel: pick a category, a seed and a
+count, and see the generator's drawings with the classifier's verdict on each. FightArena: the GAN draws,
+the classifier guesses, on a timer, with a running score (`drawai.fight` keeps the rules).
 
 The pad keeps the strokes, not the pixels: every update renders them with `strokes.render_strokes`, the
 same canonical form the classifier was trained on, so what you draw is judged like a Quick, Draw! drawing.
@@ -8,6 +10,8 @@ The browser only sends pointer positions; the kernel draws the lines back onto t
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import html
 import io
 import time
@@ -22,6 +26,7 @@ from PIL import Image
 
 from drawai import categories as cats
 from drawai.bitmaps import SIZE, EmptyDrawingError
+from drawai.fight import FightError, Referee
 from drawai.strokes import BadStrokesError, parse_strokes, render_strokes
 
 INK, PAPER = "#1b1b1b", "#ffffff"
@@ -87,7 +92,7 @@ class DrawingPad(widgets.VBox):
         self.canvas.on_touch_move(_first_finger(self.extend_stroke))
         self.canvas.on_touch_end(lambda touches: self.end_stroke())  # `touches` = fingers still down
         self.canvas.on_touch_cancel(lambda touches: self.end_stroke())
-        self.canvas.on_client_ready(self._redraw)  # a reloaded page gets a blank canvas: draw it again
+        redraw_on_client_ready(self.canvas, self._redraw)  # a new page gets a blank canvas: draw it again
         self.clear_button.on_click(lambda _: self.clear())
         self.undo_button.on_click(lambda _: self.undo())
         self._redraw()
@@ -226,6 +231,106 @@ class DrawingPad(widgets.VBox):
                     self.canvas.stroke_lines(stroke)
 
 
+class GeneratorPanel(widgets.VBox):
+    """Pick a category, a seed and a count, press Generate: a grid of the generator's drawings, each with
+    the classifier's verdict (its top guess and confidence, green when it names the requested category).
+
+    `generator` is anything with `.categories` and `.generate(label, n, seed)` -> (n, 28, 28) canonical
+    images in [0, 1] (a `drawai.gan` model); `classifier` as for DrawingPad, or None for drawings without
+    verdicts. `categories` (a preset or a list of names) limits the choice of category; the classifier
+    still guesses among all of its own categories, so a verdict is as hard as the classifier's real job.
+
+    Python access: `panel.generate()` (what the button does), `panel.images` (the last drawings),
+    `panel.verdicts` (one (guess, probability) per drawing, [] without a classifier), `panel.message`.
+    """
+
+    images = traitlets.Instance(np.ndarray, allow_none=True)
+    verdicts = traitlets.List()
+    message = traitlets.Unicode()
+
+    MAX_COUNT = 64  # a grid a page can show; more is a mistake, not a wish
+
+    def __init__(self, generator, classifier=None, categories=None, count: int = 8, seed: int = 0, **kwargs):
+        known = list(generator.categories)
+        names = known if categories is None else cats.resolve(categories)
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise ValueError(f"the generator does not draw {missing}; it draws {len(known)} categories "
+                             f"({', '.join(known[:5])}{', ...' if len(known) > 5 else ''})")
+        if classifier is not None:
+            unknown = [n for n in names if n not in classifier.categories]
+            if unknown:
+                raise ValueError(f"the classifier does not know {unknown}, so it cannot judge those drawings")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= self.MAX_COUNT:
+            raise ValueError(f"count must be a whole number from 1 to {self.MAX_COUNT}, got {count!r}")
+        self.generator, self.classifier = generator, classifier
+
+        self.category = widgets.Dropdown(options=names, value=names[0], description="Category")
+        self.category.add_class("drawai-generate-category")
+        self.seed = widgets.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="Seed",
+                                           layout=widgets.Layout(width="180px"))
+        self.seed.add_class("drawai-generate-seed")
+        self.count = widgets.BoundedIntText(value=count, min=1, max=self.MAX_COUNT, description="Drawings",
+                                            layout=widgets.Layout(width="180px"))
+        self.count.add_class("drawai-generate-count")
+        self.button = widgets.Button(description="Generate", icon="paint-brush", button_style="primary")
+        self.button.add_class("drawai-generate-button")
+        self.summary = widgets.HTML()
+        self.summary.add_class("drawai-generate-summary")
+        self.grid = widgets.HTML()
+        self.grid.add_class("drawai-generate-grid")
+        super().__init__([widgets.HBox([self.category, self.seed]), widgets.HBox([self.count, self.button]),
+                          self.summary, self.grid], **kwargs)
+        self.add_class("drawai-generate")
+        self.button.on_click(lambda _: self.generate())
+        self._show(None, [], "Pick a category and press Generate.")
+
+    def generate(self) -> None:
+        """Draw `count` drawings of the chosen category with the chosen seed, and judge each."""
+        label, n, seed = self.category.value, int(self.count.value), int(self.seed.value)
+        try:
+            images = np.asarray(self.generator.generate(label, n, seed=seed), dtype=np.float32)
+        except Exception as e:  # shown in the widget: a callback's traceback reaches nobody
+            self._show(None, [], f"The generator failed: {type(e).__name__}: {e}")
+            return
+        if self.classifier is None:
+            self._show(images, [], f"{n} drawings of {label} (seed {seed}); no classifier loaded to judge them.")
+            return
+        try:
+            with one_torch_thread():
+                probs = np.asarray(self.classifier.probabilities(images, canonical=True)).reshape(len(images), -1)
+        except Exception as e:
+            self._show(images, [], f"The classifier failed on these drawings: {type(e).__name__}: {e}")
+            return
+        names = list(self.classifier.categories)
+        top = probs.argmax(axis=1)
+        verdicts = [(names[j], float(probs[i, j])) for i, j in enumerate(top)]
+        right = sum(guess == label for guess, _ in verdicts)
+        self._show(images, verdicts, f"{right} of {n} drawings of {label} recognised by the classifier "
+                                     f"(seed {seed}).")
+
+    def _show(self, images, verdicts, message) -> None:
+        self.images, self.verdicts, self.message = images, verdicts, message
+        self.summary.value = f"<span>{html.escape(message)}</span>"
+        self.grid.value = _drawing_grid(images, verdicts, self.category.value) if images is not None else ""
+
+
+def redraw_on_client_ready(canvas: Canvas, redraw) -> None:
+    """Call `redraw()` whenever a browser shows `canvas` afresh (first display, reload, Voila's page).
+
+    ipycanvas sends every drawing command through one manager widget per kernel, which tells the browser
+    which canvas to draw on ("switchCanvas") only when the target changes. In Voila the notebook runs
+    before the page connects, so the first switch is lost and, with one canvas, never sent again: every
+    later command fails in the browser ("reading 'clearCanvas'") and the canvas stays blank. Forgetting
+    the target makes the next command name it again.
+    """
+    def on_ready():
+        canvas._canvas_manager._current_canvas = None
+        redraw()
+
+    canvas.on_client_ready(on_ready)
+
+
 @contextmanager
 def one_torch_thread():
     """One 28x28 image is fastest on one thread. With more, OpenMP's threads wait on each other for cores
@@ -281,3 +386,267 @@ def _chart(predictions: list[tuple[str, float]]) -> str:
         f"</span><span style='margin-left:6px'>{p:.0%}</span></div>"
         for label, p in predictions)
     return f"<div>{rows}</div>"
+
+
+def _drawing_grid(images: np.ndarray, verdicts: list[tuple[str, float]], label: str) -> str:
+    """The drawings as a grid of inline PNGs (one HTML update, not a widget per drawing), each captioned
+    with the classifier's guess: green when it names `label`, red when not."""
+    cells = []
+    for i, image in enumerate(images):
+        src = "data:image/png;base64," + base64.b64encode(_png(image, scale=3)).decode("ascii")
+        caption = ""
+        if verdicts:
+            guess, p = verdicts[i]
+            ok = guess == label
+            text = f"{html.escape(guess)} {p:.0%}"
+            caption = (f"<figcaption class='drawai-verdict {'right' if ok else 'wrong'}' title='{text}' style='color:"
+                       f"{'#2e7d32' if ok else '#c62828'};font-size:12px;overflow:hidden;text-overflow:ellipsis;"
+                       f"white-space:nowrap'>{'&#10003;' if ok else '&#10007;'} {text}</figcaption>")
+        cells.append(f"<figure style='margin:0;width:84px'><img src='{src}' width='84' height='84' "
+                     f"alt='generated {html.escape(label)}' style='display:block'>{caption}</figure>")
+    return ("<div style='display:grid;grid-template-columns:repeat(auto-fill,84px);gap:8px;max-width:840px'>"
+            + "".join(cells) + "</div>")
+
+
+# --- the fight, live ---------------------------------------------------------------------------------------------
+
+class FightArena(widgets.VBox):
+    """The original draw-ai fight page, scored: every `interval` seconds a random label, the generator's
+    drawing of it, the classifier's guess, won or lost; a running score and a strip of the last rounds.
+
+    The rounds are `drawai.fight.Referee`'s: the generator draws one of the chosen categories and the
+    classifier picks one of the same categories (`categories`: a preset such as "classic10", a list of
+    names, or None for all the generator draws; the Dropdown switches between the sets that fit both
+    models, and a switch starts the score again).
+
+    Python access: `play_round()` plays one round now and returns dict(label, guess, confidence, win)
+    (confidence: the probability the classifier gave its guess); `start()` / `stop()` run rounds on a
+    timer as an asyncio task on the running event loop (a Jupyter kernel's or Voila's), so the kernel
+    stays free between rounds; `rounds` and `wins` are observable traitlets; `history` holds the last
+    rounds (newest last, each with its drawing); `message` says what went wrong, if anything did.
+    """
+
+    rounds = traitlets.Int(0)
+    wins = traitlets.Int(0)
+    message = traitlets.Unicode()
+
+    HISTORY = 12  # rounds in the strip
+    SCALE = 8  # canvas pixels per drawing pixel
+    MIN_INTERVAL, MAX_INTERVAL = 0.1, 5.0
+
+    def __init__(self, generator, classifier, categories=None, interval: float = 1.0, seed: int = 0, **kwargs):
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not (
+                self.MIN_INTERVAL <= interval <= self.MAX_INTERVAL):
+            raise FightError(f"interval must be a number of seconds between {self.MIN_INTERVAL} and "
+                             f"{self.MAX_INTERVAL}, got {interval!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise FightError(f"seed must be a non-negative integer, got {seed!r}")
+        self.referee = Referee(generator, classifier, categories)  # every check, before a widget exists
+        self.generator, self.classifier = generator, classifier
+        self.history: list[dict] = []
+        self._rng = np.random.default_rng(seed)
+        self._task = None
+
+        size = SIZE * self.SCALE
+        self.asked = widgets.HTML()
+        self.asked.add_class("drawai-fight-asked")
+        self.canvas = Canvas(width=size, height=size, layout=widgets.Layout(
+            width=f"{size}px", height=f"{size}px", border="1px solid #888", flex="0 0 auto"))
+        self.canvas.add_class("drawai-fight-canvas")
+        self.verdict = widgets.HTML()
+        self.verdict.add_class("drawai-fight-verdict")
+        self.score = widgets.HTML(style={"font_size": "18px"})  # plain text: "7 / 10 won (70 %)"
+        self.score.add_class("drawai-fight-score")
+        self.toggle = widgets.ToggleButton(description="Start", icon="play", tooltip="Start or stop the rounds",
+                                           layout=widgets.Layout(width="100px"))
+        self.toggle.add_class("drawai-fight-toggle")
+        self.step_button = widgets.Button(description="One round", icon="step-forward",
+                                          layout=widgets.Layout(width="120px"))
+        self.step_button.add_class("drawai-fight-step")
+        self.speed = widgets.FloatSlider(value=float(interval), min=self.MIN_INTERVAL, max=self.MAX_INTERVAL,
+                                         step=0.1, description="s / round", readout_format=".1f",
+                                         layout=widgets.Layout(width="300px"))
+        self.speed.add_class("drawai-fight-speed")
+        choices = category_choices(generator, classifier, self.referee.labels)
+        self.category_choice = widgets.Dropdown(options=choices, value=tuple(self.referee.labels),
+                                                description="Categories", layout=widgets.Layout(width="300px"))
+        self.category_choice.add_class("drawai-fight-categories")
+        self._slots = [widgets.Image(format="png", layout=widgets.Layout(width="56px", height="56px"))
+                       for _ in range(self.HISTORY)]
+        self._captions = [widgets.HTML(layout=widgets.Layout(width="64px")) for _ in range(self.HISTORY)]
+        self.strip = widgets.HBox([widgets.VBox([img, cap], layout=widgets.Layout(margin="0 2px"))
+                                   for img, cap in zip(self._slots, self._captions)])
+        self.strip.add_class("drawai-fight-history")
+        self.status = widgets.HTML()
+        self.status.add_class("drawai-fight-message")
+        controls = widgets.VBox([widgets.HBox([self.toggle, self.step_button]), self.speed, self.category_choice,
+                                 self.score], layout=widgets.Layout(margin="0 0 0 16px"))
+        super().__init__([widgets.HBox([widgets.VBox([self.asked, self.canvas, self.verdict]), controls]),
+                          widgets.HTML("<b>Last rounds</b> (newest on the right)"), self.strip, self.status],
+                         **kwargs)
+        self.add_class("drawai-fight")
+
+        self.toggle.observe(self._on_toggle, names="value")
+        self.step_button.on_click(lambda _: self._play_reporting_errors())
+        self.category_choice.observe(lambda change: self.set_categories(list(change["new"])), names="value")
+        redraw_on_client_ready(self.canvas, self._draw_last)  # a new page gets a blank canvas
+        self._show()
+
+    # --- the rounds ------------------------------------------------------------------------------------------
+
+    @property
+    def interval(self) -> float:
+        """Seconds between rounds on the timer (the speed slider)."""
+        return float(self.speed.value)
+
+    @interval.setter
+    def interval(self, seconds: float) -> None:
+        self.speed.value = seconds
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.referee.labels)
+
+    def play_round(self) -> dict:
+        """One round now: a random label, its drawing, the classifier's guess. Returns the round's dict."""
+        labels = self.referee.labels
+        asked = int(self._rng.integers(len(labels)))
+        noise_seed = int(self._rng.integers(2**31))
+        with one_torch_thread():
+            image = self.referee.draw(np.array([asked]), noise_seed)
+            probs = self.referee.judge(image)[0]
+        guess = int(probs.argmax())
+        result = {"label": labels[asked], "guess": labels[guess], "confidence": float(probs[guess]),
+                  "win": guess == asked}
+        self.history = (self.history + [{**result, "image": image[0]}])[-self.HISTORY:]
+        self.wins += int(result["win"])  # before rounds: an observer of rounds sees both up to date
+        self.rounds += 1
+        self.message = ""
+        self._show()
+        return result
+
+    def start(self) -> None:
+        """Play a round every `interval` seconds until `stop()`, without blocking the kernel."""
+        if self._task is not None and not self._task.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise FightError("start() plays on the running event loop of a Jupyter kernel or Voila, and there is "
+                             "none here; call play_round() in a loop instead") from None
+        self._task = loop.create_task(self._play_on_timer())
+        self.toggle.value = True
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.toggle.value = False
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def reset(self) -> None:
+        """Start the score again (the timer keeps running if it was)."""
+        self.history = []
+        self.wins = 0
+        self.rounds = 0
+        self._show()
+
+    def set_categories(self, categories) -> None:
+        """Play on another category set (checked against both models); the score starts again."""
+        referee = Referee(self.generator, self.classifier, categories)
+        self.referee = referee
+        if self.category_choice.value != tuple(referee.labels):
+            options = list(self.category_choice.options)
+            if tuple(referee.labels) not in [value for _, value in options]:
+                self.category_choice.options = options + [(f"your {len(referee.labels)} categories",
+                                                           tuple(referee.labels))]
+            self.category_choice.value = tuple(referee.labels)  # fires set_categories again: same set, no-op
+        self.reset()
+
+    async def _play_on_timer(self) -> None:
+        while True:
+            if not self._play_reporting_errors():
+                self._task = None
+                self.toggle.value = False
+                return
+            await asyncio.sleep(self.interval)
+
+    def _play_reporting_errors(self) -> bool:
+        """A round for a button or the timer: a failure is shown in the widget (nobody sees a traceback)."""
+        try:
+            self.play_round()
+        except Exception as e:
+            self.message = f"The round failed: {type(e).__name__}: {e}"
+            self.status.value = f"<span style='color:#b00'>{html.escape(self.message)}</span>"
+            return False
+        return True
+
+    def _on_toggle(self, change) -> None:
+        if change["new"]:
+            try:
+                self.start()
+            except ValueError as e:
+                self.message = str(e)
+                self.status.value = f"<span style='color:#b00'>{html.escape(self.message)}</span>"
+                self.toggle.value = False
+        else:
+            self.stop()
+        self.toggle.description, self.toggle.icon = ("Stop", "stop") if self.toggle.value else ("Start", "play")
+
+    # --- what the widget shows ------------------------------------------------------------------------------------
+
+    def _show(self) -> None:
+        self.score.value = score_text(self.wins, self.rounds)
+        last = self.history[-1] if self.history else None
+        if last is None:
+            self.asked.value = f"<b>Ready:</b> {len(self.referee.labels)} categories, chance {1 / len(self.labels):.0%}"
+            self.verdict.value = "Press <b>Start</b>: the GAN draws, the classifier guesses."
+        else:
+            self.asked.value = f"The GAN was asked to draw: <b>{html.escape(last['label'])}</b>"
+            color, word = ("#2ca02c", "won") if last["win"] else ("#d62728", "lost")
+            self.verdict.value = (f"The classifier says <b>{html.escape(last['guess'])}</b> "
+                                  f"({last['confidence']:.0%}): <b style='color:{color}'>{word}</b>")
+        self._draw_last()
+        blank = _png(None, scale=2)
+        padded = [None] * (self.HISTORY - len(self.history)) + self.history
+        for slot, caption, item in zip(self._slots, self._captions, padded):
+            for name in ("drawai-fight-win", "drawai-fight-lose"):
+                slot.remove_class(name)
+            if item is None:
+                slot.value, slot.layout.border, caption.value = blank, "3px solid #ddd", ""
+                continue
+            slot.value = _png(item["image"], scale=2)
+            slot.layout.border = f"3px solid {'#2ca02c' if item['win'] else '#d62728'}"
+            slot.add_class("drawai-fight-win" if item["win"] else "drawai-fight-lose")
+            caption.value = (f"<div style='font-size:10px;line-height:1.1;overflow:hidden'>"
+                             f"{html.escape(item['label'])}<br>&rarr; {html.escape(item['guess'])}</div>")
+        if not self.message:
+            self.status.value = ""
+
+    def _draw_last(self) -> None:
+        image = self.history[-1]["image"] if self.history else np.zeros((SIZE, SIZE), np.float32)
+        paper = np.rint(255 * (1 - image)).astype(np.uint8)  # dark ink on white, like the pad
+        self.canvas.put_image_data(np.kron(paper, np.ones((self.SCALE, self.SCALE), np.uint8)), 0, 0)
+
+
+def score_text(wins: int, rounds: int) -> str:
+    """'7 / 10 won (70 %)'."""
+    return f"{wins} / {rounds} won" + (f" ({100 * wins / rounds:.0f} %)" if rounds else "")
+
+
+def category_choices(generator, classifier, current) -> list[tuple[str, tuple[str, ...]]]:
+    """The arena's category sets: all the generator draws (if the classifier knows them all), every preset
+    that fits both models, and `current` if it is none of those. (label, names) pairs for a Dropdown."""
+    drawn, known = list(generator.categories), set(classifier.categories)
+    choices = []
+    if all(n in known for n in drawn):
+        choices.append((f"all {len(drawn)} of the generator", tuple(drawn)))
+    for name, names in cats.PRESETS.items():
+        if tuple(names) != tuple(drawn) and all(n in known and n in drawn for n in names):
+            choices.append((f"{name} ({len(names)})", tuple(names)))
+    if tuple(current) not in [value for _, value in choices]:
+        choices.append((f"your {len(current)} categories", tuple(current)))
+    return choices

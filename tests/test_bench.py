@@ -4,12 +4,14 @@ real run. No test here times anything against a threshold: the bench reports tim
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from drawai import bench, bitmaps, data, jobs
+from drawai import bench, bitmaps, data, gan, jobs
 from drawai.classifier import TrainConfig
 from drawai.strokes import render_strokes
 
@@ -209,8 +211,8 @@ def test_recipes_follow_trainconfig_defaults(monkeypatch):
 
 @pytest.mark.slow
 def test_tiny_real_run(tmp_path, capsys):
-    args = ["--categories", "classic10", "--recipes", "cnn,mlp", "--seeds", "1", "--epochs", "1", "--reps", "25",
-            "--out", str(tmp_path), "--no-progress"]
+    args = ["--only", "accuracy,latency,gan", "--categories", "classic10", "--recipes", "cnn,mlp", "--seeds", "1",
+            "--epochs", "1", "--reps", "25", "--out", str(tmp_path), "--no-progress"]
     assert bench.main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["finished"]
@@ -230,7 +232,134 @@ def test_tiny_real_run(tmp_path, capsys):
             assert row[path + "_cpu"]["p50"] <= row[path]["p50"] * 1.05 + 0.05  # CPU time never exceeds wall
         assert 50 < row["peak_rss_mib"] < 4000
     assert lat["cnn"]["peak_rss_mib"] > lat["baseline"]["peak_rss_mib"]  # a model costs something on top
+    # the generators: one epoch of each recipe, the per-label one trained on to the conditional one's CPU seconds
+    gan = results["cells"]["gan/classic10"]["rows"]
+    assert set(gan) == {"conditional", "per_label_equal_epochs", "per_label_equal_cpu"}
+    assert gan["conditional"]["epochs"] == gan["per_label_equal_epochs"]["epochs"] == 1
+    per_epoch = gan["per_label_equal_epochs"]["cpu_seconds"]
+    assert gan["per_label_equal_cpu"]["epochs"] == max(1, round(gan["conditional"]["cpu_seconds"] / per_epoch))
+    for row in gan.values():
+        assert 0 <= row["gan_test_top1"] <= 1 and row["real_test_top1"] > 0.9 and row["fid"] > row["fid_real_floor"]
     printed = capsys.readouterr().out
     assert printed == (tmp_path / "results.md").read_text() + "\n"
-    assert len(table_rows(printed, "10 (classic10)")) == 2 and "### Targets" in printed
+    assert len(table_rows(printed, "10 (classic10)")) == 2 and "### Targets" in printed and "### Generator" in printed
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def gan_summary(top1, fid, shuffled, cpu, epochs, real_top1=0.975):
+    return {"gan_test_top1": top1, "gan_test_top5": 0.9, "real_test_top1": real_top1, "real_test_top5": 0.995,
+            "fid": 2 * fid, "fid_real_floor": 3.8, "fid_class_mean": fid, "fid_class_shuffled_mean": shuffled,
+            "fid_class_real_mean": 5.1, "memorisation_ratio": 1.2, "diversity_ratio": 0.8, "epochs": epochs,
+            "cpu_seconds": cpu, "train_seconds": 2 * cpu}
+
+
+def test_gan_section_plan_table_and_targets(tmp_path, monkeypatch):
+    options = {**SMALL, "only": ["gan"], "categories": ["all", "classic10"]}
+    monkeypatch.setattr(bench, "GENERATOR_DIR", tmp_path / "generator-345")
+    cells = bench.plan(options)
+    assert [c.key for c in cells] == ["gan/classic10"]  # nothing published: nothing to evaluate
+    spec = cells[0].spec
+    configs = spec["configs"]
+    assert configs["conditional"]["epochs"] == configs["per_label"]["epochs"] == gan.PRESETS["demo"]["epochs"]
+    assert spec["configs"]["per_label"]["batch_size"] == 256 and not spec["epochs_overridden"]
+    assert bench.plan({**options, "epochs": 2})[0].spec["configs"]["per_label"]["epochs"] == 2
+
+    (tmp_path / "generator-345").mkdir()
+    (tmp_path / "generator-345" / "manifest.json").write_text(json.dumps({"weights": {"sha256": "abc"}}))
+    cells = bench.plan(options)
+    assert [c.key for c in cells] == ["gan/classic10", "gan/shipped"] and cells[1].spec["weights"] == "abc"
+    assert [c.key for c in bench.plan({**options, "categories": ["classic10"]})] == ["gan/classic10"]
+
+    results = {"format": bench.FORMAT, "environment": {}, "cells": {
+        "gan/classic10": {"spec": cells[0].spec, "rows": {
+            "conditional": gan_summary(0.99, 10.0, 80.0, 300, 60),
+            "per_label_equal_epochs": gan_summary(0.30, 60.0, 70.0, 150, 60),
+            "per_label_equal_cpu": gan_summary(0.50, 40.0, 70.0, 305, 122)}},
+        "gan/shipped": {"spec": cells[1].spec, **gan_summary(0.40, 30.0, 50.0, 2400, 35, real_top1=0.6),
+                        "categories": 345}}}
+    text = bench.report(results, cells)
+    assert "### Generator" in text
+    assert table_rows(text, "real test drawings")[0][:6] == ["real test drawings (the classifier's baseline)", "10",
+                                                            "–", "–", "–", "97.5"]
+    assert table_rows(text, "conditional GAN (draw-ai)")[0][1:] == [
+        "10", "60", "300", "600", "99.0", "90.0", "20.00", "10.00", "80.00", "1.20", "0.80", "1.02×"]
+    assert table_rows(text, "per-label DCGANs (original), equal CPU seconds")[0][2:4] == ["122", "305"]
+    assert table_rows(text, f"conditional GAN, `{tmp_path / 'generator-345'}`")[0][1:3] == ["345", "35"]
+    targets = {r[0]: r[1:] for r in table_rows(text, "") if len(r) == 4 and r[2] in ("PASS", "FAIL")}
+    assert targets["classic10 GAN: GAN-test top-1 >= the classifier's top-1 on real test drawings"][1] == "PASS"
+    assert targets["classic10 GAN: per-class FID well below the shuffled-label control (at most 0.5x)"][1] == "PASS"
+    ahead = targets["classic10 GAN: conditional ahead of per-label at equal training time (higher GAN-test top-1, "
+                    "lower per-class FID)"]
+    assert ahead[:2] == ["99.0%, 10.00 vs 50.0%, 40.00", "PASS"] and "CPU s 300 vs 305" in ahead[2]
+    assert targets["345-class GAN (published): GAN-test top-1 >= the classifier's top-1 on real test drawings"][
+        :2] == ["40.0% vs 60.0%", "FAIL"]
+    # a per-label recipe that draws better at equal time fails the comparison
+    results["cells"]["gan/classic10"]["rows"]["per_label_equal_cpu"]["fid_class_mean"] = 9.0
+    text = bench.report(results, cells)
+    assert "lower per-class FID) | 99.0%, 10.00 vs 50.0%, 9.00 | FAIL |" in text
+
+
+def dashboard_figures(seconds, rss, uss, cpu=1.0, generator=None):
+    return {"seconds": seconds, "kernel_cpu_s": [cpu] * len(seconds), "rss_mib": [rss] * len(seconds),
+            "uss_mib": [uss] * len(seconds), **({"with_generator": generator} if generator else {})}
+
+
+def test_dashboard_section_table_and_target_on_synthetic_figures():
+    options = {**SMALL, "only": ["dashboard"], "quick": False}
+    cells = bench.plan(options)
+    assert [c.key for c in cells] == ["dashboard"] and cells[0].spec["repeats"] == 3
+    assert set(cells[0].spec["models"]) == {"classifier", "generator"}
+    later = {"rss_mib": [900.0] * 3, "uss_mib": [380.0] * 3}
+    rows = {"baseline": {"1": dashboard_figures([3.0, 3.4, 3.2], 54, 38), "3": dashboard_figures([6.0] * 3, 54, 38)},
+            "dashboard": {"1": dashboard_figures([6.5, 12.0, 6.0], 346, 191, generator=later),
+                          "3": dashboard_figures([12.0, 12.5, 13.0], 346, 190, generator=later)}}
+    results = {"format": bench.FORMAT, "cells": {"dashboard": {"spec": cells[0].spec, "rows": rows}}}
+    report = bench.report(results, cells)
+    row = table_rows(report, "the dashboard")[0]
+    assert row[1:] == ["1", "6.5 (max 12.0)", "1.0", "346", "191", "900 / 380", "2.03× / 6.41×"]
+    assert table_rows(report, "baseline")[1][2] == "6.0 (max 6.0)"
+    assert table_rows(report, "dashboard: page load") == [
+        ["dashboard: page load to first interactive widget < 10 s", "6.50 s", "PASS", "median of 3, 1 session"]]
+    rows["dashboard"]["1"]["seconds"] = [11.0, 12.0, 10.5]
+    assert table_rows(bench.report(results, cells), "dashboard: page load")[0][1:3] == ["11.00 s", "FAIL"]
+    other = bench.plan({**options, "quick": True})  # another plan: the stored figures are not reported
+    assert "### Dashboard" not in bench.report(results, other)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_dashboard_section_real_run(tmp_path, capsys):
+    """Serves the dashboard and the baseline notebook with Voila and opens them in chromium (~2 min on 2 loaded
+    cores: 8 page loads, and TensorFlow loaded by 4 of them)."""
+    if not Path(bench.CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{bench.CHROMIUM} is missing")
+        pytest.skip(f"{bench.CHROMIUM} is missing (`make browser`)")
+    assert bench.main(["--only", "dashboard", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["cells"]["dashboard"]["rows"]
+    for name in ("baseline", "dashboard"):
+        assert len(rows[name]["1"]["seconds"]) == 1 and len(rows[name]["3"]["seconds"]) == 3
+        for f in rows[name].values():
+            assert all(0.1 < s < 300 for s in f["seconds"]) and len(f["rss_mib"]) == len(f["seconds"])
+            assert all(0 < u <= r for u, r in zip(f["uss_mib"], f["rss_mib"]))
+    # torch and a 345-class model cost memory and start-up work on top of a bare widget
+    assert np.mean(rows["dashboard"]["1"]["rss_mib"]) > np.mean(rows["baseline"]["1"]["rss_mib"]) + 100
+    assert np.mean(rows["dashboard"]["1"]["kernel_cpu_s"]) > np.mean(rows["baseline"]["1"]["kernel_cpu_s"])
+    printed = capsys.readouterr().out
+    assert "### Dashboard" in printed and "dashboard: page load to first interactive widget" in printed
+
+
+def test_scale_section_plan_and_table_on_synthetic_figures():
+    cells = bench.plan({**SMALL, "only": ["scale"]})
+    assert [c.key for c in cells] == ["scale"] and cells[0].spec["layouts"] == [[1, 1], [1, 2], [2, 1]]
+    figures = {"model": {"1x1": 1000.0, "1x2": 1500.0, "2x1": 1600.0}, "scaling_efficiency": 0.8,
+               "preprocessing": {"0": 900.0, "1": 700.0, "2": 1200.0}, "end_to_end": {"1": 500.0, "2": 750.0}}
+    results = {"format": bench.FORMAT, "cells": {"scale": {"spec": cells[0].spec, **figures}}}
+    report = bench.report(results, cells)
+    assert "### Past one process" in report
+    assert table_rows(report, "model, 2 process(es) x 1 thread(s)") == [
+        ["model, 2 process(es) x 1 thread(s)", "1600", "1.60×"]]
+    assert table_rows(report, "scaling efficiency")[0][1] == "80%"
+    assert table_rows(report, "end to end from numpy_bitmap files, 2")[0][1:] == ["750", "1.50×"]
+    assert "### Past one process" not in bench.report(results, bench.plan({**SMALL, "only": ["scale"],
+                                                                             "quick": True}))

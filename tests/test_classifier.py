@@ -1,11 +1,14 @@
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from drawai import bitmaps, classifier, data
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "classifier-345"
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,23 @@ def test_save_load_round_trip(trained, classic10, tmp_path):
     assert manifest["input_form"]["size"] == 28 and manifest["data"]["checksum"] == data.sample_info()["sha256"]
     with pytest.raises(ValueError, match="other categories"):
         classifier.Classifier.load(tmp_path / "m", categories="all")
+
+
+def test_restricted_to_a_subset_renormalises_over_it():
+    """The shipped 345-class model judging three categories: its softmax over those three logits alone."""
+    full = classifier.Classifier.load(SHIPPED)
+    names = ["sun", "cat", "apple"]  # not in the model's order: the restricted one follows this order
+    small = classifier.Classifier.load(SHIPPED, categories=names)
+    assert small.categories == names and small.manifest["restricted_from"] == 345
+    images = data.load_sample(names).images[::25]
+    p_full = full.probabilities(images)[:, [full.categories.index(n) for n in names]]
+    np.testing.assert_allclose(small.probabilities(images), p_full / p_full.sum(1, keepdims=True), rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(small.features(images), full.features(images), atol=1e-6)
+    assert full.restricted_to(full.categories) is full
+    assert full.probabilities(images).shape[1] == 345  # the original is untouched
+    with pytest.raises(ValueError, match="cannot judge"):
+        small.restricted_to(["sun", "dog"])
 
 
 def test_foreign_model_files_are_refused(trained, tmp_path):
@@ -168,3 +188,83 @@ def test_heavier_strokes_keeps_every_sample_drawing_a_drawing():
     ink = (heavy > 76).reshape(len(images), -1).mean(1)
     densest = np.argsort(ink)[-20:]  # the scribbled fills: still accepted by to_canonical
     assert bitmaps.to_canonical(heavy[densest]).shape == (20, 28, 28)
+
+
+def test_extra_canonical_drawings_join_training_as_they_are(classic10, monkeypatch):
+    """train(extra_canonical=...): every extra drawing is in every epoch's batches, pixel for pixel as given
+    (not canonicalised again), next to the real drawings in their canonical form."""
+    train, test = classic10
+    real = train.subset(np.arange(40))
+    extra_images = np.random.default_rng(0).uniform(0, 1, (30, 28, 28)).astype(np.float32) ** 8  # no drawing at all
+    extra = data.Drawings(extra_images, np.arange(30) % 10, train.categories, "generated")
+    batches = []
+    build = classifier.build_model
+
+    def recording_build(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, inputs: batches.append(inputs[0].detach().clone()) if m.training
+                                        else None)
+        return model
+
+    monkeypatch.setattr(classifier, "build_model", recording_build)
+    config = classifier.TrainConfig(epochs=2, batch_size=16, augment=False, threads=1)  # tiny batches: one thread
+    threads = torch.get_num_threads()
+    try:
+        clf, history = classifier.train(real, config, progress=False, extra_canonical=extra)
+    finally:
+        torch.set_num_threads(threads)
+    seen = torch.cat(batches)[:, 0].numpy()
+    assert len(seen) == 2 * 70 and len(batches) == 2 * 5  # 70 drawings an epoch, 5 batches of <= 16
+    first_epoch = seen[:70]
+    expected = np.concatenate([bitmaps.to_canonical(real.images), extra_images])
+    order = [np.flatnonzero((first_epoch == image).all((1, 2))) for image in expected]
+    assert all(len(o) == 1 for o in order)  # each one exactly once, unchanged
+    assert clf.manifest["data"]["extra_canonical_drawings"] == 30 and clf.manifest["data"]["train_drawings"] == 40
+
+
+def test_extra_canonical_bad_input(classic10):
+    train = classic10[0].subset(np.arange(20))
+    config = classifier.TrainConfig(epochs=1)
+    with pytest.raises(ValueError, match="canonical floats"):
+        classifier.train(train, config, extra_canonical=train, progress=False)  # uint8 source bitmaps
+    other = data.Drawings(np.zeros((2, 28, 28), np.float32), np.array([0, 1]), ("cat", "dog"), "generated")
+    with pytest.raises(ValueError, match="other categories"):
+        classifier.train(train, config, extra_canonical=other, progress=False)
+
+
+def _pad_drawings(labels):
+    from drawai.strokes import SavedDrawings, render_many
+
+    t = np.linspace(0, 2 * np.pi, 30)
+    drawings = [[np.c_[100 + 60 * np.cos(t), 100 + 60 * np.sin(t)]] for _ in labels]
+    return SavedDrawings(drawings, render_many(drawings), list(labels))
+
+
+def test_train_on_own_drawings_adds_a_new_category_and_uses_them_as_drawn():
+    own = _pad_drawings(["cat", "cat", "apple"])
+    clf, history = classifier.train_on_own_drawings(own, ["apple", "cloud"], repeat=3,
+                                                    config=classifier.TrainConfig(epochs=1))
+    assert clf.categories == ["apple", "cloud", "cat"] and 0 <= history[-1]["top1"] <= 1
+    data_record = clf.manifest["data"]
+    assert data_record["extra_canonical_drawings"] == 9 and data_record["train_drawings"] == 240
+    with pytest.raises(ValueError, match="no drawings of your own"):
+        classifier.train_on_own_drawings(_pad_drawings([]), "classic10")
+    with pytest.raises(ValueError, match="repeat must be"):
+        classifier.train_on_own_drawings(own, "classic10", repeat=0)
+
+
+def test_the_draw_notebook_trains_on_saved_drawings(tmp_path):
+    """05_draw.ipynb with fine_tune = True, headless: the optional last section runs."""
+    import papermill as pm
+
+    from drawai import strokes
+
+    own = _pad_drawings(["cat", "apple"])
+    strokes.save_drawings(tmp_path / "mine.npz", own.strokes, own.labels)
+    root = Path(__file__).resolve().parents[1]
+    pm.execute_notebook(root / "notebooks" / "05_draw.ipynb", tmp_path / "report.ipynb", cwd=str(root / "notebooks"),
+                        parameters={"dataset_path": str(tmp_path / "mine.npz"), "categories": ["apple", "cloud"],
+                                    "fine_tune": True, "fine_tune_epochs": 1},
+                        progress_bar=False, kernel_name="python3")
+    report = (tmp_path / "report.ipynb").read_text()
+    assert "Held-out sample top-1" in report and "your drawings (trained on)" in report

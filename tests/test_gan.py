@@ -207,6 +207,11 @@ def test_save_load_round_trip(trained, tmp_path, drawings):
     assert manifest["config"] == config.to_dict() and manifest["data_checksum"] == drawings.checksum
     assert manifest["metrics"]["epochs"] == 1 and manifest["metrics"]["last_epoch"]["images_per_s"] > 0
     assert manifest["command"] == "pytest"
+    # Shipped compact: the optimisers' state is zeroed in the file (and only there), the archive deflated.
+    slots = lambda m: [v.numpy() for o in (m.g_optimizer, m.d_optimizer) for v in o.variables]  # noqa: E731
+    assert not any(np.any(v) for v in slots(loaded)) and any(np.any(v) for v in slots(model))
+    with zipfile.ZipFile(folder / "model.keras") as z:
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in z.infolist())
     # Saving again over our own folder is allowed; config and data default to what train() recorded.
     gan.save(model, folder)
     again = gan.load(folder)

@@ -1,8 +1,10 @@
 import json
 
 import nbformat
+import numpy as np
 import pytest
 
+from drawai import categories as cats
 from drawai import jobs
 from drawai.classifier import Classifier
 
@@ -95,3 +97,133 @@ def test_data_notebook_runs(tmp_path, monkeypatch):
     out = jobs.run("data", {"categories": "classic10"}, progress=False)
     report = nbformat.read(out / "01_data.ipynb", as_version=4)
     assert sum("image/png" in o.get("data", {}) for c in report.cells for o in c.get("outputs", [])) >= 4
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"preset": "huge"}, "unknown preset"),
+    ({"recipe": "vae"}, "recipe"),
+    ({"categories": "catt"}, "did you mean 'cat'"),
+    ({"categories": ["cat"]}, "at least 2 categories"),
+    ({"epochs": -1}, "epochs"),
+    ({"seed": "zero"}, "integer"),
+    ({"resume": "yes"}, "true/false"),
+    ({"classifier_path": "/nonexistent/classifier"}, "not a draw-ai model folder"),
+    ({"classifier_path": None}, "must be a folder path"),
+])
+def test_bad_train_gan_parameters_fail_before_anything_runs(params, match, tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "RUNS", tmp_path)
+    with pytest.raises(jobs.JobError, match=match):
+        jobs.run("train-gan", params)
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_gan_needs_a_classifier_that_knows_its_categories(tmp_path, monkeypatch):
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    (judge / "manifest.json").write_text(json.dumps({"format": "drawai-classifier/1", "categories": ["cat", "dog"]}))
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    with pytest.raises(jobs.JobError, match=r"does not know \['apple'"):
+        jobs.run("train-gan", {"classifier_path": str(judge), "categories": ["apple", "cat"]})
+    assert not (tmp_path / "runs").exists()
+
+
+def test_demo_runs_its_jobs_and_refuses_parameters_no_demo_job_has(capsys):
+    assert [name for name, _ in jobs.DEMO] == ["train-classifier", "train-gan", "fight"]
+    assert jobs.main(["demo", "-p", "epoch", "3"]) == 1
+    assert "no demo job has parameter(s) ['epoch']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_gan_job_end_to_end(tmp_path, monkeypatch):
+    """One epoch of the demo GAN on classic10, judged by the shipped classifier: report with its plots,
+    metrics.json, a loadable published model whose manifest carries the metrics. ~1-2 min on 2 cores."""
+    from drawai import gan
+
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    out = jobs.run("train-gan", {"categories": "classic10", "epochs": 1}, publish=str(tmp_path / "published"),
+                   progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["categories"] == 10 and metrics["epochs"] == 1 and metrics["eval_per_class"] == 80
+    assert 0 <= metrics["gan_test_top1"] <= metrics["gan_test_top5"] <= 1
+    assert metrics["real_test_top1"] > 0.9  # the shipped classifier on classic10's held-out drawings
+    # after one epoch the drawings are far from real ones; real drawings are close to each other
+    assert metrics["fid"] > 5 * metrics["fid_real_floor"] > 0
+    assert metrics["fid_class_real_mean"] < 0.5 * metrics["fid_class_shuffled_mean"]
+    assert metrics["memorisation_ratio"] > 0.5 and 0 < metrics["diversity_ratio"] < 2
+    assert len(metrics["per_class"]) == 10 and set(metrics["targets"].values()) <= {True, False}
+    report = nbformat.read(out / "03_gan.ipynb", as_version=4)
+    texts = "".join(o.get("text", "") for c in report.cells for o in c.get("outputs", []))
+    assert "GAN-test top-1 >= the classifier's top-1" in texts and ("PASS" in texts or "FAIL" in texts)
+    images = [o for c in report.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 6  # losses, one row per label, GAN-test, FID, nearest pairs, diversity
+    model = gan.load(tmp_path / "published")
+    assert model.categories == tuple(metrics["per_class"]) and model.manifest["metrics"]["fid"] == metrics["fid"]
+    assert model.manifest["command"].startswith("python -m drawai.jobs train-gan -p categories 'classic10'")
+
+
+def test_demo_feeds_the_models_it_trains_to_the_later_jobs(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(name, params, fresh=False):
+        calls.append((name, params))
+        return tmp_path / name
+
+    monkeypatch.setattr(jobs, "run", fake_run)
+    folders = jobs.run_demo({"seed": 1})
+    names = [name for name, _ in calls]
+    assert names.index("train-gan") < names.index("fight") and names.index("train-classifier") < names.index("fight")
+    fight_params = dict(calls)["fight"]
+    assert fight_params["generator_path"] == str((tmp_path / "train-gan" / "model").resolve())
+    assert fight_params["classifier_path"] == str((tmp_path / "train-classifier" / "model").resolve())
+    assert dict(calls)["train-gan"]["classifier_path"] == fight_params["classifier_path"]  # its judge too
+    assert all(p["seed"] == 1 for _, p in calls) and folders["fight"] == tmp_path / "fight"
+    for name, params in jobs.DEMO:  # the demo's own parameters are ones its jobs accept
+        assert set(params) <= set(jobs.JOBS[name].defaults)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"generator_path": "/nonexistent/gan"}, "not a generator model folder"),
+    ({"rounds": 0}, "rounds must be"),
+    ({"seeds": [0]}, "at least two seeds"),
+    ({"ks": [0, -1]}, "every k"),
+    ({"epochs": 0}, "epochs"),
+    ({"categories": ["cat", "dog"]}, "does not know"),
+])
+def test_fight_job_bad_parameters_fail_before_anything_runs(params, match, tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    generator = tmp_path / "gan"  # the check reads the manifest's categories only
+    generator.mkdir()
+    manifest = {"kind": "drawai.gan", "categories": cats.resolve("classic10")}
+    (generator / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(jobs.JobError, match=match):
+        jobs.run("fight", {"generator_path": str(generator), **params})
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_gan(tmp_path_factory):
+    """A one-epoch classic10 GAN on 8 drawings per category, saved as a model folder."""
+    from drawai import data, gan
+
+    sample = data.load_sample("classic10")
+    train = sample.subset(np.concatenate([np.flatnonzero(sample.labels == c)[:8] for c in range(10)]))
+    config = gan.GANConfig(categories="classic10", epochs=1, batch_size=16, noise_dim=8, width=8)
+    return gan.save(gan.train(train, config, verbose=0), tmp_path_factory.mktemp("gan") / "model", config=config)
+
+
+@pytest.mark.slow
+def test_fight_job_end_to_end(tmp_path, monkeypatch, tiny_gan):
+    """The papermill job with tiny parameters: the report's figures, the conclusion, metrics.json."""
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    out = jobs.run("fight", {"generator_path": str(tiny_gan), "rounds": 100, "ks": [0, 5], "seeds": [0, 1],
+                             "epochs": 1}, progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["fight"]["rounds"] == 100 and metrics["fight"]["labels"] == 10
+    assert [row["k"] for row in metrics["augmentation"]["summary"]] == [0, 5]
+    assert "k=5" in metrics["augmentation"]["conclusion"]
+    assert len(json.loads((out / "augmentation.json").read_text())["runs"]) == 4
+    report = nbformat.read(out / "04_fight.ipynb", as_version=4)
+    outputs = [o for c in report.cells for o in c.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # bars, rounds, augmentation curve
+    printed = "".join(o.get("text", "") for o in outputs)
+    assert "overall" in printed and metrics["augmentation"]["conclusion"].splitlines()[0] in printed

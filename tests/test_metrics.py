@@ -1,9 +1,13 @@
 """Model-free metrics (drawai/metrics.py) against cases with known answers."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from drawai import metrics
+from drawai import bitmaps, data, metrics
+from drawai.classifier import Classifier
 
 
 @pytest.fixture
@@ -73,3 +77,127 @@ def test_mean_pairwise_distance():
 def test_bad_inputs_are_clear_errors(call, match):
     with pytest.raises(metrics.MetricInputError, match=match):
         call()
+
+
+# --- evaluate_generator: the shipped classifier judging stub generators that draw real drawings ----------------
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "classifier-345"
+CATS = ["apple", "cloud", "door", "fish"]
+
+
+class RealDrawingsGenerator:
+    """A stand-in generator whose "generated" drawings are real drawings of the requested label (canonical),
+    picked at random from `pool`; `collapse=True` draws the same one every time."""
+
+    def __init__(self, pool, collapse: bool = False):
+        self.categories = tuple(pool.categories)
+        self.images, self.labels, self.collapse = bitmaps.to_canonical(pool.images), pool.labels, collapse
+
+    def generate(self, labels, n=1, seed=None):
+        rng = np.random.default_rng(seed)
+        picks = [rng.choice(np.flatnonzero(self.labels == k), n, replace=n > np.sum(self.labels == k))
+                 for k in labels]
+        return np.concatenate([self.images[p[:1].repeat(n) if self.collapse else p] for p in picks])
+
+
+@pytest.fixture(scope="module")
+def judged():
+    """The shipped 345-class classifier, 4 categories: 60 training drawings per class, 20 held out, and
+    the other 20 training drawings of the split as a pool of fresh real drawings."""
+    train, test = data.train_test(data.load_sample(CATS), seed=0)
+    first = np.concatenate([np.flatnonzero(train.labels == c)[:60] for c in range(len(CATS))])
+    fresh = train.subset(np.setdiff1d(np.arange(len(train)), first))
+    return Classifier.load(SHIPPED), train.subset(first), test, fresh
+
+
+@pytest.fixture(scope="module")
+def fresh_eval(judged):
+    clf, train, test, fresh = judged
+    return metrics.evaluate_generator(RealDrawingsGenerator(fresh), clf, train, test, n_per_class=20)
+
+
+def test_real_drawings_score_like_real_drawings(fresh_eval):
+    ev = fresh_eval
+    assert ev.categories == CATS and ev.generated.shape == (80, 28, 28) and ev.fid_per_class == 20
+    assert ev.gan_per_class.shape == ev.real_per_class.shape == ev.fid_class.shape == (4,)
+    # GAN-test: real drawings of the requested label are recognised about as often as the test drawings
+    assert ev.gan_top1 > 0.8 and abs(ev.gan_top1 - ev.real_top1) < 0.1
+    # matched per-class FID sits at the real-vs-real floor, far below the shuffled-label control
+    assert ev.fid_class.mean() < 0.3 * ev.fid_class_shuffled.mean()
+    assert ev.fid_class.mean() < 2 * ev.fid_class_real.mean() and ev.fid < 2 * ev.fid_real
+    assert (ev.shuffle != np.arange(4)).all() and sorted(ev.shuffle) == [0, 1, 2, 3]
+    assert ev.class_fid_dims == 16
+    # fresh real drawings: as far from the training set as the test drawings, as varied as real ones
+    assert 0.7 < ev.memorisation_ratio < 1.4
+    assert 0.8 < ev.diversity_generated.mean() / ev.diversity_real.mean() < 1.25
+    summary = ev.summary()
+    assert json.loads(json.dumps(summary)) == summary and set(ev.per_class()) == set(CATS)
+    targets = metrics.generator_targets(summary)
+    assert [t["passed"] for t in targets][1] is True
+    assert "PASS  per-class FID well below the shuffled-label control" in metrics.verdict(summary)
+
+
+def test_a_generator_that_copies_its_training_drawings(judged, fresh_eval):
+    clf, train, test, _ = judged
+    ev = metrics.evaluate_generator(RealDrawingsGenerator(train), clf, train, test, n_per_class=20, seed=1)
+    assert ev.memorisation_ratio == pytest.approx(0, abs=1e-3)
+    g, t = ev.closest_pairs[0]
+    np.testing.assert_allclose(ev.generated[g], bitmaps.to_canonical(train.images[t]), atol=1e-6)
+    assert fresh_eval.memorisation_ratio > 0.5
+
+
+def test_a_collapsed_generator_has_no_diversity(judged):
+    clf, train, test, fresh = judged
+    ev = metrics.evaluate_generator(RealDrawingsGenerator(fresh, collapse=True), clf, train, test, n_per_class=10)
+    np.testing.assert_allclose(ev.diversity_generated, 0, atol=1e-3)
+    assert ev.diversity_real.min() > 1
+    assert ev.summary()["diversity_ratio"] < 0.01
+
+
+def test_a_generator_that_ignores_its_label_fails_both_targets(judged):
+    """Every label gets apples: GAN-test near 1/4 and per-class FID no better than the shuffled control."""
+    clf, train, test, fresh = judged
+
+    class ApplesOnly(RealDrawingsGenerator):
+        def generate(self, labels, n=1, seed=None):
+            return super().generate([0] * len(labels), n, seed)
+
+    ev = metrics.evaluate_generator(ApplesOnly(fresh), clf, train, test, n_per_class=20)
+    assert ev.gan_top1 < 0.35 and ev.gan_per_class[0] > 0.8
+    assert not any(t["passed"] for t in metrics.generator_targets(ev.summary()))
+
+
+def test_the_classifier_is_restricted_to_the_generators_categories(judged, fresh_eval):
+    """The 345-class judge and one loaded for exactly these categories give the same figures."""
+    clf, train, test, fresh = judged
+    small = Classifier.load(SHIPPED, categories=CATS)
+    ev = metrics.evaluate_generator(RealDrawingsGenerator(fresh), small, train, test, n_per_class=20)
+    assert ev.summary() == fresh_eval.summary()
+
+
+def test_evaluate_generator_bad_inputs(judged):
+    clf, train, test, fresh = judged
+    gen = RealDrawingsGenerator(fresh)
+    other = data.train_test(data.load_sample(["apple", "cloud", "door", "cat"]), seed=0)[1]
+    three = Classifier.load(SHIPPED, categories=CATS[:3])
+
+    class OneCategory:
+        categories = ("apple",)
+
+    class WrongShape(RealDrawingsGenerator):
+        def generate(self, labels, n=1, seed=None):
+            return super().generate(labels, n, seed)[:, :14]
+
+    cases = [
+        (lambda: metrics.evaluate_generator(gen, clf, train, other), "test_set has other categories"),
+        (lambda: metrics.evaluate_generator(gen, clf, other, test), "train_set has other categories"),
+        (lambda: metrics.evaluate_generator(gen, three, train, test), r"does not know 1 .*'fish'"),
+        (lambda: metrics.evaluate_generator(gen, clf, train, test, n_per_class=1), "n_per_class"),
+        (lambda: metrics.evaluate_generator(gen, clf, train, test, n_per_class=True), "n_per_class"),
+        (lambda: metrics.evaluate_generator(gen, clf, train, test, class_fid_dims=0), "class_fid_dims"),
+        (lambda: metrics.evaluate_generator(WrongShape(fresh), clf, train, test, n_per_class=2), "shape"),
+        (lambda: metrics.evaluate_generator(OneCategory(), clf, train, test), "at least 2 categories"),
+    ]
+    for call, match in cases:
+        with pytest.raises(metrics.MetricInputError, match=match):
+            call()
