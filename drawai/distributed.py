@@ -53,6 +53,19 @@ PARTS = ("train", "test", "all")
 
 # --- the full dataset, memory-mapped -------------------------------------------------------------------------
 
+
+def cached_files(categories, kind: str, cache_dir) -> list[Path]:
+    """The cached `kind` file of each category; a FileNotFoundError saying how to download the missing ones."""
+    paths = [download.cached_path(n, kind, cache_dir) for n in categories]
+    missing = [n for n, p in zip(categories, paths, strict=True) if not p.exists()]
+    if missing:
+        option = "" if kind == "numpy_bitmap" else f"--kind {kind} "
+        raise FileNotFoundError(
+            f"{len(missing)} {kind} file(s) are not in {paths[0].parent}: {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}; download them first: python -m drawai.download {option}"
+            f"{' '.join(repr(n) if ' ' in n else n for n in missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    return paths
+
 class NumpyBitmapDataset(Dataset):
     """Drawings of cached numpy_bitmap files, read lazily through memory maps.
 
@@ -73,13 +86,7 @@ class NumpyBitmapDataset(Dataset):
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.categories = tuple(cats.resolve(categories))
         self.part, self.test_every, self.canonical = part, test_every, canonical
-        self.paths = [download.cached_path(n, "numpy_bitmap", cache_dir) for n in self.categories]
-        missing = [n for n, p in zip(self.categories, self.paths, strict=True) if not p.exists()]
-        if missing:
-            raise FileNotFoundError(
-                f"{len(missing)} numpy_bitmap file(s) are not in {self.paths[0].parent}: {missing[:5]}"
-                f"{'...' if len(missing) > 5 else ''}; download them first: python -m drawai.download "
-                f"{' '.join(repr(n) if ' ' in n else n for n in missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        self.paths = cached_files(self.categories, "numpy_bitmap", cache_dir)
         record, self.rows = [], []
         for name, path in zip(self.categories, self.paths, strict=True):
             try:
@@ -189,13 +196,7 @@ class SimplifiedStream(IterableDataset):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.categories = tuple(cats.resolve(categories))
-        self.paths = [download.cached_path(n, "simplified", cache_dir) for n in self.categories]
-        missing = [n for n, p in zip(self.categories, self.paths, strict=True) if not p.exists()]
-        if missing:
-            raise FileNotFoundError(
-                f"{len(missing)} simplified file(s) are not in {self.paths[0].parent}: {missing[:5]}; download them "
-                f"first: python -m drawai.download --kind simplified "
-                f"{' '.join(repr(n) if ' ' in n else n for n in missing[:3])}{' ...' if len(missing) > 3 else ''}")
+        self.paths = cached_files(self.categories, "simplified", cache_dir)
         self.max_per_class, self.recognized_only = max_per_class, recognized_only
         self.shuffle_buffer, self.seed, self.render_batch, self.epoch = shuffle_buffer, seed, render_batch, 0
         self.source = "simplified (rendered by drawai.strokes)"
