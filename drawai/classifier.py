@@ -9,6 +9,7 @@ numpy_bitmap files are read like the sample the model was trained on.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import os
@@ -37,13 +38,15 @@ def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class DoodleCNN(nn.Module):
-    """draw-ai's default: VGG-style stages at 28, 14 and 7 px, global average pooling, one linear layer.
+    """draw-ai's default: VGG-style stages of two 3x3 convolutions at 28, 14 and 7 px, global average
+    pooling, one linear layer.
 
-    Small on purpose: it trains in minutes on two CPU cores, and with 80 drawings per class more
-    width mostly buys overfitting.
+    Small on purpose: it trains in minutes on two CPU cores. Measured (bfloat16, 2 cores): all 345
+    categories, one convolution in the first two stages, 40 epochs: 49.2 % top-1; this, 30 epochs: 49.6 %.
+    On 115 categories at equal time (~8 min): this 61.1 %, 1.5x wider (48-96-192, 20 epochs) 60.2 %.
     """
 
-    def __init__(self, n_classes: int, widths: tuple = (32, 64, 128), depth: tuple = (1, 1, 2), dropout: float = 0.2):
+    def __init__(self, n_classes: int, widths: tuple = (32, 64, 128), depth: tuple = (2, 2, 2), dropout: float = 0.2):
         super().__init__()
         layers, c_in = [], 1
         for stage, (w, d) in enumerate(zip(widths, depth)):
@@ -97,7 +100,7 @@ ARCHITECTURES = {"cnn": DoodleCNN, "mlp": OriginalMLP, "doodlenet": DoodleNet}
 @dataclass
 class TrainConfig:
     arch: str = "cnn"
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 256
     lr: float = 4e-3  # peak of the one-cycle schedule
     weight_decay: float = 5e-4
@@ -105,6 +108,7 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     threads: int = 0  # torch threads; 0 = all cores
+    bf16: bool = True  # bfloat16 autocast on CPUs that do it natively (AVX512-BF16 / AMX): ~1.8x faster steps
     arch_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -253,7 +257,12 @@ class Classifier:
         arch = manifest.get("config", {}).get("arch")
         if arch not in ARCHITECTURES:
             raise ValueError(f"{path}: unknown architecture {arch!r} in manifest.json")
-        model = build_model(arch, len(names), manifest["config"].get("arch_kwargs", {}))
+        arch_kwargs = manifest["config"].get("arch_kwargs") or {}
+        try:
+            model = build_model(arch, len(names), arch_kwargs)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: weights do not fit a {arch} for {len(names)} categories: manifest.json's "
+                             f"arch_kwargs {sorted(arch_kwargs)} are not a {arch}'s ({e})") from None
         try:
             state = load_file(str(path / "model.safetensors"))
         except FileNotFoundError:
@@ -270,6 +279,16 @@ class Classifier:
 
 def build_model(arch: str, n_classes: int, arch_kwargs: dict | None = None) -> nn.Module:
     return ARCHITECTURES[arch](n_classes, **(arch_kwargs or {}))
+
+
+def resolved_arch_kwargs(arch: str, arch_kwargs: dict | None = None) -> dict:
+    """`arch_kwargs` with every default of the architecture filled in (JSON-ready), for the manifest: a saved
+    model then describes its network fully and still loads after the defaults change."""
+    params = inspect.signature(ARCHITECTURES[arch].__init__).parameters
+    out = {name: p.default for name, p in params.items() if name not in ("self", "n_classes")
+           and p.default is not inspect.Parameter.empty}
+    out.update(arch_kwargs or {})
+    return json.loads(json.dumps(out))  # tuples -> lists, as the file will hold them
 
 
 def read_manifest(path: Path) -> dict:
@@ -384,6 +403,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         history, start_epoch = state["history"], state["epoch"]
     distributed.check_same(start_epoch, f"the epoch to start from ({ckpt} must be on storage every machine sees)")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    amp = config.bf16 and device.type == "cpu" and native_bf16()  # weights, optimiser and evaluation stay float32
     bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress or rank > 0,
                initial=start_epoch, total=config.epochs)
     for epoch in bar:
@@ -400,8 +420,9 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
             if config.augment:
                 xb = augment(xb, aug_gen)  # on the CPU, before the copy to the device
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            logits = net(xb.contiguous(memory_format=torch.channels_last))  # faster convolutions on CPU
-            loss = loss_fn(logits, yb)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                logits = net(xb.contiguous(memory_format=torch.channels_last))  # faster convolutions on CPU
+            loss = loss_fn(logits.float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -429,7 +450,8 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         distributed.barrier()  # no process starts the next epoch (or returns) before the checkpoint is whole
         if on_epoch:
             on_epoch(row)
-    manifest = {"config": asdict(config), "input_form": input_form(), "data": {
+    manifest = {"config": {**asdict(config), "arch_kwargs": resolved_arch_kwargs(config.arch, config.arch_kwargs)},
+                "input_form": input_form(), "data": {
         "source": train_set.source, "checksum": train_set.checksum, "train_drawings": len(train_set),
         **({"extra_canonical_drawings": len(extra_y), "extra_source": extra_canonical.source} if len(extra_y) else {})},
         "history": history}
@@ -513,6 +535,14 @@ def _pick(x, x_alt, y, idx, augment, gen):
         return x[idx], y[idx]
     heavy = torch.rand(len(idx), 1, 1, 1, generator=gen) < 0.5
     return torch.where(heavy, x_alt[idx], x[idx]), y[idx]
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware; elsewhere autocast would emulate it, slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def input_form() -> dict:

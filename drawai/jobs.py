@@ -1,6 +1,6 @@
 """Training jobs: notebooks executed headlessly by papermill; the executed notebook is the job's report.
 
-    python -m drawai.jobs train-classifier -p categories classic10 -p epochs 10
+    python -m drawai.jobs train-classifier -p categories classic10 -p epochs 150
     python -m drawai.jobs train-classifier -p nproc 2                          # 2 processes (torchrun, DDP)
     python -m drawai.jobs train-classifier --publish models/classifier-345     # the shipped model
     python -m drawai.jobs train-gan -p preset full --publish models/generator-345  # the shipped generator

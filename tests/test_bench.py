@@ -70,8 +70,11 @@ def test_tables_ratios_and_targets_on_synthetic_results():
     assert cnn_10[2] == "2" and cnn_10[3] == "94.0 ± 1.4" and cnn_10[-1] == "1.25×"
     # the recipes as TrainConfig gives them, read at run time
     cnn_recipe = table_rows(text, "draw-ai CNN | cnn")[0]
+    epochs = bench.TrainConfig().epochs  # and classic10 trains CLASSIC10_EPOCH_FACTOR times as many
     assert cnn_recipe[4:7] == [f"{bench.TrainConfig().lr:g}", str(bench.TrainConfig().batch_size),
-                               str(bench.TrainConfig().epochs)]
+                               f"{epochs} (classic10: {epochs * bench.CLASSIC10_EPOCH_FACTOR})"]
+    assert {c.spec["config"]["epochs"] for c in cells if c.spec.get("categories") == "classic10"
+            and c.spec["recipe"] == "cnn"} == {epochs * bench.CLASSIC10_EPOCH_FACTOR}
     assert table_rows(text, "original MLP | mlp")[0][3:5] == ["Adam", "0.003"]
     # latency: p95 ratio against the MLP, per path; memory: against the import-only process / the MLP's training
     assert table_rows(text, "draw-ai CNN | 3.00")[0][-1] == "2.00× / 2.00×"
@@ -206,7 +209,8 @@ def test_recipes_follow_trainconfig_defaults(monkeypatch):
     assert (book["cnn-job"].epochs, book["cnn-job"].batch_size, book["cnn-job"].lr) == (
         job["epochs"], job["batch_size"], job["lr"])
     cells = bench.plan({**SMALL, "seeds": 1, "recipes": ["cnn"]})
-    assert cells[0].spec["config"]["epochs"] == 7 and cells[0].spec["config"]["seed"] == 0
+    assert cells[0].spec["config"]["epochs"] == 7 * bench.CLASSIC10_EPOCH_FACTOR  # SMALL is classic10
+    assert cells[0].spec["config"]["seed"] == 0
 
 
 @pytest.mark.slow

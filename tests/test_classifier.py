@@ -268,3 +268,38 @@ def test_the_draw_notebook_trains_on_saved_drawings(tmp_path):
                         progress_bar=False, kernel_name="python3")
     report = (tmp_path / "report.ipynb").read_text()
     assert "Held-out sample top-1" in report and "your drawings (trained on)" in report
+
+
+def test_bf16_autocast_is_used_where_the_cpu_has_it(classic10, monkeypatch):
+    """bf16=True computes the convolutions in bfloat16 (weights stay float32) on a CPU that does it natively,
+    and falls back to float32 elsewhere; bf16=False is float32 everywhere."""
+    train = classic10[0].subset(np.arange(0, 800, 8))
+    seen = []
+    build = classifier.build_model
+
+    def recording_build(*args, **kwargs):
+        model = build(*args, **kwargs)
+        model.head.register_forward_hook(lambda m, inputs, out: seen.append(out.dtype) if m.training else None)
+        return model
+
+    monkeypatch.setattr(classifier, "build_model", recording_build)
+    for bf16, native, expected in ((True, True, torch.bfloat16), (True, False, torch.float32),
+                                   (False, True, torch.float32)):
+        seen.clear()
+        monkeypatch.setattr(classifier, "native_bf16", lambda native=native: native)
+        clf, history = classifier.train(train, classifier.TrainConfig(epochs=1, batch_size=50, bf16=bf16),
+                                        progress=False)
+        assert set(seen) == {expected} and np.isfinite(history[0]["loss"])
+        assert all(p.dtype == torch.float32 for p in clf.model.parameters())
+
+
+def test_manifest_records_the_whole_architecture(trained, classic10, tmp_path, monkeypatch):
+    """Defaults are written out, so a saved model loads as what it is after draw-ai's defaults change."""
+    clf, _ = trained
+    widths, depth, dropout = classifier.DoodleCNN.__init__.__defaults__
+    assert clf.manifest["config"]["arch_kwargs"] == {"widths": list(widths), "depth": list(depth), "dropout": dropout}
+    clf.save(tmp_path / "m")
+    monkeypatch.setattr(classifier.DoodleCNN.__init__, "__defaults__", ((16, 32, 64), (1, 1, 1), 0.5))
+    loaded = classifier.Classifier.load(tmp_path / "m")
+    images = classic10[1].images[:20]
+    np.testing.assert_allclose(loaded.probabilities(images), clf.probabilities(images), atol=1e-6)

@@ -57,10 +57,16 @@ def test_presets_are_valid_configs_for_both_recipes():
 
 
 @pytest.mark.parametrize("bad", [dict(recipe="vae"), dict(epochs=0), dict(epochs=2.5), dict(batch_size=1),
-                                 dict(width=10), dict(lr=0), dict(beta_1=1.0), dict(seed=-1), dict(noise_dim=True)])
+                                 dict(width=10), dict(lr=0), dict(beta_1=1.0), dict(seed=-1), dict(noise_dim=True),
+                                 dict(aux_weight=-1), dict(aux_weight=True)])
 def test_bad_config_is_a_clear_error(bad):
     with pytest.raises(gan.GANInputError, match=next(iter(bad))):
         tiny_config(**bad)
+
+
+def test_aux_weight_is_for_the_conditional_recipe():
+    with pytest.raises(gan.GANInputError, match="aux_weight is for the conditional recipe"):
+        tiny_config("per_label", aux_weight=1.0)
 
 
 def test_unknown_category_or_preset_in_config():
@@ -154,6 +160,38 @@ def test_one_train_step_changes_generator_and_discriminator(recipe, drawings):
     assert int(model.step_counter.numpy()) == 1
 
 
+def test_auxiliary_classifier_head_is_trained_and_saved(drawings, tmp_path):
+    """AC-GAN's auxiliary loss: the discriminator's category head learns from real drawings, and it survives
+    save/load; without aux_weight there is no head at all."""
+    assert gan.build(tiny_config()).discriminator.classify is None
+    config = tiny_config(aux_weight=1.0)
+    model = gan.build(config)
+    images, labels = gan.training_arrays(drawings)
+    logit, classes = model.discriminator.scores(images[:5], labels[:5])
+    assert tuple(logit.shape) == (5,) and tuple(classes.shape) == (5, len(CATS))
+    head = weights(model.discriminator.classify.trainable_variables)
+    plain = gan.build(tiny_config())  # same seed, no auxiliary loss
+    model.train_step((images[::2], labels[::2]))
+    plain.train_step((images[::2], labels[::2]))
+    assert changed(head, weights(model.discriminator.classify.trainable_variables))
+    # The auxiliary loss changes what the generator learns from the same batch and noise.
+    assert changed(weights(plain.generator.trainable_variables), weights(model.generator.trainable_variables))
+    folder = gan.save(model, tmp_path / "ac", config, data_checksum=drawings.checksum, command="pytest")
+    loaded = gan.load(folder)
+    assert loaded.aux_weight == 1.0 and loaded.discriminator.classify is not None
+    head = model.discriminator.classify.variables, loaded.discriminator.classify.variables
+    assert not changed(weights(head[0]), weights(head[1]))
+    assert np.array_equal(loaded.generate(CATS, 2, seed=1), model.generate(CATS, 2, seed=1))
+
+
+def test_truncated_noise_stays_inside_the_cut():
+    full = gan.noise_batch(4000, 16, seed=0)
+    cut = gan.noise_batch(4000, 16, seed=0, truncation=0.5)
+    assert np.abs(full).max() > 3 and np.abs(cut).max() <= 0.5
+    assert abs(cut.mean()) < 0.01 and 0.25 < cut.std() < 0.3  # a normal cut at +-0.5 has std 0.27
+    assert np.array_equal(cut, gan.noise_batch(4000, 16, seed=0, truncation=0.5))
+
+
 def test_per_label_generators_start_different():
     model = gan.build(tiny_config("per_label"))
     kernel = model.bank[0].numpy()  # the first Dense kernel of each label's generator
@@ -191,6 +229,19 @@ def test_generate_is_deterministic_and_label_conditional(trained):
 def test_generate_bad_input_is_a_clear_error(trained, labels, n, seed, match):
     with pytest.raises(ValueError, match=match):
         trained[0].generate(labels, n, seed)
+
+
+@pytest.mark.parametrize("truncation", [0, -1, 0.01, 11, "0.5", True])
+def test_generate_bad_truncation_is_a_clear_error(trained, truncation):
+    with pytest.raises(gan.GANInputError, match="truncation must be"):
+        trained[0].generate("apple", 2, seed=0, truncation=truncation)
+
+
+def test_truncation_gives_the_same_drawings_for_the_same_seed(trained):
+    model = trained[0]
+    a = model.generate(CATS, 3, seed=4, truncation=0.5)
+    assert np.array_equal(a, model.generate(CATS, 3, seed=4, truncation=0.5))
+    assert not np.array_equal(a, model.generate(CATS, 3, seed=4))
 
 
 # --- save / load -------------------------------------------------------------------------------

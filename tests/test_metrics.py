@@ -167,6 +167,27 @@ def test_a_generator_that_ignores_its_label_fails_both_targets(judged):
     assert not any(t["passed"] for t in metrics.generator_targets(ev.summary()))
 
 
+def test_truncation_is_passed_on_to_generate_and_recorded(judged, fresh_eval):
+    clf, train, test, fresh = judged
+    asked = []
+
+    class Truncating(RealDrawingsGenerator):
+        truncation = 0.8  # its own default, as a drawai.gan model has
+
+        def generate(self, labels, n=1, seed=None, truncation="model"):
+            asked.append(truncation)
+            return super().generate(labels, n, seed)
+
+    own = metrics.evaluate_generator(Truncating(fresh), clf, train, test, n_per_class=5)
+    assert set(asked) == {"model"} and own.summary()["truncation"] == 0.8
+    asked.clear()
+    full = metrics.evaluate_generator(Truncating(fresh), clf, train, test, n_per_class=5, truncation=None)
+    assert set(asked) == {None} and full.summary()["truncation"] is None
+    assert "noise truncated at +-0.8" in metrics.verdict(own.summary())
+    assert fresh_eval.summary()["truncation"] is None  # a generator without the setting
+    assert "noise not truncated" in metrics.verdict(fresh_eval.summary())
+
+
 def test_the_classifier_is_restricted_to_the_generators_categories(judged, fresh_eval):
     """The 345-class judge and one loaded for exactly these categories give the same figures."""
     clf, train, test, fresh = judged
