@@ -892,9 +892,10 @@ def _resume_point(run_dir: Path, run_record: dict) -> tuple[int, ConditionalGAN 
 
 def _record_differences(a: dict, b: dict) -> list[str]:
     """The keys in which two run records differ, except `epochs`, which may grow on resume (an epoch's
-    batches do not depend on the total), and `preset`, a label."""
+    batches do not depend on the total), `preset`, a label, and `truncation`, which only changes generate()."""
     def flat(record):
-        config = {f"config.{k}": v for k, v in record.get("config", {}).items() if k not in ("epochs", "preset")}
+        config = {f"config.{k}": v for k, v in record.get("config", {}).items()
+                  if k not in ("epochs", "preset", "truncation")}
         return {**{k: v for k, v in record.items() if k != "config"}, **config}
 
     a, b = flat(a), flat(b)
@@ -958,6 +959,7 @@ def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
             _write_json(run_dir / "run.json", record)
     if model is None:
         model = build(config, list(train_set.categories))
+    model.truncation = config.truncation  # a checkpoint may have been written under another (generate-only) setting
     model.train_record = record
     _check_same(strategy, start, f"the epoch to start from ({run_dir} must be storage every worker sees)")
     if start >= config.epochs:

@@ -366,6 +366,10 @@ def test_resume_continues_from_the_last_checkpoint(drawings, tmp_path):
     assert [h["epoch"] for h in done.train_history] == [1, 2]
     with pytest.raises(gan.ModelFileError, match="different run"):
         gan.train(drawings, tiny_config(epochs=2, lr=2e-3), run_dir=run_dir, resume=True, verbose=0)
+    # truncation only changes generate(): the same run, drawing with the new setting
+    other = gan.train(drawings, tiny_config(epochs=2, truncation=0.5), run_dir=run_dir, resume=True, verbose=0)
+    assert other.truncation == 0.5 and np.array_equal(other.generate("apple", 3, seed=1),
+                                                      done.generate("apple", 3, seed=1, truncation=0.5))
 
 
 def test_checkpoint_restores_the_model(trained):
