@@ -134,21 +134,22 @@ class TrainConfig:
 
 # --- augmentation: rendering robustness, applied on the canonical form ------------------------------------
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
     """Mild random affine on the canonical form: rotation +-8 deg, scale 0.92-1.06, shear, shift +-1.5 px, mirror.
 
     Mild on purpose: the canonical form already removed position and size, and with minutes of training
-    stronger geometry costs more accuracy than it buys (measured on 50 classes: 49 % vs 65 % top-1).
+    stronger geometry costs more accuracy than it buys (measured on 50 classes: 49 % vs 65 % top-1; on all
+    345, `strength` 0.5 / 1.5 scaling every range: 50.5 / 50.2 % against 50.7 %).
     """
-    n = x.shape[0]
+    n, s = x.shape[0], strength
     u = lambda lo, hi: torch.empty(n).uniform_(lo, hi, generator=generator)  # noqa: E731
-    angle, scale, shear = u(-0.14, 0.14), u(0.92, 1.06), u(-0.08, 0.08)
+    angle, scale, shear = u(-0.14 * s, 0.14 * s), u(1 - 0.08 * s, 1 + 0.06 * s), u(-0.08 * s, 0.08 * s)
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 1] = cos / scale * flip, (-sin + shear) / scale
     theta[:, 1, 0], theta[:, 1, 1] = sin / scale * flip, cos / scale
-    theta[:, :, 2] = torch.empty(n, 2).uniform_(-1.5 / 14, 1.5 / 14, generator=generator)
+    theta[:, :, 2] = torch.empty(n, 2).uniform_(-1.5 * s / 14, 1.5 * s / 14, generator=generator)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

@@ -25,7 +25,7 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
-from drawai.classifier import DoodleCNN, augment
+from drawai.classifier import DoodleCNN, _pick, augment, top_k
 
 DATA = os.environ.get("SWEEP_DATA", ".sweep/data.npz")
 
@@ -50,27 +50,9 @@ BASE = dict(
 )
 
 
-def aug_scaled(xb, gen, s):
-    if s == 1.0:
-        return augment(xb, gen)
-    n = xb.shape[0]
-
-    def u(lo, hi):
-        return torch.empty(n).uniform_(lo, hi, generator=gen)
-
-    angle, scale, shear = u(-0.14 * s, 0.14 * s), u(1 - 0.08 * s, 1 + 0.06 * s), u(-0.08 * s, 0.08 * s)
-    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1] = cos / scale * flip, (-sin + shear) / scale
-    theta[:, 1, 0], theta[:, 1, 1] = sin / scale * flip, cos / scale
-    theta[:, :, 2] = torch.empty(n, 2).uniform_(-1.5 * s / 14, 1.5 * s / 14, generator=gen)
-    grid = F.affine_grid(theta, list(xb.shape), align_corners=False)
-    return F.grid_sample(xb, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 @torch.no_grad()
 def evaluate(model, xt, yt, tta=False):
+    """(top-1, top-5) of `model` on the device tensors xt, yt; with `tta`, averaged with mirror images."""
     model.eval()
     ps = []
     for i in range(0, len(xt), 2048):
@@ -78,10 +60,9 @@ def evaluate(model, xt, yt, tta=False):
         p = F.softmax(model(b).float(), 1)
         if tta:
             p = p + F.softmax(model(torch.flip(b, dims=[3])).float(), 1)
-        ps.append(p)
-    p = torch.cat(ps)
-    top5 = p.topk(5, 1).indices
-    return (top5[:, 0] == yt).float().mean().item(), (top5 == yt[:, None]).any(1).float().mean().item()
+        ps.append(p.cpu())
+    scores = top_k(torch.cat(ps).numpy(), yt.cpu().numpy())
+    return scores["top1"], scores["top5"]
 
 
 def run(cfg, d, dev):
@@ -111,13 +92,13 @@ def run(cfg, d, dev):
                 r = torch.rand(len(idx), 1, 1, 1, generator=gen)
                 p0, p1, _ = c["renders"]
                 xb = torch.where(r < p0, x[idx], torch.where(r < p0 + p1, xa[idx], d["xb"][idx]))
-            elif c["heavy"]:
-                heavy = torch.rand(len(idx), 1, 1, 1, generator=gen) < c.get("pheavy", 0.5)
+            elif "pheavy" in c:
+                heavy = torch.rand(len(idx), 1, 1, 1, generator=gen) < c["pheavy"]
                 xb = torch.where(heavy, xa[idx], x[idx])
-            else:
-                xb = x[idx]
+            else:  # train's own batch: half from the heavier-stroke rendering, or none
+                xb, _ = _pick(x, xa, y, idx, c["heavy"], gen)
             yb = y[idx]
-            xb = aug_scaled(xb, gen, c["aug_scale"])
+            xb = augment(xb, gen, strength=c["aug_scale"])
             xb, yb = xb.to(dev, non_blocking=True), yb.to(dev)
             if c["erase"] > 0:
                 n = len(xb)
