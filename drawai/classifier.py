@@ -154,6 +154,13 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+# The share of each augmented batch drawn from the heavier-stroke rendering: it trades plain accuracy for
+# robustness to thick strokes. All 345 categories, mirror-averaged, 3 seeds unless said; top-1 %, and points
+# lost to the numpy_bitmap rendering. GPU replica: 0.5: 55.0, 4.8; 0.4 (2 seeds): 55.5, 5.2; 0.3: 55.7, 5.3.
+# `make bench` (2 CPU cores): 0.5: 54.9 +- 0.1, 4.6; 0.45: 55.05 +- 0.5, 4.7. Seed noise is as large as the step.
+HEAVY_FRACTION = 0.45
+
+
 def heavier_strokes(images: np.ndarray) -> np.ndarray:
     """The source bitmaps with every stroke one pixel wider (a 2x2 dilation), as a second rendering.
 
@@ -181,6 +188,14 @@ class Classifier:
         self.categories = list(categories)
         self.manifest = manifest or {}
 
+    def _inference_model(self) -> nn.Module:
+        """`for_inference(self.model)`, made again whenever the model's weights have changed in place."""
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        key = (id(self.model), sum(t._version for t in tensors), tuple(t.data_ptr() for t in tensors[:2]))
+        if getattr(self, "_fused_key", None) != key:
+            self._fused, self._fused_key = for_inference(self.model), key
+        return self._fused
+
     @torch.no_grad()
     def _forward(self, images, canonical: bool, features: bool = False, batch: int = 1024) -> tuple[np.ndarray, bool]:
         x, single = bitmaps.as_float_images(images)
@@ -189,14 +204,25 @@ class Classifier:
         if x.shape[1:] != (bitmaps.SIZE, bitmaps.SIZE):
             raise bitmaps.BadBitmapError(f"canonical input must be 28x28, got {x.shape[1:]}")
         self.model.eval()
+        model = self._inference_model()
         out = []
         for i in range(0, len(x), batch):
             t = torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))[:, None]
-            out.append(self.model.features(t) if features else F.softmax(self.model(t), dim=1))
+            if features:
+                out.append(model.features(t).float())
+            else:  # the drawing and its mirror image in one batch, probabilities averaged
+                p = F.softmax(model(torch.cat([t, t.flip(3)])).float(), dim=1)
+                out.append((p[:len(t)] + p[len(t):]) / 2)
         return torch.cat(out).numpy(), single
 
     def probabilities(self, images, canonical: bool = False) -> np.ndarray:
-        """(N, C) class probabilities (or (C,) for one image)."""
+        """(N, C) class probabilities (or (C,) for one image).
+
+        Each is the mean over the drawing and its mirror image. The models learn with mirrored drawings
+        (`augment`), so both are fair readings, and averaging them is worth +0.7 points of top-1 on all
+        345 categories (53.2 -> 53.8 %, and 79.2 -> 80.1 % top-5, for the model shipped before it; a
+        second forward pass in the same batch, +0.4 ms for one drawing). A drawing and its mirror
+        image get the same answer. `features` stay those of the drawing alone."""
         p, single = self._forward(images, canonical)
         return p[0] if single else p
 
@@ -280,6 +306,21 @@ class Classifier:
             raise ValueError(f"{path}: weights do not fit a {arch} for {len(names)} categories: "
                              f"{str(e).splitlines()[0]}") from None
         return cls(model, names, manifest).restricted_to(wanted)
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """A copy of `model` for prediction: every BatchNorm folded into the convolution or linear layer before it
+    (in eval mode the same function, to float rounding, in fewer passes over memory), channels-last. For one
+    drawing and its mirror image on one thread: 2.4 -> 1.7 ms (p50) for the default CNN."""
+    model = copy.deepcopy(model).eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            layer, norm = seq[i], seq[i + 1]
+            if isinstance(layer, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+                seq[i], seq[i + 1] = torch.nn.utils.fusion.fuse_conv_bn_eval(layer, norm), nn.Identity()
+            elif isinstance(layer, nn.Linear) and isinstance(norm, nn.BatchNorm1d):
+                seq[i], seq[i + 1] = torch.nn.utils.fusion.fuse_linear_bn_eval(layer, norm), nn.Identity()
+    return model.to(memory_format=torch.channels_last)
 
 
 def build_model(arch: str, n_classes: int, arch_kwargs: dict | None = None) -> nn.Module:
@@ -443,7 +484,8 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
             row.update(distributed.top_k_sharded(model, test_data, device, num_workers=num_workers))
         elif test_set is not None:
             clf = Classifier(model, list(train_set.categories))
-            p = clf.probabilities(x_test[:, 0].numpy(), canonical=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):  # a curve: 3x cheaper, within ~0.2 points
+                p = clf.probabilities(x_test[:, 0].numpy(), canonical=True)
             row.update(top_k(p, test_set.labels))
         history.append(row)
         bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("loss", "top1", "top5")})
@@ -535,10 +577,10 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def _pick(x, x_alt, y, idx, augment, gen):
-    """One in-memory batch; with augmentation, half of it from the heavier-stroke rendering."""
+    """One in-memory batch; with augmentation, HEAVY_FRACTION of it from the heavier-stroke rendering."""
     if not augment:
         return x[idx], y[idx]
-    heavy = torch.rand(len(idx), 1, 1, 1, generator=gen) < 0.5
+    heavy = torch.rand(len(idx), 1, 1, 1, generator=gen) < HEAVY_FRACTION
     return torch.where(heavy, x_alt[idx], x[idx]), y[idx]
 
 

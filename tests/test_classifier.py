@@ -55,6 +55,41 @@ def test_predict_api(trained, classic10):
         clf.predict(np.zeros((28, 28)))
 
 
+def test_probabilities_average_the_drawing_and_its_mirror_image(trained, classic10):
+    clf, _ = trained
+    canon = bitmaps.to_canonical(classic10[1].images[:16])
+    mirrored = canon[:, :, ::-1].copy()
+    p, q = clf.probabilities(canon, canonical=True), clf.probabilities(mirrored, canonical=True)
+    np.testing.assert_allclose(p, q, atol=1e-6)  # a drawing and its mirror image: the same answer
+    with torch.no_grad():  # ... which is the mean of the network's two readings
+        one = torch.softmax(clf.model(torch.from_numpy(canon)[:, None]), 1).numpy()
+        two = torch.softmax(clf.model(torch.from_numpy(mirrored)[:, None]), 1).numpy()
+    np.testing.assert_allclose(p, (one + two) / 2, atol=1e-5)
+    assert np.abs(one - two).max() > 1e-3  # the network alone reads them differently: the test can fail
+    assert clf.features(canon, canonical=True).shape == (16, clf.model.head.in_features)  # the drawing alone
+
+
+@pytest.mark.parametrize("arch", ["cnn", "mlp", "doodlenet"])
+def test_prediction_folds_batchnorm_and_follows_the_weights(arch, classic10):
+    model = classifier.build_model(arch, 10)
+    with torch.no_grad():  # BatchNorm statistics away from their initial 0 / 1, or folding them is trivial
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2), m.weight.uniform_(0.5, 1.5)
+    clf = classifier.Classifier(model, list(classic10[1].categories))
+    x = bitmaps.to_canonical(classic10[1].images[:8])
+    fused = classifier.for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d) for m in fused.modules())
+    with torch.no_grad():
+        t = torch.from_numpy(x)[:, None]
+        np.testing.assert_allclose(fused(t).numpy(), model.eval()(t).numpy(), rtol=1e-4, atol=1e-4)
+    before = clf.probabilities(x, canonical=True)
+    with torch.no_grad():
+        model.head.bias[3] += 5.0  # changed in place: the next prediction must see it
+    after = clf.probabilities(x, canonical=True)
+    assert (after[:, 3] > before[:, 3]).all()
+
+
 def test_save_load_round_trip(trained, classic10, tmp_path):
     clf, _ = trained
     clf.save(tmp_path / "m")
@@ -75,9 +110,12 @@ def test_restricted_to_a_subset_renormalises_over_it():
     small = classifier.Classifier.load(SHIPPED, categories=names)
     assert small.categories == names and small.manifest["restricted_from"] == 345
     images = data.load_sample(names).images[::25]
-    p_full = full.probabilities(images)[:, [full.categories.index(n) for n in names]]
-    np.testing.assert_allclose(small.probabilities(images), p_full / p_full.sum(1, keepdims=True), rtol=1e-4,
-                               atol=1e-6)
+    canon = bitmaps.to_canonical(images)
+    with torch.no_grad():  # the full network's logits of those three, for the drawing and its mirror image
+        rows = [full.categories.index(n) for n in names]
+        views = [full.model(torch.from_numpy(c.copy())[:, None])[:, rows] for c in (canon, canon[:, :, ::-1])]
+    expected = sum(torch.softmax(v, 1).numpy() for v in views) / 2
+    np.testing.assert_allclose(small.probabilities(images), expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(small.features(images), full.features(images), atol=1e-6)
     assert full.restricted_to(full.categories) is full
     assert full.probabilities(images).shape[1] == 345  # the original is untouched
