@@ -412,7 +412,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
             test_data = test_set
     else:
         x = torch.from_numpy(canonical_images(train_set))[:, None]
-        # The second rendering (heavier strokes) that half of each augmented batch is drawn from.
+        # The second rendering (heavier strokes) that HEAVY_FRACTION of each augmented batch is drawn from.
         x_alt = torch.from_numpy(bitmaps.to_canonical(heavier_strokes(train_set.images)))[:, None] if config.augment \
             else x
         y = torch.from_numpy(train_set.labels)
