@@ -220,9 +220,10 @@ def test_tiny_real_run(tmp_path, capsys):
     assert bench.main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["finished"]
-    # one epoch is 7 steps: the MLP learns something (measured 0.30-0.33 top-1 over 3 seeds; chance is 0.1),
-    # the augmented CNN not yet (0.105 after two epochs)
-    assert results["cells"]["accuracy/classic10/mlp/seed0"]["top1"] > 0.2
+    # one epoch is 7 steps: the MLP learns something (chance is 0.1; seed 0 measured 0.205 single-view and 0.200
+    # mirror-averaged with the ink threshold at 0.45, 0.30-0.33 over 3 seeds at 0.3), the augmented CNN not yet
+    # (0.105 after two epochs)
+    assert results["cells"]["accuracy/classic10/mlp/seed0"]["top1"] > 0.15
     for recipe in ("cnn", "mlp"):
         cell = results["cells"][f"accuracy/classic10/{recipe}/seed0"]
         assert 0 <= cell["top1"] <= cell["top5"] <= 1 and 0 <= cell["top1_shifted"] <= 1
