@@ -210,9 +210,8 @@ class Classifier:
             t = torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))[:, None]
             if features:
                 out.append(model.features(t).float())
-            else:  # the drawing and its mirror image in one batch, probabilities averaged
-                p = F.softmax(model(torch.cat([t, t.flip(3)])).float(), dim=1)
-                out.append((p[:len(t)] + p[len(t):]) / 2)
+            else:
+                out.append(mirror_probabilities(model, t))
         return torch.cat(out).numpy(), single
 
     def probabilities(self, images, canonical: bool = False) -> np.ndarray:
@@ -306,6 +305,13 @@ class Classifier:
             raise ValueError(f"{path}: weights do not fit a {arch} for {len(names)} categories: "
                              f"{str(e).splitlines()[0]}") from None
         return cls(model, names, manifest).restricted_to(wanted)
+
+
+def mirror_probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Class probabilities of a batch (N, 1, 28, 28), each the mean over the drawing and its mirror image
+    (one forward pass of 2N): how every draw-ai prediction reads a drawing (`Classifier.probabilities`)."""
+    p = F.softmax(model(torch.cat([x, x.flip(3)])).float(), dim=1)
+    return (p[:len(x)] + p[len(x):]) / 2
 
 
 def for_inference(model: nn.Module) -> nn.Module:

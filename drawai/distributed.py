@@ -396,6 +396,8 @@ def tensor_dataset(drawings: Drawings, images: np.ndarray) -> TensorDataset:
 def top_k_sharded(model: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 512,
                   num_workers: int = 0) -> dict:
     """Top-1/top-5 on `dataset`, each process scoring every world-th item, the counts summed over processes."""
+    from drawai.classifier import mirror_probabilities  # (classifier imports this module)
+
     rank, world = rank_and_world()
     loader = DataLoader(Subset(dataset, range(rank, len(dataset), world)), batch_size=batch_size,
                         num_workers=num_workers)
@@ -403,9 +405,7 @@ def top_k_sharded(model: torch.nn.Module, dataset: Dataset, device: torch.device
     model.eval()
     hits1 = hits5 = seen = 0
     for xb, yb in loader:
-        xb = xb.to(device)
-        p = torch.softmax(model(torch.cat([xb, xb.flip(3)])).float(), dim=1)  # with the mirror image, like
-        p = p[:len(xb)] + p[len(xb):]  # Classifier.probabilities
+        p = mirror_probabilities(model, xb.to(device))  # as every prediction reads a drawing
         top = p.topk(min(5, p.shape[1]), dim=1).indices.cpu()
         hits1 += (top[:, 0] == yb).sum().item()
         hits5 += (top == yb[:, None]).any(1).sum().item()
