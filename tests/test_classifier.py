@@ -55,8 +55,9 @@ def test_predict_api(trained, classic10):
         clf.predict(np.zeros((28, 28)))
 
 
-def test_probabilities_average_the_drawing_and_its_mirror_image(trained, classic10):
+def test_probabilities_average_the_drawing_and_its_mirror_image(trained, classic10, monkeypatch):
     clf, _ = trained
+    monkeypatch.setattr(classifier, "native_bf16", lambda: False)  # float32, to compare with the plain network
     canon = bitmaps.to_canonical(classic10[1].images[:16])
     mirrored = canon[:, :, ::-1].copy()
     p, q = clf.probabilities(canon, canonical=True), clf.probabilities(mirrored, canonical=True)
@@ -67,6 +68,24 @@ def test_probabilities_average_the_drawing_and_its_mirror_image(trained, classic
     np.testing.assert_allclose(p, (one + two) / 2, atol=1e-5)
     assert np.abs(one - two).max() > 1e-3  # the network alone reads them differently: the test can fail
     assert clf.features(canon, canonical=True).shape == (16, clf.model.head.in_features)  # the drawing alone
+
+
+def test_prediction_runs_in_bfloat16_where_the_cpu_has_it(trained, classic10, monkeypatch):
+    """Like training's forward passes: bfloat16 on a CPU that computes it natively, float32 elsewhere; the
+    answers move by bfloat16's rounding, not more."""
+    clf, _ = trained
+    x = bitmaps.to_canonical(classic10[1].images[:64])
+    probs = {}
+    for native in (True, False):
+        monkeypatch.setattr(classifier, "native_bf16", lambda native=native: native)
+        probs[native] = clf.probabilities(x, canonical=True)
+    with torch.no_grad():
+        t = torch.from_numpy(x)[:, None]
+        float32 = classifier.mirror_probabilities(clf.model, t).numpy()
+    np.testing.assert_allclose(probs[False], float32, atol=1e-5)
+    assert probs[True].dtype == np.float32
+    assert 1e-4 < np.abs(probs[True] - probs[False]).max() < 0.03  # bfloat16 was used, and rounds only
+    assert (probs[True].argmax(1) == probs[False].argmax(1)).mean() >= 0.95
 
 
 @pytest.mark.parametrize("arch", ["cnn", "mlp", "doodlenet"])
@@ -103,8 +122,9 @@ def test_save_load_round_trip(trained, classic10, tmp_path):
         classifier.Classifier.load(tmp_path / "m", categories="all")
 
 
-def test_restricted_to_a_subset_renormalises_over_it():
+def test_restricted_to_a_subset_renormalises_over_it(monkeypatch):
     """The shipped 345-class model judging three categories: its softmax over those three logits alone."""
+    monkeypatch.setattr(classifier, "native_bf16", lambda: False)  # float32, to compare with the plain network
     full = classifier.Classifier.load(SHIPPED)
     names = ["sun", "cat", "apple"]  # not in the model's order: the restricted one follows this order
     small = classifier.Classifier.load(SHIPPED, categories=names)
