@@ -1,5 +1,6 @@
 """The generator (drawai/gan.py): tiny models on a few real drawings, so the whole file runs in well under 2 minutes."""
 
+import dataclasses
 import json
 import os
 import zipfile
@@ -58,7 +59,9 @@ def test_presets_are_valid_configs_for_both_recipes():
 
 @pytest.mark.parametrize("bad", [dict(recipe="vae"), dict(epochs=0), dict(epochs=2.5), dict(batch_size=1),
                                  dict(width=10), dict(lr=0), dict(beta_1=1.0), dict(seed=-1), dict(noise_dim=True),
-                                 dict(aux_weight=-1), dict(aux_weight=True)])
+                                 dict(aux_weight=-1), dict(aux_weight=True),
+                                 dict(aux_weight_start=-1, aux_weight=1), dict(aux_weight_start=True, aux_weight=1),
+                                 dict(aux_weight_start=0.5), dict(diff_augment="yes")])
 def test_bad_config_is_a_clear_error(bad):
     with pytest.raises(gan.GANInputError, match=next(iter(bad))):
         tiny_config(**bad)
@@ -67,6 +70,56 @@ def test_bad_config_is_a_clear_error(bad):
 def test_aux_weight_is_for_the_conditional_recipe():
     with pytest.raises(gan.GANInputError, match="aux_weight is for the conditional recipe"):
         tiny_config("per_label", aux_weight=1.0)
+    with pytest.raises(gan.GANInputError, match="aux_weight is for the conditional recipe"):
+        tiny_config("per_label", aux_weight_start=1.0)
+    with pytest.raises(gan.GANInputError, match="diff_augment is for the conditional recipe"):
+        tiny_config("per_label", diff_augment=True)
+
+
+def test_diff_augment_moves_and_blanks_drawings_by_seed():
+    """DiffAugment: a shift of up to 3 px and a blanked square, background -1 coming in; the same draws for the
+    same seed, each row's draws the same whether it is augmented in the whole batch or in a replica's slice;
+    differentiable."""
+    import tensorflow as tf
+
+    dots = -np.ones((64, 28, 28, 1), np.float32)
+    dots[:, 14, 14] = 1.0  # one ink pixel in the middle of each
+    seed = tf.constant([1, 2], tf.int64)
+    moved = gan.diff_augment(tf.constant(dots), seed, cut=0).numpy()
+    ink = np.argwhere(moved[..., 0] > 0)
+    assert len(ink) == 64 and np.abs(ink[:, 1:] - 14).max() == 3  # every dot still there, moved by up to 3 px
+    assert len({tuple(p) for p in ink[:, 1:]}) > 20  # each image its own shift
+    assert set(np.unique(moved)) == {-1.0, 1.0}
+    cut = gan.diff_augment(tf.constant(dots), seed).numpy()
+    assert 0 < (cut[..., 0] > 0).sum() < 64  # some dots fall in the blanked square
+    assert np.array_equal(cut, gan.diff_augment(tf.constant(dots), seed).numpy())
+    assert not np.array_equal(cut, gan.diff_augment(tf.constant(dots), tf.constant([1, 3], tf.int64)).numpy())
+    part = gan.diff_augment(tf.constant(dots[16:32]), seed, first=16, total=64).numpy()
+    assert np.array_equal(part, cut[16:32])
+    assert np.array_equal(gan.diff_augment(tf.constant(-np.ones_like(dots)), seed).numpy(), -np.ones_like(dots))
+    x = tf.Variable(dots)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(gan.diff_augment(x, seed, cut=0))
+    grad = tape.gradient(total, x).numpy()
+    assert np.array_equal(grad[:, 14, 14, 0], np.ones(64))  # each dot copied once into its moved image
+
+
+def test_aux_weight_grows_from_its_start_over_the_run():
+    model = gan.build(tiny_config(aux_weight=3.0, aux_weight_start=0.5))
+    assert float(model._aux_weight_now()) == 3.0  # outside `train` (no run length): the weight itself
+    model.ramp_steps = 10
+    for step, weight in ((0, 0.5), (4, 1.5), (10, 3.0), (25, 3.0)):
+        model.step_counter.assign(step)
+        assert float(model._aux_weight_now()) == pytest.approx(weight)
+    assert gan.build(tiny_config(aux_weight=3.0))._aux_weight_now() == 3.0
+
+
+def test_a_run_recorded_before_a_config_field_existed_had_its_default():
+    record = {"kind": "drawai.gan.run", "config": tiny_config().to_dict()}
+    old = {**record, "config": {k: v for k, v in record["config"].items() if k != "aux_weight_start"}}
+    assert gan._record_differences(old, record) == []
+    ramped = {**record, "config": {**record["config"], "aux_weight": 1.0, "aux_weight_start": 0.0}}
+    assert gan._record_differences(old, ramped) == ["config.aux_weight", "config.aux_weight_start"]
 
 
 def test_unknown_category_or_preset_in_config():
@@ -341,7 +394,8 @@ class KillAt(keras.callbacks.Callback):
 
 
 def test_resume_continues_from_the_last_checkpoint(drawings, tmp_path):
-    config = tiny_config(epochs=2)
+    # Every step weighs the auxiliary loss anew and augments what the discriminator sees: both from the step counter.
+    config = tiny_config(epochs=2, aux_weight=1.0, aux_weight_start=0.0, diff_augment=True)
     straight = gan.train(drawings, config, verbose=0)
     assert [h["epoch"] for h in straight.train_history] == [1, 2]  # logged even without a run_dir
     assert all(h["images_per_s"] > 0 and h["cpu_seconds"] > 0 for h in straight.train_history)
@@ -367,7 +421,7 @@ def test_resume_continues_from_the_last_checkpoint(drawings, tmp_path):
     with pytest.raises(gan.ModelFileError, match="different run"):
         gan.train(drawings, tiny_config(epochs=2, lr=2e-3), run_dir=run_dir, resume=True, verbose=0)
     # truncation only changes generate(): the same run, drawing with the new setting
-    other = gan.train(drawings, tiny_config(epochs=2, truncation=0.5), run_dir=run_dir, resume=True, verbose=0)
+    other = gan.train(drawings, dataclasses.replace(config, truncation=0.5), run_dir=run_dir, resume=True, verbose=0)
     assert other.truncation == 0.5 and np.array_equal(other.generate("apple", 3, seed=1),
                                                       done.generate("apple", 3, seed=1, truncation=0.5))
 
