@@ -242,8 +242,9 @@ def test_draw_and_generate_in_the_dashboard(server, browser):
         wait_rounds(page, before + 3)
         canvas = page.locator("canvas.drawai-fight-canvas")
         assert canvas.evaluate(PAINTED) == 224 * 224  # the arena's canvas shows the drawings (not blank)
-        assert page.locator(".drawai-fight-history .drawai-fight-win, .drawai-fight-history .drawai-fight-lose"
-                            ).count() >= 3  # the strip of last rounds, green or red
+        # The strip of last rounds, green or red: its own widget, whose update may reach the page after the score's.
+        strip = ".drawai-fight-history .drawai-fight-win, .drawai-fight-history .drawai-fight-lose"
+        page.wait_for_function(f"document.querySelectorAll({strip!r}).length >= 3")
         page.locator(".drawai-dashboard").screenshot(path=str(ARTIFACTS / "dashboard-fight.png"))
         wins, rounds = stop_fight(page)
         assert rounds >= before + 3 and 0 <= wins <= rounds
