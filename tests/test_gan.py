@@ -53,6 +53,9 @@ def test_presets_are_valid_configs_for_both_recipes():
             config = gan.GANConfig.from_preset(preset, recipe=recipe)
             assert (config.recipe, config.preset) == (recipe, preset)
             assert config.batch_size == gan.RECIPE_DEFAULTS[recipe]["batch_size"]
+            # both recipes draw with the same truncation: compared as generate() draws by default
+            assert config.truncation == gan.RECIPE_DEFAULTS["conditional"]["truncation"]
+            assert (config.diff_augment, config.aux_weight > 0) == ((recipe == "conditional",) * 2)
     assert gan.GANConfig.from_preset("full").categories == "all"
     assert gan.GANConfig.from_preset("demo", epochs=3).epochs == 3
 

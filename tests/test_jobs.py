@@ -151,12 +151,12 @@ def test_train_gan_job_end_to_end(tmp_path, monkeypatch):
     assert metrics["fid_class_real_mean"] < 0.5 * metrics["fid_class_shuffled_mean"]
     assert metrics["memorisation_ratio"] > 0.5 and 0 < metrics["diversity_ratio"] < 2
     assert len(metrics["per_class"]) == 10 and set(metrics["targets"].values()) <= {True, False}
-    # judged as generate() draws by default (noise truncated at 1), and with the full normal noise beside it
-    assert metrics["truncation"] == 1.0 and set(metrics["untruncated"]) >= {"gan_test_top1", "diversity_ratio"}
+    # judged as generate() draws by default (noise truncated at 0.5), and with the full normal noise beside it
+    assert metrics["truncation"] == 0.5 and set(metrics["untruncated"]) >= {"gan_test_top1", "diversity_ratio"}
     report = nbformat.read(out / "03_gan.ipynb", as_version=4)
     texts = "".join(o.get("text", "") for c in report.cells for o in c.get("outputs", []))
     assert "GAN-test top-1 >= the classifier's top-1" in texts and ("PASS" in texts or "FAIL" in texts)
-    assert "truncation 1.0" in texts and "noise truncated at +-1" in texts
+    assert "truncation 0.5" in texts and "noise truncated at +-0.5" in texts
     images = [o for c in report.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 6  # losses, one row per label, GAN-test, FID, nearest pairs, diversity
     model = gan.load(tmp_path / "published")
