@@ -240,6 +240,9 @@ class GeneratorPanel(widgets.VBox):
     verdicts. `categories` (a preset or a list of names) limits the choice of category; the classifier
     still guesses among all of its own categories, so a verdict is as hard as the classifier's real job.
 
+    A generator with a `truncation` (a `drawai.gan` model) also gets a Variety choice: its own noise (the
+    presets truncate it at +-0.5: clear drawings that vary little), +-1, or the full normal (the most varied).
+
     Python access: `panel.generate()` (what the button does), `panel.images` (the last drawings),
     `panel.verdicts` (one (guess, probability) per drawing, [] without a classifier), `panel.message`.
     """
@@ -273,13 +276,15 @@ class GeneratorPanel(widgets.VBox):
         self.count = widgets.BoundedIntText(value=count, min=1, max=self.MAX_COUNT, description="Drawings",
                                             layout=widgets.Layout(width="180px"))
         self.count.add_class("drawai-generate-count")
+        self.variety = variety_choice(generator)
         self.button = widgets.Button(description="Generate", icon="paint-brush", button_style="primary")
         self.button.add_class("drawai-generate-button")
         self.summary = widgets.HTML()
         self.summary.add_class("drawai-generate-summary")
         self.grid = widgets.HTML()
         self.grid.add_class("drawai-generate-grid")
-        super().__init__([widgets.HBox([self.category, self.seed]), widgets.HBox([self.count, self.button]),
+        settings = [self.count] + ([self.variety] if self.variety is not None else []) + [self.button]
+        super().__init__([widgets.HBox([self.category, self.seed]), widgets.HBox(settings),
                           self.summary, self.grid], **kwargs)
         self.add_class("drawai-generate")
         self.button.on_click(lambda _: self.generate())
@@ -288,13 +293,16 @@ class GeneratorPanel(widgets.VBox):
     def generate(self) -> None:
         """Draw `count` drawings of the chosen category with the chosen seed, and judge each."""
         label, n, seed = self.category.value, int(self.count.value), int(self.seed.value)
+        noise = {} if self.variety is None or self.variety.value == "model" else {
+            "truncation": VARIETY_TRUNCATION[self.variety.value]}
         try:
-            images = np.asarray(self.generator.generate(label, n, seed=seed), dtype=np.float32)
+            images = np.asarray(self.generator.generate(label, n, seed=seed, **noise), dtype=np.float32)
         except Exception as e:  # shown in the widget: a callback's traceback reaches nobody
             self._show(None, [], f"The generator failed: {type(e).__name__}: {e}")
             return
         if self.classifier is None:
-            self._show(images, [], f"{n} drawings of {label} (seed {seed}); no classifier loaded to judge them.")
+            self._show(images, [], f"{n} drawings of {label} (seed {seed}{self._noise_note()}); no classifier "
+                                   "loaded to judge them.")
             return
         try:
             with one_torch_thread():
@@ -307,12 +315,36 @@ class GeneratorPanel(widgets.VBox):
         verdicts = [(names[j], float(probs[i, j])) for i, j in enumerate(top)]
         right = sum(guess == label for guess, _ in verdicts)
         self._show(images, verdicts, f"{right} of {n} drawings of {label} recognised by the classifier "
-                                     f"(seed {seed}).")
+                                     f"(seed {seed}{self._noise_note()}).")
+
+    def _noise_note(self) -> str:
+        if self.variety is None:
+            return ""
+        cut = self.generator.truncation if self.variety.value == "model" else VARIETY_TRUNCATION[self.variety.value]
+        return ", noise " + ("untruncated" if cut is None else f"truncated at ±{cut:g}")
 
     def _show(self, images, verdicts, message) -> None:
         self.images, self.verdicts, self.message = images, verdicts, message
         self.summary.value = f"<span>{html.escape(message)}</span>"
         self.grid.value = _drawing_grid(images, verdicts, self.category.value) if images is not None else ""
+
+
+VARIETY_TRUNCATION = {"1": 1.0, "none": None}  # the Variety choices besides the generator's own noise
+
+
+def variety_choice(generator) -> widgets.Dropdown | None:
+    """GeneratorPanel's Variety: the generator's own noise truncation (clearest), +-1, or none (most varied);
+    None for a generator without a `truncation` (it draws one way)."""
+    if not hasattr(generator, "truncation"):
+        return None
+    own = generator.truncation
+    options = [(f"clear (±{own:g})" if own is not None else "most varied (untruncated)", "model")]
+    options += [(label, key) for label, key in (("varied (±1)", "1"), ("most varied (untruncated)", "none"))
+                if VARIETY_TRUNCATION[key] != own]
+    choice = widgets.Dropdown(options=options, value="model", description="Variety",
+                              layout=widgets.Layout(width="260px"))
+    choice.add_class("drawai-generate-variety")
+    return choice
 
 
 def redraw_on_client_ready(canvas: Canvas, redraw) -> None:

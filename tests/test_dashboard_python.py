@@ -116,6 +116,58 @@ def test_failures_are_reported_in_the_panel(clf):
     assert "The generator failed: RuntimeError: the weights are gone" in panel.message
 
 
+class NoisyGenerator(SampleGenerator):
+    """SampleGenerator with a GAN's noise setting: records the truncation each call asked for."""
+
+    def __init__(self, truncation=0.5):
+        super().__init__()
+        self.truncation, self.asked = truncation, []
+
+    def generate(self, labels, n=1, seed=None, **noise):
+        self.asked.append(noise)
+        return super().generate(labels, n, seed)
+
+
+def test_variety_picks_the_noise_truncation_of_a_gan(clf):
+    assert GeneratorPanel(SampleGenerator(), clf).variety is None  # a generator that draws one way
+    gen = NoisyGenerator()
+    panel = GeneratorPanel(gen, clf, count=2)
+    assert [value for _, value in panel.variety.options] == ["model", "1", "none"]
+    assert panel.variety.value == "model" and panel.variety in panel.children[1].children
+    panel.generate()
+    panel.variety.value = "1"
+    panel.generate()
+    assert "noise truncated at ±1)" in panel.message
+    panel.variety.value = "none"
+    panel.generate()
+    assert "noise untruncated)" in panel.message
+    assert gen.asked == [{}, {"truncation": 1.0}, {"truncation": None}]  # the model's own: no argument
+    panel.variety.value = "model"
+    panel.generate()
+    assert "noise truncated at ±0.5)" in panel.message
+    # A model drawing at +-1 already, or untruncated: no choice offered twice.
+    assert [v for _, v in GeneratorPanel(NoisyGenerator(1.0), clf).variety.options] == ["model", "none"]
+    assert [v for _, v in GeneratorPanel(NoisyGenerator(None), clf).variety.options] == ["model", "1"]
+
+
+def test_variety_on_the_shipped_generator_gives_more_varied_drawings():
+    from drawai import gan
+
+    path = ROOT / "models" / "generator-345"
+    if not (path / "manifest.json").exists():
+        pytest.skip("no shipped generator")
+    panel = GeneratorPanel(gan.load(path), count=8, seed=5, categories=["fish"])
+
+    def spread() -> float:  # mean distance of each drawing to the others
+        panel.generate()
+        x = panel.images.reshape(len(panel.images), -1)
+        return float(np.mean([np.linalg.norm(x[i] - x[j]) for i in range(len(x)) for j in range(i)]))
+
+    clear = spread()
+    panel.variety.value = "none"
+    assert spread() > 1.5 * clear  # measured: 3.8 -> 7.7 (seed 5)
+
+
 def test_bad_arguments_are_refused_with_a_clear_error(clf):
     gen = SampleGenerator()
     with pytest.raises(ValueError, match="does not draw.*'cat'"):
