@@ -68,6 +68,7 @@ from drawai import bitmaps, data
 from drawai import categories as cats
 
 RECIPES = ("conditional", "per_label")
+CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment")  # GANConfig fields the per-label recipe lacks
 MAX_GENERATE = 10_000  # drawings per generate() call: more is almost surely a mistake (and memory)
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
@@ -195,7 +196,7 @@ class GANConfig:
         if recipe not in RECIPES:
             raise GANInputError(f"recipe must be one of {RECIPES}, got {recipe!r}")
         preset_values = {k: v for k, v in PRESETS[preset].items()
-                         if recipe == "conditional" or k not in ("aux_weight", "aux_weight_start", "diff_augment")}
+                         if recipe == "conditional" or k not in CONDITIONAL_ONLY}
         return cls(**{**preset_values, **RECIPE_DEFAULTS[recipe], "recipe": recipe, "preset": preset, **overrides})
 
     def to_dict(self) -> dict:
@@ -672,9 +673,8 @@ def build(config: GANConfig, categories: list[str] | None = None) -> Conditional
     return GAN_CLASSES[config.recipe](categories or cats.resolve(config.categories), noise_dim=config.noise_dim,
                                       width=config.width, lr=config.lr, beta_1=config.beta_1, seed=config.seed,
                                       truncation=config.truncation,
-                                      **(dict(aux_weight=config.aux_weight, aux_weight_start=config.aux_weight_start,
-                                              diff_augment=config.diff_augment) if config.recipe == "conditional"
-                                         else {}),
+                                      **({k: getattr(config, k) for k in CONDITIONAL_ONLY}
+                                         if config.recipe == "conditional" else {}),
                                       name=f"{config.recipe}_gan")
 
 

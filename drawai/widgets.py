@@ -293,8 +293,8 @@ class GeneratorPanel(widgets.VBox):
     def generate(self) -> None:
         """Draw `count` drawings of the chosen category with the chosen seed, and judge each."""
         label, n, seed = self.category.value, int(self.count.value), int(self.seed.value)
-        noise = {} if self.variety is None or self.variety.value == "model" else {
-            "truncation": VARIETY_TRUNCATION[self.variety.value]}
+        chosen = self.variety is not None and self.variety.value != "model"  # else the generator's own default
+        noise = {"truncation": VARIETY_TRUNCATION[self.variety.value]} if chosen else {}
         try:
             images = np.asarray(self.generator.generate(label, n, seed=seed, **noise), dtype=np.float32)
         except Exception as e:  # shown in the widget: a callback's traceback reaches nobody
@@ -320,7 +320,7 @@ class GeneratorPanel(widgets.VBox):
     def _noise_note(self) -> str:
         if self.variety is None:
             return ""
-        cut = self.generator.truncation if self.variety.value == "model" else VARIETY_TRUNCATION[self.variety.value]
+        cut = VARIETY_TRUNCATION.get(self.variety.value, self.generator.truncation)  # "model": its own
         return ", noise " + ("untruncated" if cut is None else f"truncated at ±{cut:g}")
 
     def _show(self, images, verdicts, message) -> None:
