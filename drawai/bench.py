@@ -292,6 +292,8 @@ def gan_comparison_process(spec: dict, run_root: str) -> dict:
             model = gan.train(train_set, config, run_dir=root / run_dir, resume=True, verbose=0)
             history = model.train_history
             figures = metrics.evaluate_generator(model, judge, train_set, test_set, **spec["eval"]).summary()
+            figures |= metrics.classification_accuracy_score(model, train_set, test_set, TrainConfig(**spec["cas"]),
+                                                             root / f"cas-{name}", progress=False)
             done[name] = {**figures, "recipe": config.recipe, "epochs": config.epochs,
                           "cpu_seconds": sum(h["cpu_seconds"] for h in history),
                           "train_seconds": sum(h["seconds"] for h in history)}
@@ -309,8 +311,9 @@ def gan_comparison_process(spec: dict, run_root: str) -> dict:
     return {"rows": done}
 
 
-def shipped_generator_process(spec: dict) -> dict:
-    """Judge the shipped generator (not trained here) on its categories' shared split."""
+def shipped_generator_process(spec: dict, run_root: str) -> dict:
+    """Judge the shipped generator (not trained here) on its categories' shared split; its CAS training resumes
+    from `run_root` if a bench was killed."""
     from drawai import gan, metrics
     from drawai.classifier import Classifier
 
@@ -319,6 +322,8 @@ def shipped_generator_process(spec: dict) -> dict:
     train_set, test_set = data.train_test(data.load_sample(names), seed=SPLIT_SEED)
     judge = Classifier.load(CLASSIFIER_DIR, categories=names)
     figures = metrics.evaluate_generator(model, judge, train_set, test_set, **spec["eval"]).summary()
+    figures |= metrics.classification_accuracy_score(model, train_set, test_set, TrainConfig(**spec["cas"]),
+                                                     Path(run_root) / "cas", progress=False)
     made = model.manifest.get("metrics", {})
     return {**figures, "recipe": model.recipe, "categories": len(names), "epochs": made.get("epochs"),
             "cpu_seconds": made.get("train_cpu_seconds"), "train_seconds": made.get("train_seconds")}
@@ -527,13 +532,15 @@ def gan_cells(options: dict) -> list[Cell]:
               "judge": file_sha256(CLASSIFIER_DIR / "model.safetensors")}
     epochs = {"epochs": options["epochs"]} if options["epochs"] else {}
     configs = {r: gan.GANConfig.from_preset(GAN_PRESET, r, **epochs).to_dict() for r in gan.RECIPES}
+    # CAS trains the accuracy section's draw-ai CNN recipe, on classic10 for as many steps as it does there
+    cas = asdict(replace(TrainConfig(), epochs=options["epochs"] or TrainConfig().epochs * CLASSIC10_EPOCH_FACTOR))
     cells = [Cell(f"gan/{GAN_CATEGORIES}", {**common, "kind": "gan", "categories": GAN_CATEGORIES, "preset": GAN_PRESET,
-                                           "configs": configs, "epochs_overridden": bool(epochs)})]
+                                           "configs": configs, "epochs_overridden": bool(epochs), "cas": cas})]
     manifest = GENERATOR_DIR / "manifest.json"
     if "all" in options["categories"] and manifest.exists():
         weights = json.loads(manifest.read_text()).get("weights", {}).get("sha256")
         cells.append(Cell("gan/shipped", {**common, "kind": "gan-shipped", "weights": weights,
-                                          "path": shown_path(GENERATOR_DIR)}))
+                                          "path": shown_path(GENERATOR_DIR), "cas": asdict(TrainConfig())}))
     return cells
 
 
@@ -565,7 +572,11 @@ def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
         shutil.rmtree(run_root, ignore_errors=True)
         return result
     if spec["kind"] == "gan-shipped":
-        return in_fresh_process(shipped_generator_process, spec)
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+        run_root = out / "checkpoints" / f"gan-shipped-{digest}"
+        result = in_fresh_process(shipped_generator_process, spec, str(run_root))
+        shutil.rmtree(run_root, ignore_errors=True)
+        return result
     if spec["kind"] == "accuracy":
         categories = spec["categories"]
         if categories not in cache:
@@ -864,17 +875,18 @@ def gan_table(gan: dict) -> str:
         return f"{100 * x:.1f}"
 
     def real_row(f, n):
-        return ["real test drawings (the classifier's baseline)", str(n), "–", "–", "–", pct(f["real_test_top1"]),
-                pct(f["real_test_top5"]), f"{f['fid_real_floor']:.2f} (floor)",
-                f"{f['fid_class_real_mean']:.2f} (floor)", "–", "1", "1", "1.00×"]
+        return ["real drawings (the references)", str(n), "–", "–", "–", pct(f["real_test_top1"]),
+                f"{f['fid_class_real_mean']:.2f} (floor)", "–", f"{f['precision_real']:.2f}",
+                f"{f['recall_real']:.2f}", f"{f['coverage_real']:.2f}",
+                pct(f["cas_real_top1"]) if "cas_real_top1" in f else "–", "1"]
 
     def row(name, f, n):
         return [name, str(n), str(f["epochs"]) if f.get("epochs") is not None else "?",
                 f"{f['cpu_seconds']:.0f}" if f.get("cpu_seconds") is not None else "?",
                 f"{f['train_seconds']:.0f}" if f.get("train_seconds") is not None else "?",
-                pct(f["gan_test_top1"]), pct(f["gan_test_top5"]), f"{f['fid']:.2f}", f"{f['fid_class_mean']:.2f}",
-                f"{f['fid_class_shuffled_mean']:.2f}", f"{f['memorisation_ratio']:.2f}", f"{f['diversity_ratio']:.2f}",
-                ratio(f["gan_test_top1"], f["real_test_top1"])]
+                pct(f["gan_test_top1"]), f"{f['fid_class_mean']:.2f}", f"{f['fid_class_shuffled_mean']:.2f}",
+                f"{f['precision']:.2f}", f"{f['recall']:.2f}", f"{f['coverage']:.2f}",
+                pct(f["cas_top1"]) if "cas_top1" in f else "–", f"{f['memorisation_ratio']:.2f}"]
 
     out = []
     comparison = gan.get("comparison", {})
@@ -886,33 +898,32 @@ def gan_table(gan: dict) -> str:
     if "shipped" in gan:
         f = gan["shipped"]
         out.append(real_row(f, f["categories"]))
-        out.append(row(f"conditional GAN, `{gan['shipped']['spec']['path']}` (published, not trained here)", f,
-                       f["categories"]))
+        out.append(row(f"`{gan['shipped']['spec']['path']}` (published, not trained here)", f, f["categories"]))
     return table(["generator", "categories", "epochs", "train CPU s", "train wall s", "GAN-test top-1 %",
-                  "GAN-test top-5 %", "FID", "per-class FID", "shuffled-label control", "memorisation",
-                  "diversity", "GAN-test vs real top-1"], out)
+                  "per-class FID", "shuffled-label control", "precision", "recall", "coverage", "CAS top-1 %",
+                  "memorisation"], out)
 
 
 def gan_targets(gan: dict) -> list[list[str]]:
+    def rows(what: str, summary: dict, note: str) -> list[list[str]]:
+        return [[f"{what}: {t['target']}", t["measured"], {True: "PASS", False: "FAIL", None: "–"}[t["passed"]], note]
+                for t in metrics.generator_targets(summary)]
+
     out = []
     comparison = gan.get("comparison", {})
     note = "classic10" + (", epochs overridden (not the preset's)" if gan.get("spec", {}).get("epochs_overridden")
                           else "")
     if "conditional" in comparison:
-        out += [[f"classic10 GAN: {t['target']}", t["measured"], "PASS" if t["passed"] else "FAIL", note]
-                for t in metrics.generator_targets(comparison["conditional"])]
+        out += rows("classic10 conditional GAN", comparison["conditional"], note)
     if "conditional" in comparison and "per_label_equal_cpu" in comparison:
         c, p = comparison["conditional"], comparison["per_label_equal_cpu"]
-        ahead = c["gan_test_top1"] > p["gan_test_top1"] and c["fid_class_mean"] < p["fid_class_mean"]
-        out.append(["classic10 GAN: conditional ahead of per-label at equal training time (higher GAN-test top-1, "
-                    "lower per-class FID)",
-                    f"{c['gan_test_top1']:.1%}, {c['fid_class_mean']:.2f} vs {p['gan_test_top1']:.1%}, "
-                    f"{p['fid_class_mean']:.2f}", "PASS" if ahead else "FAIL",
-                    f"{note}; CPU s {c['cpu_seconds']:.0f} vs {p['cpu_seconds']:.0f}"])
+        keys = ("gan_test_top1", "coverage", "cas_top1")
+        ahead = all(c.get(k, 0) > p.get(k, 0) for k in keys)
+        out.append(["classic10: conditional ahead of per-label at equal training time (GAN-test top-1, coverage, "
+                    "CAS top-1)", " vs ".join(", ".join(f"{f.get(k, float('nan')):.2f}" for k in keys) for f in (c, p)),
+                    "PASS" if ahead else "FAIL", f"{note}; CPU s {c['cpu_seconds']:.0f} vs {p['cpu_seconds']:.0f}"])
     if "shipped" in gan:
-        out += [[f"345-class GAN (published): {t['target']}", t["measured"], "PASS" if t["passed"] else "FAIL",
-                 f"{gan['shipped']['categories']} categories"]
-                for t in metrics.generator_targets(gan["shipped"])]
+        out += rows("345-class generator (published)", gan["shipped"], f"{gan['shipped']['categories']} categories")
     return out
 
 
@@ -992,9 +1003,12 @@ def report(results: dict, cells: list[Cell]) -> str:
                   "CPU seconds*: the per-label recipe trained on until its training used as much CPU time (process "
                   "time, all threads) as the conditional GAN's. *FID*: pooled over classes, against the real test "
                   "drawings, in the classifier's feature space; *per-class FID* on its 16 leading principal axes, "
-                  "with the shuffled-label control (another class's generated drawings); *memorisation*: median "
-                  "distance to the nearest training drawing over that of real test drawings (~1 novel, ~0 copies); "
-                  "*diversity*: mean pairwise distance within a class over that of real drawings.",
+                  "with the shuffled-label control (another class's generated drawings); *precision*, *recall*, "
+                  "*coverage*: per class, k-NN manifolds (k = 5) against half of the class's real drawings, the real "
+                  "row comparing the other half (real vs real); *CAS*: the draw-ai CNN trained on generated drawings "
+                  "only, tested on the real test split (real row: trained on the real training split); "
+                  "*memorisation*: median distance to the nearest training drawing over that of real test drawings "
+                  "(~1 novel, ~0 copies).",
                   gan_table(gan)]
     if dash:
         models = dash["spec"]["models"]

@@ -397,8 +397,12 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
           checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
           on_epoch=None, progress: bool = True, num_workers: int = 0,
           device: str | torch.device | None = None,
-          extra_canonical: Drawings | None = None) -> tuple[Classifier, list[dict]]:
+          extra_canonical: Drawings | None = None, canonical: bool = False) -> tuple[Classifier, list[dict]]:
     """Train a classifier; returns it and the per-epoch history.
+
+    `canonical=True`: `train_set`'s images are in the canonical form already (float32 [0, 1], e.g. a GAN's
+    drawings, for the Classification Accuracy Score) and are trained on as they are, without a second
+    rendering; the test set is read like any source.
 
     `extra_canonical`: more training drawings whose images are in the canonical form already (float32
     [0, 1], e.g. a GAN's `generate` output; same categories as `train_set`). They join the training set
@@ -419,6 +423,11 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     rank, world = distributed.rank_and_world()
     device = torch.device(device) if device is not None else distributed.default_device()
     extra_x, extra_y = _extra_canonical(train_set, extra_canonical)
+    if canonical and not (isinstance(train_set, Drawings) and np.issubdtype(train_set.images.dtype, np.floating)
+                          and train_set.images.shape[1:] == (bitmaps.SIZE, bitmaps.SIZE)):
+        raise ValueError("canonical=True needs Drawings of canonical float images (N, 28, 28) in [0, 1], "
+                         f"got {type(train_set).__name__} of {getattr(train_set, 'images', np.empty(0)).dtype}")
+    train_images = bitmaps.as_float_images(train_set.images)[0] if canonical else None
     # The in-memory CPU path below is the original loop, unchanged; everything else reads DataLoaders.
     streamed = (world > 1 or device.type != "cpu" or not isinstance(train_set, Drawings)
                 or not isinstance(test_set, Drawings | None))
@@ -427,7 +436,8 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     torch.manual_seed(config.seed)
     if streamed:  # DataLoaders; the full dataset's numpy_bitmap drawings already have heavy strokes
         if isinstance(train_set, Drawings):
-            train_data = distributed.tensor_dataset(train_set, canonical_images(train_set))
+            train_data = distributed.tensor_dataset(train_set, canonical_images(train_set) if train_images is None
+                                                    else train_images)
             if extra_canonical is not None:
                 train_data = torch.utils.data.ConcatDataset(
                     [train_data, torch.utils.data.TensorDataset(torch.from_numpy(extra_x)[:, None],
@@ -440,10 +450,10 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         else:
             test_data = test_set
     else:
-        x = torch.from_numpy(canonical_images(train_set))[:, None]
+        x = torch.from_numpy(canonical_images(train_set) if train_images is None else train_images)[:, None]
         # The second rendering (heavier strokes) that HEAVY_FRACTION of each augmented batch is drawn from.
-        x_alt = torch.from_numpy(bitmaps.to_canonical(heavier_strokes(train_set.images)))[:, None] if config.augment \
-            else x
+        x_alt = torch.from_numpy(bitmaps.to_canonical(heavier_strokes(train_set.images)))[:, None] \
+            if config.augment and not canonical else x
         y = torch.from_numpy(train_set.labels)
         if extra_canonical is not None:  # as they are, in both renderings
             x = torch.cat([x, torch.from_numpy(extra_x)[:, None]])

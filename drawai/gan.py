@@ -44,9 +44,7 @@ of steps and the checkpoints are those of one process (the chief alone writes th
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -66,9 +64,10 @@ from keras import layers, ops
 
 from drawai import bitmaps, data
 from drawai import categories as cats
+from drawai.io import atomic_write, file_sha256, write_json
 
 RECIPES = ("conditional", "per_label")
-CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment")  # GANConfig fields the per-label recipe lacks
+CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment", "reconstruction")  # the per-label recipe lacks
 MAX_GENERATE = 10_000  # drawings per generate() call: more is almost surely a mistake (and memory)
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
@@ -150,6 +149,11 @@ class GANConfig:
     # it. Made for GANs short of data, as here: 80 drawings a category. Screened on 115 categories (60 epochs, AC 0.3,
     # truncated at 1): GAN-test 47.8 -> 73.2 %, per-class FID 0.42x -> 0.34x the control, diversity 0.73 -> 0.61.
     diff_augment: bool = False
+    # conditional only: cVAE-GAN (Larsen et al. 2016; Zhu et al. 2017's BicycleGAN): an encoder reads the noise of
+    # half the real batch, and the generator draws those drawings back from it (L1 weighed by this; KL 0.01 keeps the
+    # encoded noise normal) in the same batch as its drawings from random noise, both judged by the discriminator.
+    # Every training drawing must be reachable from some noise, so the generator cannot draw one doodle per label.
+    reconstruction: float = 0.0
     truncation: float | None = None  # generate()'s default noise truncation (the truncation trick); None: none
     width: int = PRESETS["demo"]["width"]  # generator channels after the Dense layer (the tutorial's 256)
     seed: int = 0
@@ -186,6 +190,11 @@ class GANConfig:
             raise GANInputError(f"GANConfig.diff_augment must be True or False, got {self.diff_augment!r}")
         if self.recipe == "per_label" and self.diff_augment:
             raise GANInputError("diff_augment is for the conditional recipe (the per-label one is the original's)")
+        if isinstance(self.reconstruction, bool) or not (isinstance(self.reconstruction, float | int)
+                                                         and 0 <= self.reconstruction <= 1000):
+            raise GANInputError(f"GANConfig.reconstruction must be a number in [0, 1000], got {self.reconstruction!r}")
+        if self.recipe == "per_label" and self.reconstruction:
+            raise GANInputError("reconstruction is for the conditional recipe")
         _check_truncation(self.truncation, "GANConfig.truncation")
 
     @classmethod
@@ -301,6 +310,31 @@ class ProjectionDiscriminator(keras.Model):
 
 
 @keras.saving.register_keras_serializable(package="drawai")
+class ConditionalEncoder(keras.Model):
+    """(image, label) -> (mean, log-variance) of the noise that draws it: the discriminator's conv features and
+    the label's embedding, then one Dense layer."""
+
+    def __init__(self, n_classes: int, noise_dim: int = 100, width: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes, self.noise_dim, self.width = n_classes, noise_dim, width
+        self.conv1 = layers.Conv2D(width // 2, 5, strides=2, padding="same")
+        self.conv2 = layers.Conv2D(width, 5, strides=2, padding="same")
+        self.embed = layers.Embedding(n_classes, 32)
+        self.out = layers.Dense(2 * noise_dim)
+
+    def call(self, inputs, training=False):
+        images, labels = inputs
+        h = _lrelu(self.conv2(_lrelu(self.conv1(images))))
+        h = ops.concatenate([ops.reshape(h, (-1, 7 * 7 * self.width)), self.embed(labels)], axis=-1)
+        mean, log_var = ops.split(self.out(h), 2, axis=-1)
+        return mean, ops.clip(log_var, -10.0, 4.0)
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes, "noise_dim": self.noise_dim,
+                "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package="drawai")
 class DCGANGenerator(keras.Model):
     """noise -> 28x28x1 in [-1, 1]: the TF DCGAN tutorial generator (width 256 there).
 
@@ -358,7 +392,8 @@ class _GAN(keras.Model):
 
     def __init__(self, categories, noise_dim: int = 100, width: int = 64, lr: float = 2e-4, beta_1: float = 0.5,
                  seed: int = 0, aux_weight: float = 0.0, aux_weight_start: float | None = None,
-                 diff_augment: bool = False, truncation: float | None = None, **kwargs):
+                 diff_augment: bool = False, reconstruction: float = 0.0, truncation: float | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.categories = tuple(cats.resolve(list(categories)))
         self.noise_dim, self.width, self.lr, self.beta_1, self.seed = noise_dim, width, lr, beta_1, seed
@@ -366,13 +401,15 @@ class _GAN(keras.Model):
         self.aux_weight_start = None if aux_weight_start is None else float(aux_weight_start)
         self.ramp_steps = 0  # set by `train`: the run's total steps, over which aux_weight_start grows to aux_weight
         self.diff_augment = bool(diff_augment)
+        self.reconstruction = float(reconstruction)
+        self.encoder = None  # the cVAE-GAN's, built by _build_networks when reconstruction > 0
         _check_truncation(truncation)
         self.truncation = truncation  # generate()'s default
         self._build_networks()
         # Optimisers are part of the model and built here, so a checkpoint restores their state.
         self.g_optimizer = keras.optimizers.Adam(lr, beta_1=beta_1)
         self.d_optimizer = keras.optimizers.Adam(lr, beta_1=beta_1)
-        self.g_optimizer.build(self.generator.trainable_variables)
+        self.g_optimizer.build(self._generator_side())
         self.d_optimizer.build(self.discriminator.trainable_variables)
         # Counts training steps; the noise of step s is drawn from (seed, s), so a resumed run
         # draws the same noise as an uninterrupted one.
@@ -386,6 +423,10 @@ class _GAN(keras.Model):
     def _build_networks(self):
         raise NotImplementedError
 
+    def _generator_side(self) -> list:
+        """The variables the generator's loss trains: its own, and the encoder's if there is one."""
+        return self.generator.trainable_variables + (self.encoder.trainable_variables if self.encoder else [])
+
     def _build_bank(self):
         pass
 
@@ -393,7 +434,7 @@ class _GAN(keras.Model):
         return {**super().get_config(), "categories": list(self.categories), "noise_dim": self.noise_dim,
                 "width": self.width, "lr": self.lr, "beta_1": self.beta_1, "seed": self.seed,
                 "aux_weight": self.aux_weight, "aux_weight_start": self.aux_weight_start,
-                "diff_augment": self.diff_augment, "truncation": self.truncation}
+                "diff_augment": self.diff_augment, "reconstruction": self.reconstruction, "truncation": self.truncation}
 
     def get_compile_config(self):
         return None  # the optimisers are built in __init__; there is nothing to re-compile on loading
@@ -428,8 +469,16 @@ class _GAN(keras.Model):
                                            seed=tf.stack([tf.constant(self.seed, tf.int64), self.step_counter.value]))
         first = tf.cast(replica.replica_id_in_sync_group, tf.int32) * size
         noise = noise[first:][:size]
+        half = size // 2
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            if self.encoder is not None:  # cVAE-GAN: the first half of the fakes redraws the first half of the reals
+                mean, log_var = self.encoder((images[:half], labels[:half]), training=True)
+                eps = tf.random.stateless_normal((size * replicas, self.noise_dim), seed=self._step_seed(3))
+                noise = tf.concat([mean + ops.exp(0.5 * log_var) * eps[first:][:half], noise[half:]], 0)
             fake = self._generator_call(noise, labels, True)
+            if self.encoder is not None:
+                kl = ops.mean(ops.sum(-0.5 * (1 + log_var - mean ** 2 - ops.exp(log_var)), axis=-1))
+                redraw_loss = self.reconstruction * ops.mean(ops.abs(fake[:half] - images[:half])) + 0.01 * kl
             if self.diff_augment:  # real and generated, each its own draws from (seed, step); this replica's slice
                 images = diff_augment(images, self._step_seed(1), first, size * replicas)
                 fake = diff_augment(fake, self._step_seed(2), first, size * replicas)
@@ -442,9 +491,11 @@ class _GAN(keras.Model):
                 weight = self._aux_weight_now()
                 d_loss += weight * ops.mean(ce(labels, real_classes, from_logits=True))
                 g_loss += weight * ops.mean(ce(labels, fake_classes, from_logits=True))
+            if self.encoder is not None:
+                g_loss += redraw_loss
             # The optimisers sum the replicas' gradients: of these shares, the sum is the global batch's mean.
             g_share, d_share = g_loss / replicas, d_loss / replicas
-        g_vars, d_vars = self.generator.trainable_variables, self.discriminator.trainable_variables
+        g_vars, d_vars = self._generator_side(), self.discriminator.trainable_variables
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_share, g_vars), g_vars, strict=True))
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_share, d_vars), d_vars, strict=True))
         self.step_counter.assign_add(1)
@@ -456,9 +507,9 @@ class _GAN(keras.Model):
         return logs
 
     def _step_seed(self, stream: int):
-        """The stateless seed of this step's DiffAugment draws (stream 1: real drawings, 2: generated; the noise
-        has its own, (seed, step)): a function of (seed, step counter) alone, so a resumed run draws what it would
-        have."""
+        """The stateless seed of this step's draws (stream 1: DiffAugment of real drawings, 2: of generated ones, 3:
+        the encoder's sampling; the noise has its own, (seed, step)): a function of (seed, step counter) alone, so a
+        resumed run draws what it would have."""
         return tf.stack([tf.constant(self.seed * 8 + stream, tf.int64), self.step_counter.value])
 
     def _aux_weight_now(self):
@@ -539,6 +590,9 @@ class ConditionalGAN(_GAN):
         # Build every variable now (calling once), so a loaded file has somewhere to go.
         fake = self.generator((np.zeros((1, self.noise_dim), np.float32), np.zeros((1,), np.int32)))
         self.discriminator((fake, np.zeros((1,), np.int32)))
+        if self.reconstruction > 0:
+            self.encoder = ConditionalEncoder(n, self.noise_dim, self.width, name="encoder")
+            self.encoder((fake, np.zeros((1,), np.int32)))
 
     def _generator_call(self, noise, labels, training):
         return self.generator((noise, labels), training=training)
@@ -804,19 +858,6 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
 # Files: atomic writes, the run folder (checkpoints, history, sample grids), the model folder.
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write via `write(tmp_path)` then rename over `path`: a kill leaves the old file or the new, never half.
-    The temporary name keeps the suffix (Keras insists on `.keras`)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def _save_compact(model: _GAN, path: Path) -> None:
     """Save `model` for shipping: the networks as they are, the optimisers' state zeroed, deflated.
 
@@ -838,18 +879,6 @@ def _save_compact(model: _GAN, path: Path) -> None:
         for item in src.infolist():
             dst.writestr(item.filename, src.read(item))
     os.replace(packed, path)
-
-
-def _write_json(path: Path, obj) -> None:
-    _atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1) + "\n"))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_keras(path: Path) -> ConditionalGAN | PerLabelGAN:
@@ -899,7 +928,7 @@ class SampleGrid(keras.callbacks.Callback):
             self.folder.mkdir(parents=True, exist_ok=True)
             picture = Image.fromarray(grid_image(images, len(images) // self.n)).resize(
                 (2 * (self.n * 30 + 2), 2 * (len(images) // self.n * 30 + 2)), Image.Resampling.NEAREST)
-            _atomic_write(self.folder / f"epoch-{epoch + 1:04d}.png", lambda p: picture.save(p, format="PNG"))
+            atomic_write(self.folder / f"epoch-{epoch + 1:04d}.png", lambda p: picture.save(p, format="PNG"))
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -930,8 +959,8 @@ class EpochLog(keras.callbacks.Callback):
             return
         folder = self.run_dir / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / f"epoch-{epoch + 1:04d}.keras", self.model.save)
-        _write_json(self.run_dir / "history.json", self.history)
+        atomic_write(folder / f"epoch-{epoch + 1:04d}.keras", self.model.save)
+        write_json(self.run_dir / "history.json", self.history)
         for old in _checkpoints(self.run_dir)[: -self.keep]:
             old[1].unlink()
 
@@ -982,7 +1011,7 @@ def _record_differences(a: dict, b: dict) -> list[str]:
                   if k not in ("epochs", "preset", "truncation")}
         return {**{k: v for k, v in record.items() if k != "config"}, **config}
 
-    a, b = flat(a), flat(b)
+    a, b = flat(json.loads(json.dumps(a))), flat(json.loads(json.dumps(b)))  # as JSON has them: tuples are lists
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
@@ -1040,7 +1069,7 @@ def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
             start, model, history = _resume_point(run_dir, record)
         if chief:
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(run_dir / "run.json", record)
+            write_json(run_dir / "run.json", record)
     if model is None:
         model = build(config, list(train_set.categories))
     model.truncation = config.truncation  # a checkpoint may have been written under another (generate-only) setting
@@ -1090,7 +1119,7 @@ def save(model: ConditionalGAN | PerLabelGAN, path: str | Path, config: GANConfi
     record = getattr(model, "train_record", None) or getattr(model, "manifest", None) or {}
     history = getattr(model, "train_history", None) or []
     path.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path / MODEL_FILE, lambda p: _save_compact(model, p))
+    atomic_write(path / MODEL_FILE, lambda p: _save_compact(model, p))
     manifest = {
         "kind": MANIFEST_KIND, "format": 1, "recipe": model.recipe, "categories": list(model.categories),
         "input_form": INPUT_FORM, "config": config.to_dict() if config else record.get("config", model.get_config()),
@@ -1102,11 +1131,11 @@ def save(model: ConditionalGAN | PerLabelGAN, path: str | Path, config: GANConfi
                        if history else {}),
                     **(metrics or {})},
         "command": command if command is not None else shlex.join(sys.argv),
-        "weights": {"file": MODEL_FILE, "sha256": _sha256(path / MODEL_FILE)},
+        "weights": {"file": MODEL_FILE, "sha256": file_sha256(path / MODEL_FILE)},
         "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _write_json(path / MANIFEST_FILE, manifest)
+    write_json(path / MANIFEST_FILE, manifest)
     return path
 
 
@@ -1132,7 +1161,7 @@ def load(path: str | Path) -> ConditionalGAN | PerLabelGAN:
     if not weights.exists():
         raise ModelFileError(f"{weights} is missing")
     expected = manifest.get("weights", {}).get("sha256")
-    if _sha256(weights) != expected:
+    if file_sha256(weights) != expected:
         raise ModelFileError(f"{weights} does not match its manifest (SHA-256 differs): corrupt, or replaced "
                              "by another model's file")
     model = _load_keras(weights)

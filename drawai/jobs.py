@@ -65,6 +65,8 @@ def check_gan_params(p: dict) -> None:
     if p["epochs"] != 0:
         overrides["epochs"] = p["epochs"]
     config = gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
+    if isinstance(p["cas_epochs"], bool) or not isinstance(p["cas_epochs"], int) or p["cas_epochs"] < 0:
+        raise ValueError(f"cas_epochs must be a whole number >= 0 (0 skips CAS), got {p['cas_epochs']!r}")
     # The notebook ends by judging the GAN with this classifier: a wrong path must fail now, not after training.
     names = cats.resolve(config.categories)
     if len(names) < 2:
@@ -118,7 +120,8 @@ JOBS = {
         check=check_classifier_params),
     "train-gan": Job("03_gan.ipynb", {
         "preset": "demo", "recipe": "conditional", "categories": None, "epochs": 0, "seed": 0,
-        "classifier_path": "../models/classifier-345", "resume": True}, model_dir="model", check=check_gan_params),
+        "classifier_path": "../models/classifier-345", "cas_epochs": 30, "resume": True}, model_dir="model",
+        check=check_gan_params),
     "fight": Job("04_fight.ipynb", {
         "generator_path": "../models/generator-345", "classifier_path": "../models/classifier-345", "categories": None,
         "rounds": 3450, "seed": 0, "experiment_categories": "classic10", "ks": [0, 40, 80, 160], "seeds": [0, 1, 2],

@@ -187,23 +187,44 @@ def nearest_pairs(generated, nearest, distances, reference: float, size: float =
     return fig
 
 
-def diversity_scatter(generated: np.ndarray, real: np.ndarray, categories: Sequence[str], label: int = 20):
-    """Per class: mean pairwise distance of generated drawings against that of real ones (diagonal: as
-    varied as real drawings; below it: less, down to 0 for a collapsed generator)."""
-    generated, real = np.asarray(generated), np.asarray(real)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(real, generated, s=12 if len(real) > 50 else 30, alpha=0.7)
-    top = max(real.max(), generated.max()) * 1.05
-    ax.plot([0, top], [0, top], color="gray", lw=1, ls="--")
-    if len(real) <= label:
-        for i, name in enumerate(categories):
-            ax.annotate(name, (real[i], generated[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
-    ax.set_xlabel("real drawings")
-    ax.set_ylabel("generated drawings")
-    ax.set_title(f"diversity per class (mean pairwise distance): generated / real {generated.mean() / real.mean():.2f}",
-                 fontsize=9)
+def variety_histograms(variety: dict[str, np.ndarray], variety_real: dict[str, np.ndarray],
+                       names: Sequence[str] = ("precision", "recall", "coverage")):
+    """Per-class fidelity and variety (`metrics.evaluate_generator`): for each measure, how the classes spread,
+    generated drawings against the real-vs-real reference. A template per label sits at recall 0."""
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    bins = np.linspace(0, 1, 21)
+    for ax, name in zip(axes[0], names):
+        for values, color, label in ((variety_real[name], "tab:gray", "real vs real"),
+                                     (variety[name], "tab:blue", "generated")):
+            values = np.asarray(values)
+            ax.hist(values, bins=bins, color=color, alpha=0.6, label=f"{label}: mean {values.mean():.2f}")
+        ax.set_xlabel(f"{name} per class")
+        ax.set_xlim(0, 1)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0, 0].set_ylabel("classes")
+    fig.tight_layout()
+    return fig
+
+
+def real_and_generated(real: dict[str, np.ndarray], generated: dict[str, np.ndarray], size: float = 0.75):
+    """One row per label: its real drawings on the left, the generator's on the right (canonical form)."""
+    n_real, n_gen = max(len(v) for v in real.values()), max(len(v) for v in generated.values())
+    cols = n_real + 1 + n_gen
+    fig, axes = plt.subplots(len(real), cols, figsize=(cols * size, len(real) * size), squeeze=False)
+    for r, name in enumerate(real):
+        row = list(real[name]) + [None] + list(generated[name])
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_frame_on(False)
+            if c < len(row) and row[c] is not None:
+                ax.imshow(row[c], cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    axes[0, n_real // 2].set_title("real drawings", fontsize=9)
+    axes[0, n_real + 1 + n_gen // 2].set_title("generated", fontsize=9)
+    fig.tight_layout(pad=0.2)
+    return fig
+
 
 def fight_rounds(result, n: int = 40, cols: int = 10):
     """The first n rounds of a fight (`drawai.fight.FightResult`): each generated drawing titled with the

@@ -25,6 +25,7 @@ import torch
 from drawai import bitmaps, classifier, data, download, gan, jobs, strokes, widgets
 from drawai.categories import UnknownCategoryError
 from drawai.data import CorruptDataError
+from drawai.io import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "classifier-345"
@@ -248,7 +249,7 @@ def fake_gan_folder(tmp: Path, write) -> Path:
     write(folder / "model.keras")
     (folder / "manifest.json").write_text(json.dumps({
         "kind": gan.MANIFEST_KIND, "recipe": "conditional", "categories": ["cat"],
-        "weights": {"file": "model.keras", "sha256": gan._sha256(folder / "model.keras")}}))
+        "weights": {"file": "model.keras", "sha256": file_sha256(folder / "model.keras")}}))
     return folder
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -251,11 +251,13 @@ def test_tiny_real_run(tmp_path, capsys):
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
 
 
-def gan_summary(top1, fid, shuffled, cpu, epochs, real_top1=0.975):
+def gan_summary(top1, fid, shuffled, cpu, epochs, real_top1=0.975, recall=0.6, coverage=0.8, cas=0.9):
     return {"gan_test_top1": top1, "gan_test_top5": 0.9, "real_test_top1": real_top1, "real_test_top5": 0.995,
             "fid": 2 * fid, "fid_real_floor": 3.8, "fid_class_mean": fid, "fid_class_shuffled_mean": shuffled,
-            "fid_class_real_mean": 5.1, "memorisation_ratio": 1.2, "diversity_ratio": 0.8, "epochs": epochs,
-            "cpu_seconds": cpu, "train_seconds": 2 * cpu}
+            "fid_class_real_mean": 5.1, "memorisation_ratio": 1.2, "precision": 0.85, "recall": recall,
+            "density": 0.9, "coverage": coverage, "precision_real": 0.9, "recall_real": 0.9, "density_real": 1.0,
+            "coverage_real": 0.95, "cas_top1": cas, "cas_top5": 0.99, "cas_real_top1": 0.95, "cas_real_top5": 1.0,
+            "epochs": epochs, "cpu_seconds": cpu, "train_seconds": 2 * cpu}
 
 
 def test_gan_section_plan_table_and_targets(tmp_path, monkeypatch):
@@ -267,41 +269,50 @@ def test_gan_section_plan_table_and_targets(tmp_path, monkeypatch):
     configs = spec["configs"]
     assert configs["conditional"]["epochs"] == configs["per_label"]["epochs"] == gan.PRESETS["demo"]["epochs"]
     assert spec["configs"]["per_label"]["batch_size"] == 256 and not spec["epochs_overridden"]
+    # CAS trains the bench's classic10 recipe: the draw-ai CNN, 5x its epochs
+    assert spec["cas"] == {**asdict(TrainConfig()), "epochs": TrainConfig().epochs * bench.CLASSIC10_EPOCH_FACTOR}
     assert bench.plan({**options, "epochs": 2})[0].spec["configs"]["per_label"]["epochs"] == 2
 
     (tmp_path / "generator-345").mkdir()
     (tmp_path / "generator-345" / "manifest.json").write_text(json.dumps({"weights": {"sha256": "abc"}}))
     cells = bench.plan(options)
     assert [c.key for c in cells] == ["gan/classic10", "gan/shipped"] and cells[1].spec["weights"] == "abc"
+    assert cells[1].spec["cas"] == asdict(TrainConfig())
     assert [c.key for c in bench.plan({**options, "categories": ["classic10"]})] == ["gan/classic10"]
 
     results = {"format": bench.FORMAT, "environment": {}, "cells": {
         "gan/classic10": {"spec": cells[0].spec, "rows": {
             "conditional": gan_summary(0.99, 10.0, 80.0, 300, 60),
-            "per_label_equal_epochs": gan_summary(0.30, 60.0, 70.0, 150, 60),
-            "per_label_equal_cpu": gan_summary(0.50, 40.0, 70.0, 305, 122)}},
-        "gan/shipped": {"spec": cells[1].spec, **gan_summary(0.40, 30.0, 50.0, 2400, 35, real_top1=0.6),
+            "per_label_equal_epochs": gan_summary(0.30, 60.0, 70.0, 150, 60, coverage=0.3, cas=0.4),
+            "per_label_equal_cpu": gan_summary(0.50, 40.0, 70.0, 305, 122, coverage=0.4, cas=0.5)}},
+        "gan/shipped": {"spec": cells[1].spec, **gan_summary(0.40, 30.0, 50.0, 2400, 35, real_top1=0.6, recall=0.01,
+                                                             coverage=0.3, cas=0.2),
                         "categories": 345}}}
     text = bench.report(results, cells)
     assert "### Generator" in text
-    assert table_rows(text, "real test drawings")[0][:6] == ["real test drawings (the classifier's baseline)", "10",
-                                                            "–", "–", "–", "97.5"]
+    assert table_rows(text, "real drawings (the references)")[0] == [
+        "real drawings (the references)", "10", "–", "–", "–", "97.5", "5.10 (floor)", "–", "0.90", "0.90", "0.95",
+        "95.0", "1"]
     assert table_rows(text, "conditional GAN (draw-ai)")[0][1:] == [
-        "10", "60", "300", "600", "99.0", "90.0", "20.00", "10.00", "80.00", "1.20", "0.80", "1.02×"]
+        "10", "60", "300", "600", "99.0", "10.00", "80.00", "0.85", "0.60", "0.80", "90.0", "1.20"]
     assert table_rows(text, "per-label DCGANs (original), equal CPU seconds")[0][2:4] == ["122", "305"]
-    assert table_rows(text, f"conditional GAN, `{tmp_path / 'generator-345'}`")[0][1:3] == ["345", "35"]
-    targets = {r[0]: r[1:] for r in table_rows(text, "") if len(r) == 4 and r[2] in ("PASS", "FAIL")}
-    assert targets["classic10 GAN: GAN-test top-1 >= the classifier's top-1 on real test drawings"][1] == "PASS"
-    assert targets["classic10 GAN: per-class FID well below the shuffled-label control (at most 0.5x)"][1] == "PASS"
-    ahead = targets["classic10 GAN: conditional ahead of per-label at equal training time (higher GAN-test top-1, "
-                    "lower per-class FID)"]
-    assert ahead[:2] == ["99.0%, 10.00 vs 50.0%, 40.00", "PASS"] and "CPU s 300 vs 305" in ahead[2]
-    assert targets["345-class GAN (published): GAN-test top-1 >= the classifier's top-1 on real test drawings"][
-        :2] == ["40.0% vs 60.0%", "FAIL"]
-    # a per-label recipe that draws better at equal time fails the comparison
-    results["cells"]["gan/classic10"]["rows"]["per_label_equal_cpu"]["fid_class_mean"] = 9.0
+    assert table_rows(text, f"`{tmp_path / 'generator-345'}`")[0][1:3] == ["345", "35"]
+    targets = {r[0]: r[1:] for r in table_rows(text, "") if len(r) == 4 and r[2] in ("PASS", "FAIL", "–")}
+    conditional = {k.split(": ", 1)[1]: v for k, v in targets.items() if k.startswith("classic10 conditional GAN: ")}
+    assert len(conditional) == 6 and all(v[1] == "PASS" for v in conditional.values())
+    assert conditional["coverage >= 0.75 of real-vs-real"][0] == "0.80 vs 0.95 (0.84x)"
+    ahead = targets["classic10: conditional ahead of per-label at equal training time (GAN-test top-1, coverage, "
+                    "CAS top-1)"]
+    assert ahead[:2] == ["0.99, 0.80, 0.90 vs 0.50, 0.40, 0.50", "PASS"] and "CPU s 300 vs 305" in ahead[2]
+    shipped = {k.split(": ", 1)[1]: v for k, v in targets.items() if k.startswith("345-class generator (published)")}
+    assert shipped["GAN-test top-1 >= 0.9 of the classifier's top-1 on real test drawings"][:2] == [
+        "40.0% vs 60.0% (0.67x)", "FAIL"]
+    assert shipped["recall >= 0.5 of real-vs-real"][1] == "FAIL" and shipped["CAS top-1 >= 0.6 of the same recipe "
+                                                                            "trained on real drawings"][1] == "FAIL"
+    # a per-label recipe with more coverage at equal time fails the comparison
+    results["cells"]["gan/classic10"]["rows"]["per_label_equal_cpu"]["coverage"] = 0.85
     text = bench.report(results, cells)
-    assert "lower per-class FID) | 99.0%, 10.00 vs 50.0%, 9.00 | FAIL |" in text
+    assert "CAS top-1) | 0.99, 0.80, 0.90 vs 0.50, 0.85, 0.50 | FAIL |" in text
 
 
 def dashboard_figures(seconds, rss, uss, cpu=1.0, generator=None):

@@ -266,13 +266,14 @@ GAN_SAVE_LOOP = r"""
 import sys
 from pathlib import Path
 from drawai import gan
+from drawai.io import atomic_write
 
 folder = Path(sys.argv[1])
 model = gan.build(gan.GANConfig(categories=["apple", "cloud"], width=32, noise_dim=16, batch_size=8))
 epoch = max((e for e, _ in gan._checkpoints(folder.parent)), default=0)
 while True:  # the write EpochLog does after every epoch, and nothing else
     epoch += 1
-    gan._atomic_write(folder / f"epoch-{epoch:04d}.keras", model.save)
+    atomic_write(folder / f"epoch-{epoch:04d}.keras", model.save)
 """
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from drawai import data, gan
 from drawai.categories import UnknownCategoryError
+from drawai.io import file_sha256
 
 CATS = ["apple", "cloud", "door"]
 
@@ -64,7 +65,8 @@ def test_presets_are_valid_configs_for_both_recipes():
                                  dict(width=10), dict(lr=0), dict(beta_1=1.0), dict(seed=-1), dict(noise_dim=True),
                                  dict(aux_weight=-1), dict(aux_weight=True),
                                  dict(aux_weight_start=-1, aux_weight=1), dict(aux_weight_start=True, aux_weight=1),
-                                 dict(aux_weight_start=0.5), dict(diff_augment="yes")])
+                                 dict(aux_weight_start=0.5), dict(diff_augment="yes"), dict(reconstruction=-1),
+                                 dict(reconstruction=True)])
 def test_bad_config_is_a_clear_error(bad):
     with pytest.raises(gan.GANInputError, match=next(iter(bad))):
         tiny_config(**bad)
@@ -77,6 +79,8 @@ def test_aux_weight_is_for_the_conditional_recipe():
         tiny_config("per_label", aux_weight_start=1.0)
     with pytest.raises(gan.GANInputError, match="diff_augment is for the conditional recipe"):
         tiny_config("per_label", diff_augment=True)
+    with pytest.raises(gan.GANInputError, match="reconstruction is for the conditional recipe"):
+        tiny_config("per_label", reconstruction=10.0)
 
 
 def test_diff_augment_moves_and_blanks_drawings_by_seed():
@@ -240,6 +244,27 @@ def test_auxiliary_classifier_head_is_trained_and_saved(drawings, tmp_path):
     assert np.array_equal(loaded.generate(CATS, 2, seed=1), model.generate(CATS, 2, seed=1))
 
 
+def test_the_encoder_learns_to_read_the_noise_of_real_drawings(drawings, tmp_path):
+    """cVAE-GAN: with `reconstruction`, an encoder trains beside the generator, and half the generated batch redraws
+    half the real one from the noise it reads; it is saved and loaded with the model (generate does not use it)."""
+    assert gan.build(tiny_config()).encoder is None
+    model = gan.build(tiny_config(reconstruction=10.0))
+    plain = gan.build(tiny_config())  # same seed: the same generator and discriminator to start with
+    images, labels = gan.training_arrays(drawings)
+    mean, log_var = model.encoder((images[:4], labels[:4]))
+    assert tuple(mean.shape) == tuple(log_var.shape) == (4, 8)
+    encoder = weights(model.encoder.trainable_variables)
+    model.train_step((images[::2], labels[::2]))
+    plain.train_step((images[::2], labels[::2]))
+    assert changed(encoder, weights(model.encoder.trainable_variables))
+    assert changed(weights(plain.generator.trainable_variables), weights(model.generator.trainable_variables))
+    gan.save(model, tmp_path / "model")
+    loaded = gan.load(tmp_path / "model")
+    assert loaded.reconstruction == 10.0 and not changed(weights(model.encoder.variables),
+                                                          weights(loaded.encoder.variables))
+    assert np.array_equal(loaded.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
+
+
 def test_truncated_noise_stays_inside_the_cut():
     full = gan.noise_batch(4000, 16, seed=0)
     cut = gan.noise_batch(4000, 16, seed=0, truncation=0.5)
@@ -339,7 +364,7 @@ def fake_gan_folder(folder, write_model):
     folder.mkdir()
     write_model(folder / "model.keras")
     manifest = {"kind": gan.MANIFEST_KIND, "recipe": "conditional", "categories": CATS,
-                "weights": {"file": "model.keras", "sha256": gan._sha256(folder / "model.keras")}}
+                "weights": {"file": "model.keras", "sha256": file_sha256(folder / "model.keras")}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
@@ -397,8 +422,9 @@ class KillAt(keras.callbacks.Callback):
 
 
 def test_resume_continues_from_the_last_checkpoint(drawings, tmp_path):
-    # Every step weighs the auxiliary loss anew and augments what the discriminator sees: both from the step counter.
-    config = tiny_config(epochs=2, aux_weight=1.0, aux_weight_start=0.0, diff_augment=True)
+    # Every step weighs the auxiliary loss anew, augments what the discriminator sees and samples the encoder's noise:
+    # all from the step counter.
+    config = tiny_config(epochs=2, aux_weight=1.0, aux_weight_start=0.0, diff_augment=True, reconstruction=10.0)
     straight = gan.train(drawings, config, verbose=0)
     assert [h["epoch"] for h in straight.train_history] == [1, 2]  # logged even without a run_dir
     assert all(h["images_per_s"] > 0 and h["cpu_seconds"] > 0 for h in straight.train_history)

@@ -140,8 +140,8 @@ def test_train_gan_job_end_to_end(tmp_path, monkeypatch):
     from drawai import gan
 
     monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
-    out = jobs.run("train-gan", {"categories": "classic10", "epochs": 1}, publish=str(tmp_path / "published"),
-                   progress=False)
+    out = jobs.run("train-gan", {"categories": "classic10", "epochs": 1, "cas_epochs": 10},
+                   publish=str(tmp_path / "published"), progress=False)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["categories"] == 10 and metrics["epochs"] == 1 and metrics["eval_per_class"] == 80
     assert 0 <= metrics["gan_test_top1"] <= metrics["gan_test_top5"] <= 1
@@ -149,16 +149,20 @@ def test_train_gan_job_end_to_end(tmp_path, monkeypatch):
     # after one epoch the drawings are far from real ones; real drawings are close to each other
     assert metrics["fid"] > 5 * metrics["fid_real_floor"] > 0
     assert metrics["fid_class_real_mean"] < 0.5 * metrics["fid_class_shuffled_mean"]
-    assert metrics["memorisation_ratio"] > 0.5 and 0 < metrics["diversity_ratio"] < 2
+    assert metrics["memorisation_ratio"] > 0.5
+    # real drawings against other real drawings of their class: the variety reference, measured in the run
+    assert metrics["recall_real"] > 0.8 and metrics["coverage_real"] > 0.9 and metrics["variety_k"] == 5
+    assert metrics["cas_epochs"] == 10 and metrics["cas_real_top1"] > 0.3  # chance is 0.1
     assert len(metrics["per_class"]) == 10 and set(metrics["targets"].values()) <= {True, False}
     # judged as generate() draws by default (noise truncated at 0.5), and with the full normal noise beside it
-    assert metrics["truncation"] == 0.5 and set(metrics["untruncated"]) >= {"gan_test_top1", "diversity_ratio"}
+    assert metrics["truncation"] == 0.5 and set(metrics["untruncated"]) >= {"gan_test_top1", "recall", "coverage"}
     report = nbformat.read(out / "03_gan.ipynb", as_version=4)
     texts = "".join(o.get("text", "") for c in report.cells for o in c.get("outputs", []))
-    assert "GAN-test top-1 >= the classifier's top-1" in texts and ("PASS" in texts or "FAIL" in texts)
+    assert "GAN-test top-1 >= 0.9 of the classifier's top-1" in texts and ("PASS" in texts or "FAIL" in texts)
+    assert "CAS top-1 >= 0.6 of the same recipe" in texts and "CAS top-1 " in texts
     assert "truncation 0.5" in texts and "noise truncated at +-0.5" in texts
     images = [o for c in report.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) >= 6  # losses, one row per label, GAN-test, FID, nearest pairs, diversity
+    assert len(images) >= 6  # losses, real beside generated, GAN-test, FID, nearest pairs, variety
     model = gan.load(tmp_path / "published")
     assert model.categories == tuple(metrics["per_class"]) and model.manifest["metrics"]["fid"] == metrics["fid"]
     assert model.manifest["command"].startswith("python -m drawai.jobs train-gan -p categories 'classic10'")

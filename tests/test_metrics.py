@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drawai import bitmaps, data, metrics
+from drawai import bitmaps, classifier, data, metrics
 from drawai.classifier import Classifier
 
 
@@ -60,18 +60,50 @@ def test_memorisation_ratio_copies_vs_fresh_draws(rng):
     assert 0.8 < metrics.memorisation_ratio(fresh, train, held_out) < 1.25
 
 
-def test_mean_pairwise_distance():
-    assert metrics.mean_pairwise_distance(np.ones((5, 3))) == pytest.approx(0, abs=1e-6)
-    assert metrics.mean_pairwise_distance(np.array([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5)
-    # Three points on a line at 0, 1, 3: pairs 1, 3, 2 -> mean 2.
-    assert metrics.mean_pairwise_distance(np.array([[0.0], [1.0], [3.0]])) == pytest.approx(2)
+def test_two_samples_of_one_distribution_score_near_one(rng):
+    a, b = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))
+    got = metrics.precision_recall_density_coverage(a, b, k=5)
+    assert min(got["precision"], got["recall"], got["coverage"]) > 0.9
+    assert 0.8 < got["density"] < 1.2
+    # Naeem et al.'s Lemma 2: expected coverage 1 - C(n-1, k) / C(n+m-1, k) for two samples of 50
+    small = [metrics.precision_recall_density_coverage(rng.normal(size=(50, 8)), rng.normal(size=(50, 8)))["coverage"]
+             for _ in range(40)]
+    expected = 1 - np.prod([(49 - i) / (99 - i) for i in range(5)])
+    assert abs(np.mean(small) - expected) < 0.02
+
+
+def test_one_repeated_drawing_has_no_recall_and_little_coverage(rng):
+    real = rng.normal(size=(200, 8))
+    template = np.repeat(real[:1] * 0.1, 200, axis=0)  # one typical point, repeated: every generated row inside
+    got = metrics.precision_recall_density_coverage(real, template, k=5)
+    # one point lies in the balls of about k x density real rows, here 16 of 200
+    assert got["precision"] == 1 and got["recall"] < 0.01 and got["coverage"] < 0.1
+    assert got["coverage"] == pytest.approx(got["density"] * 5 / 200)
+
+
+def test_noise_has_recall_but_no_precision_or_coverage(rng):
+    real = rng.normal(size=(200, 8))
+    noise = 4 * rng.normal(size=(200, 8))  # spread over everything, the real drawings' region included
+    got = metrics.precision_recall_density_coverage(real, noise, k=5)
+    assert got["recall"] > 0.9 and got["precision"] < 0.2 and got["coverage"] < 0.2 and got["density"] < 0.1
+
+
+def test_a_generator_of_half_the_modes(rng):
+    """Real drawings in two clusters, generated ones in one: precision stays, recall and coverage halve."""
+    real = np.concatenate([rng.normal(size=(100, 4)), rng.normal(size=(100, 4)) + 20])
+    half = rng.normal(size=(200, 4))
+    got = metrics.precision_recall_density_coverage(real, half, k=5)
+    assert got["precision"] > 0.9 and 0.4 < got["recall"] < 0.55 and 0.4 < got["coverage"] < 0.55
 
 
 @pytest.mark.parametrize("call, match", [
     (lambda: metrics.frechet_distance(np.zeros((5, 3)), np.zeros((5, 4))), "different feature sizes"),
     (lambda: metrics.frechet_distance(np.zeros((1, 3)), np.zeros((5, 3))), "at least 2 rows"),
     (lambda: metrics.frechet_distance(np.zeros(5), np.zeros(5)), "shape"),
-    (lambda: metrics.mean_pairwise_distance(np.full((3, 2), np.nan)), "NaN"),
+    (lambda: metrics.precision_recall_density_coverage(np.full((9, 2), np.nan), np.zeros((9, 2))), "NaN"),
+    (lambda: metrics.precision_recall_density_coverage(np.zeros((5, 3)), np.zeros((9, 3))), "k=5 needs more"),
+    (lambda: metrics.precision_recall_density_coverage(np.zeros((9, 3)), np.zeros((9, 4))), "different feature sizes"),
+    (lambda: metrics.precision_recall_density_coverage(np.zeros((9, 3)), np.zeros((9, 3)), k=0), "positive integer"),
     (lambda: metrics.memorisation_ratio(np.ones((2, 2)), np.ones((2, 2)), np.ones((2, 2))), "copies"),
 ])
 def test_bad_inputs_are_clear_errors(call, match):
@@ -129,12 +161,17 @@ def test_real_drawings_score_like_real_drawings(fresh_eval):
     assert ev.class_fid_dims == 16
     # fresh real drawings: as far from the training set as the test drawings, as varied as real ones
     assert 0.7 < ev.memorisation_ratio < 1.4
-    assert 0.8 < ev.diversity_generated.mean() / ev.diversity_real.mean() < 1.25
+    assert ev.variety_n == 20 and ev.variety_k == 5 and ev.variety["recall"].shape == (4,)
+    for name in ("precision", "recall", "coverage"):
+        assert ev.variety[name].mean() > 0.75 and ev.variety_real[name].mean() > 0.75
     summary = ev.summary()
     assert json.loads(json.dumps(summary)) == summary and set(ev.per_class()) == set(CATS)
-    targets = metrics.generator_targets(summary)
-    assert [t["passed"] for t in targets][1] is True
-    assert "PASS  per-class FID well below the shuffled-label control" in metrics.verdict(summary)
+    assert 0.8 < summary["recall_ratio"] < 1.25 and 0.8 < summary["coverage_ratio"] < 1.25
+    passed = {t["target"].split(" ")[0]: t["passed"] for t in metrics.generator_targets(summary)}
+    assert passed["coverage"] and passed["recall"] and passed["GAN-test"] and passed["per-class"]
+    assert passed["CAS"] is None  # not measured here
+    assert "PASS  per-class FID <= 0.5 of the shuffled-label control" in metrics.verdict(summary)
+    assert "----  CAS top-1" in metrics.verdict(summary)
 
 
 def test_a_generator_that_copies_its_training_drawings(judged, fresh_eval):
@@ -146,16 +183,20 @@ def test_a_generator_that_copies_its_training_drawings(judged, fresh_eval):
     assert fresh_eval.memorisation_ratio > 0.5
 
 
-def test_a_collapsed_generator_has_no_diversity(judged):
+def test_one_template_per_label_passes_gan_test_and_fails_variety(judged):
+    """A real drawing of each label, repeated: recognised as well as real drawings, but recall is 0."""
     clf, train, test, fresh = judged
     ev = metrics.evaluate_generator(RealDrawingsGenerator(fresh, collapse=True), clf, train, test, n_per_class=10)
-    np.testing.assert_allclose(ev.diversity_generated, 0, atol=1e-3)
-    assert ev.diversity_real.min() > 1
-    assert ev.summary()["diversity_ratio"] < 0.01
+    summary = ev.summary()
+    assert summary["recall"] < 0.01 and summary["recall_real"] > 0.75
+    assert summary["coverage"] < 0.4 * summary["coverage_real"]
+    passed = {t["target"].split(" ")[0]: t["passed"] for t in metrics.generator_targets(summary)}
+    assert not passed["coverage"] and not passed["recall"]
 
 
 def test_a_generator_that_ignores_its_label_fails_both_targets(judged):
-    """Every label gets apples: GAN-test near 1/4 and per-class FID no better than the shuffled control."""
+    """Every label gets apples: GAN-test near 1/4, per-class FID no better than the shuffled control, and the
+    drawings of three labels of four outside their real drawings' manifold (low precision)."""
     clf, train, test, fresh = judged
 
     class ApplesOnly(RealDrawingsGenerator):
@@ -164,7 +205,10 @@ def test_a_generator_that_ignores_its_label_fails_both_targets(judged):
 
     ev = metrics.evaluate_generator(ApplesOnly(fresh), clf, train, test, n_per_class=20)
     assert ev.gan_top1 < 0.35 and ev.gan_per_class[0] > 0.8
-    assert not any(t["passed"] for t in metrics.generator_targets(ev.summary()))
+    assert ev.variety["precision"][1:].mean() < 0.3 < ev.variety_real["precision"].min()
+    assert ev.summary()["precision"] < 0.5 * ev.summary()["precision_real"]
+    passed = {t["target"].split(" ")[0]: t["passed"] for t in metrics.generator_targets(ev.summary())}
+    assert not passed["GAN-test"] and not passed["per-class"] and not passed["coverage"]
 
 
 def test_truncation_is_passed_on_to_generate_and_recorded(judged, fresh_eval):
@@ -178,10 +222,10 @@ def test_truncation_is_passed_on_to_generate_and_recorded(judged, fresh_eval):
             asked.append(truncation)
             return super().generate(labels, n, seed)
 
-    own = metrics.evaluate_generator(Truncating(fresh), clf, train, test, n_per_class=5)
+    own = metrics.evaluate_generator(Truncating(fresh), clf, train, test, n_per_class=8)
     assert set(asked) == {"model"} and own.summary()["truncation"] == 0.8
     asked.clear()
-    full = metrics.evaluate_generator(Truncating(fresh), clf, train, test, n_per_class=5, truncation=None)
+    full = metrics.evaluate_generator(Truncating(fresh), clf, train, test, n_per_class=8, truncation=None)
     assert set(asked) == {None} and full.summary()["truncation"] is None
     assert "noise truncated at +-0.8" in metrics.verdict(own.summary())
     assert fresh_eval.summary()["truncation"] is None  # a generator without the setting
@@ -216,9 +260,59 @@ def test_evaluate_generator_bad_inputs(judged):
         (lambda: metrics.evaluate_generator(gen, clf, train, test, n_per_class=1), "n_per_class"),
         (lambda: metrics.evaluate_generator(gen, clf, train, test, n_per_class=True), "n_per_class"),
         (lambda: metrics.evaluate_generator(gen, clf, train, test, class_fid_dims=0), "class_fid_dims"),
-        (lambda: metrics.evaluate_generator(WrongShape(fresh), clf, train, test, n_per_class=2), "shape"),
+        (lambda: metrics.evaluate_generator(gen, clf, train, test, n_per_class=5), "k=5 compares sets of more than 5"),
+        (lambda: metrics.evaluate_generator(gen, clf, train, test, k=0), "k must be a positive integer"),
+        (lambda: metrics.evaluate_generator(WrongShape(fresh), clf, train, test, n_per_class=10), "shape"),
         (lambda: metrics.evaluate_generator(OneCategory(), clf, train, test), "at least 2 categories"),
     ]
     for call, match in cases:
         with pytest.raises(metrics.MetricInputError, match=match):
             call()
+
+
+# --- Classification Accuracy Score: a classifier trained on generated drawings, tested on real ones -------------
+
+CAS_CONFIG = dict(epochs=6, batch_size=32, threads=1)
+
+
+@pytest.fixture(scope="module")
+def cas_fresh(judged, tmp_path_factory):
+    _, train, test, fresh = judged
+    config = classifier.TrainConfig(**CAS_CONFIG)
+    run_dir = tmp_path_factory.mktemp("cas")
+    return metrics.classification_accuracy_score(RealDrawingsGenerator(fresh), train, test, config, run_dir,
+                                                 progress=False), run_dir
+
+
+def test_cas_of_real_drawings_is_about_the_real_trained_score(cas_fresh):
+    got, run_dir = cas_fresh
+    assert set(got) == {"cas_top1", "cas_top5", "cas_real_top1", "cas_real_top5", "cas_ratio", "cas_epochs"}
+    assert got["cas_real_top1"] > 0.8 and got["cas_ratio"] > 0.85
+    assert got["cas_epochs"] == CAS_CONFIG["epochs"]
+    assert {p.name for p in run_dir.iterdir()} == {"generated.npz", "cas", "cas_real"}
+    with np.load(run_dir / "generated.npz", allow_pickle=False) as npz:
+        assert npz["images"].shape == (240, 28, 28) and np.bincount(npz["labels"]).tolist() == [60] * 4
+
+
+def test_cas_of_one_template_per_label_is_low(judged, cas_fresh):
+    _, train, test, fresh = judged
+    config = classifier.TrainConfig(**CAS_CONFIG)
+    got = metrics.classification_accuracy_score(RealDrawingsGenerator(fresh, collapse=True), train, test, config,
+                                                progress=False)
+    assert got["cas_real_top1"] == cas_fresh[0]["cas_real_top1"]  # the same recipe on the same real drawings
+    assert got["cas_top1"] < cas_fresh[0]["cas_top1"] - 0.15
+
+
+def test_a_finished_cas_run_returns_its_figures_and_refuses_other_drawings(judged, cas_fresh):
+    _, train, test, fresh = judged
+    got, run_dir = cas_fresh
+    config = classifier.TrainConfig(**CAS_CONFIG)
+    again = metrics.classification_accuracy_score(RealDrawingsGenerator(fresh), train, test, config, run_dir,
+                                                  progress=False)
+    assert again == got
+    with pytest.raises(metrics.MetricInputError, match="holds a CAS run of other drawings"):
+        metrics.classification_accuracy_score(RealDrawingsGenerator(fresh), train, test, config, run_dir, seed=1,
+                                              progress=False)
+    other = data.train_test(data.load_sample(["apple", "cloud", "door", "cat"]), seed=0)[1]
+    with pytest.raises(metrics.MetricInputError, match="test_set has other categories"):
+        metrics.classification_accuracy_score(RealDrawingsGenerator(fresh), train, other, config, progress=False)
