@@ -1,4 +1,4 @@
-"""The classifier recipe sweep behind DoodleCNN's default (README, "What was tried"), as it was run.
+"""The classifier recipe sweep behind DoodleCNN's default (docs/experiments/classifier.md), as it was run.
 
 An experiment record, not part of the package: a replica of `drawai.classifier.train`'s in-memory loop
 (the same augmentation, heavier-stroke rendering, AdamW, one-cycle, bf16 autocast) with knobs for what was

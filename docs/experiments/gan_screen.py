@@ -1,4 +1,4 @@
-"""The generator screen behind the README's "a change to the game" (Models, generator-345), as it was run.
+"""The generator screen behind docs/experiments/gan.md ("The screen"), as it was run.
 
 An experiment record, not part of the package: the conditional GAN's `full` preset trained on every third of the
 345 categories (115: a third of the full preset's time) with one change at a time, then judged like the shipped
