@@ -75,11 +75,11 @@ PAD_CANVAS, PAD_SPACING = 280, 4.0  # the DrawingPad's default size; pointer eve
 WARMUP = 20  # calls before timing starts (first calls allocate and fill caches)
 BASELINE = "mlp"
 DASHBOARD_SESSIONS = (1, 3)  # pages open at once
-DASHBOARD_TARGET_S = 10  # the dashboard issue: page load to the first interactive widget
+DASHBOARD_TARGET_S = 10  # page load to the first interactive widget, seconds
 
 CLASSIFIER_DIR = jobs.ROOT / "models" / "classifier-345"  # the judge of the generators
 GENERATOR_DIR = jobs.ROOT / "models" / "generator-345"  # the shipped generator, evaluated when it exists
-GAN_CATEGORIES, GAN_PRESET = "classic10", "demo"  # the GAN issue's comparison
+GAN_CATEGORIES, GAN_PRESET = "classic10", "demo"  # the conditional vs per-label comparison
 GAN_EVAL = {"n_per_class": 80, "seed": 0}  # evaluate_generator's arguments
 
 RECIPE_NAMES = {"cnn": "draw-ai CNN", "mlp": "original MLP", "doodlenet-5": "doodleNet, 5 epochs",
@@ -97,7 +97,7 @@ def recipes() -> dict[str, TrainConfig]:
     """The recipes, built from `TrainConfig()` at call time, so they follow the lead's defaults.
 
     The baselines take from their originals what TrainConfig can express and the rest from the defaults:
-    - original MLP: Adam at 3e-3 (the foundation issue); epochs and batch size are TrainConfig's.
+    - original MLP: Adam at 3e-3 (the original draw-ai recipe); epochs and batch size are TrainConfig's.
     - doodleNet (yining1023/doodleNet): Keras Adam at its default 1e-3, batch 256, 5 epochs (also 30).
     Neither original used augmentation, label smoothing or weight decay (AdamW with weight_decay=0 is
     Adam), so those are off. What stays from draw-ai's loop: the one-cycle schedule (the originals used a
@@ -517,7 +517,7 @@ def plan(options: dict) -> list[Cell]:
                         "split_seed": SPLIT_SEED, "shift_seed": SHIFT_SEED, "data": checksum}))
     if "gan" in options["only"]:
         cells += gan_cells(options)
-    if "scale" in options["only"]:  # images/s in 1 and 2 processes (torchrun on 127.0.0.1): issue 8's figures
+    if "scale" in options["only"]:  # images/s in 1 and 2 processes (torchrun on 127.0.0.1)
         cells.append(Cell("scale", {"format": FORMAT, "kind": "scale", "categories": "classic10", "per_class": 100,
                                     "epochs": 2 if options.get("quick") else 3, "batch_size": 128,
                                     "layouts": [[1, 1], [1, 2], [2, 1]], "workers": [0, 1, 2]}))

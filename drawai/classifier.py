@@ -47,7 +47,7 @@ class DoodleCNN(nn.Module):
     (bf16, a GPU replica of `train`'s loop): three stages (32-64-128, two convolutions each) 50.7 % top-1,
     this 53.3 %, at 161 vs 173 ms a training step on 2 CPU cores. Wider three-stage nets (48-96-192)
     learn as much but cost twice the time; dropout, mixup, CutMix, random erasing and weight averaging
-    did not help at this budget (README, "What was tried").
+    did not help at this budget (docs/experiments/classifier.md).
     """
 
     def __init__(self, n_classes: int, widths: tuple = (32, 64, 128, 256), depth: tuple = (2, 2, 2, 1),

@@ -355,7 +355,7 @@ class AugmentationResult:
                 elif d["high"] < 0:
                     verdict = "worse"
                 else:
-                    verdict = "no difference we can tell"
+                    verdict = "no measurable difference"
                 verdicts.append((row["k"], d, verdict))
             detail = "; ".join(f"k={k}: {100 * d['mean']:+.1f} points [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] "
                                f"-> {v}" for k, d, v in verdicts)
@@ -366,7 +366,7 @@ class AugmentationResult:
                 summary = "generated drawings helped at some k, and hurt at none"
             elif "worse" in kinds and "better" not in kinds:
                 summary = "generated drawings made the classifier worse" + ("" if kinds == {"worse"} else " at some k")
-            elif kinds == {"no difference we can tell"}:
+            elif kinds == {"no measurable difference"}:
                 summary = "no measurable effect: every 95 % interval of the change includes zero"
             else:
                 summary = "mixed: better at some k, worse at others"

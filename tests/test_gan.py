@@ -344,7 +344,7 @@ def test_save_load_round_trip(trained, tmp_path, drawings):
     assert not any(np.any(v) for v in slots(loaded)) and any(np.any(v) for v in slots(model))
     with zipfile.ZipFile(folder / "model.keras") as z:
         assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in z.infolist())
-    # Saving again over our own folder is allowed; config and data default to what train() recorded.
+    # Saving again over a draw-ai GAN folder is allowed; config and data default to what train() recorded.
     gan.save(model, folder)
     again = gan.load(folder)
     assert again.manifest["config"] == config.to_dict() and again.manifest["data_checksum"] == drawings.checksum

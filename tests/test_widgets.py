@@ -315,7 +315,7 @@ def test_predictions_run_on_one_torch_thread_and_restore_the_setting():
 
 @pytest.mark.slow
 def test_classic_drawings_made_on_the_pad_are_recognised_like_the_test_split():
-    """Issue 5's target: the classic10 test drawings, drawn on the pad as strokes (traced from the bitmaps,
+    """The pad's accuracy target: the classic10 test drawings, drawn on the pad as strokes (traced from the bitmaps,
     since the sample has no strokes; pointer events 4 px apart on the 280 px pad), get top-3 guesses from
     the shipped classifier about as right as the same drawings given as bitmaps."""
     from drawai import data

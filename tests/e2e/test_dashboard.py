@@ -26,7 +26,7 @@ import pytest
 from tests.e2e.test_drawing_pad import INK_ON_CANVAS, free_port
 
 # Slow: a cold kernel per page (torch, then TensorFlow on Generate) on 2 cores; 4 tests, one shared server,
-# about 4 minutes on a loaded 2-core machine. They are the acceptance test of the dashboard.
+# about 4 minutes on a loaded 2-core machine. They are the dashboard's acceptance test.
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]

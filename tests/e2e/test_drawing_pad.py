@@ -1,4 +1,4 @@
-"""The issue's scenario in a real browser: JupyterLab on 127.0.0.1, notebooks/05_draw.ipynb run in it,
+"""The drawing pad in a real browser: JupyterLab on 127.0.0.1, notebooks/05_draw.ipynb run in it,
 strokes drawn with Playwright's mouse on the pad's canvas, then the guesses, the 28x28 bitmap, Clear and
 Save checked as a user sees them. A screenshot goes to test-artifacts/drawing_pad.png.
 
