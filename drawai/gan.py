@@ -150,9 +150,9 @@ class GANConfig:
     # truncated at 1): GAN-test 47.8 -> 73.2 %, per-class FID 0.42x -> 0.34x the control, diversity 0.73 -> 0.61.
     diff_augment: bool = False
     # conditional only: cVAE-GAN (Larsen et al. 2016; Zhu et al. 2017's BicycleGAN): an encoder reads the noise of
-    # half the real batch, and the generator draws those drawings back from it (L1 weighed by this; KL 0.01 keeps the
-    # encoded noise normal) in the same batch as its drawings from random noise, both judged by the discriminator.
-    # Every training drawing must be reachable from some noise, so the generator cannot draw one doodle per label.
+    # each real drawing and the generator draws it back from that noise (L1, weighed by this; KL 0.01 keeps the
+    # encoded noise normal), beside its drawings from random noise, which the discriminator judges. Every training
+    # drawing must be reachable from some noise, so the generator cannot draw one doodle per label.
     reconstruction: float = 0.0
     truncation: float | None = None  # generate()'s default noise truncation (the truncation trick); None: none
     width: int = PRESETS["demo"]["width"]  # generator channels after the Dense layer (the tutorial's 256)
@@ -469,16 +469,14 @@ class _GAN(keras.Model):
                                            seed=tf.stack([tf.constant(self.seed, tf.int64), self.step_counter.value]))
         first = tf.cast(replica.replica_id_in_sync_group, tf.int32) * size
         noise = noise[first:][:size]
-        half = size // 2
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            if self.encoder is not None:  # cVAE-GAN: the first half of the fakes redraws the first half of the reals
-                mean, log_var = self.encoder((images[:half], labels[:half]), training=True)
-                eps = tf.random.stateless_normal((size * replicas, self.noise_dim), seed=self._step_seed(3))
-                noise = tf.concat([mean + ops.exp(0.5 * log_var) * eps[first:][:half], noise[half:]], 0)
             fake = self._generator_call(noise, labels, True)
-            if self.encoder is not None:
+            if self.encoder is not None:  # cVAE-GAN: draw the real drawings back from the noise the encoder reads
+                mean, log_var = self.encoder((images, labels), training=True)
+                eps = tf.random.stateless_normal((size * replicas, self.noise_dim), seed=self._step_seed(3))
+                redrawn = self._generator_call(mean + ops.exp(0.5 * log_var) * eps[first:][:size], labels, True)
                 kl = ops.mean(ops.sum(-0.5 * (1 + log_var - mean ** 2 - ops.exp(log_var)), axis=-1))
-                redraw_loss = self.reconstruction * ops.mean(ops.abs(fake[:half] - images[:half])) + 0.01 * kl
+                redraw_loss = self.reconstruction * ops.mean(ops.abs(redrawn - images)) + 0.01 * kl
             if self.diff_augment:  # real and generated, each its own draws from (seed, step); this replica's slice
                 images = diff_augment(images, self._step_seed(1), first, size * replicas)
                 fake = diff_augment(fake, self._step_seed(2), first, size * replicas)
