@@ -67,7 +67,8 @@ from drawai import categories as cats
 from drawai.io import atomic_write, file_sha256, write_json
 
 RECIPES = ("conditional", "per_label")
-CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment", "reconstruction")  # the per-label recipe lacks
+# GANConfig fields the per-label recipe lacks
+CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment", "reconstruction", "ema")
 MAX_GENERATE = 10_000  # drawings per generate() call: more is almost surely a mistake (and memory)
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
@@ -154,6 +155,9 @@ class GANConfig:
     # encoded noise normal), beside its drawings from random noise, which the discriminator judges. Every training
     # drawing must be reachable from some noise, so the generator cannot draw one doodle per label.
     reconstruction: float = 0.0
+    # conditional only: the generator that draws is an exponential moving average of the trained one's weights, with
+    # this momentum per step (0: none), as BigGAN and StyleGAN draw: it smooths the jitter of adversarial training.
+    ema: float = 0.0
     truncation: float | None = None  # generate()'s default noise truncation (the truncation trick); None: none
     width: int = PRESETS["demo"]["width"]  # generator channels after the Dense layer (the tutorial's 256)
     seed: int = 0
@@ -195,6 +199,10 @@ class GANConfig:
             raise GANInputError(f"GANConfig.reconstruction must be a number in [0, 1000], got {self.reconstruction!r}")
         if self.recipe == "per_label" and self.reconstruction:
             raise GANInputError("reconstruction is for the conditional recipe")
+        if isinstance(self.ema, bool) or not (isinstance(self.ema, float | int) and 0 <= self.ema < 1):
+            raise GANInputError(f"GANConfig.ema must be a momentum in [0, 1), got {self.ema!r}")
+        if self.recipe == "per_label" and self.ema:
+            raise GANInputError("ema is for the conditional recipe")
         _check_truncation(self.truncation, "GANConfig.truncation")
 
     @classmethod
@@ -392,8 +400,8 @@ class _GAN(keras.Model):
 
     def __init__(self, categories, noise_dim: int = 100, width: int = 64, lr: float = 2e-4, beta_1: float = 0.5,
                  seed: int = 0, aux_weight: float = 0.0, aux_weight_start: float | None = None,
-                 diff_augment: bool = False, reconstruction: float = 0.0, truncation: float | None = None,
-                 **kwargs):
+                 diff_augment: bool = False, reconstruction: float = 0.0, ema: float = 0.0,
+                 truncation: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.categories = tuple(cats.resolve(list(categories)))
         self.noise_dim, self.width, self.lr, self.beta_1, self.seed = noise_dim, width, lr, beta_1, seed
@@ -403,11 +411,13 @@ class _GAN(keras.Model):
         self.diff_augment = bool(diff_augment)
         self.reconstruction = float(reconstruction)
         self.encoder = None  # the cVAE-GAN's, built by _build_networks when reconstruction > 0
+        self.ema = float(ema)
         _check_truncation(truncation)
         self.truncation = truncation  # generate()'s default
         self._build_networks()
         # Optimisers are part of the model and built here, so a checkpoint restores their state.
-        self.g_optimizer = keras.optimizers.Adam(lr, beta_1=beta_1)
+        # With `ema`, the optimiser keeps the weights' moving average (Keras' use_ema); `finalize` draws with it.
+        self.g_optimizer = keras.optimizers.Adam(lr, beta_1=beta_1, use_ema=self.ema > 0, ema_momentum=self.ema or 0.99)
         self.d_optimizer = keras.optimizers.Adam(lr, beta_1=beta_1)
         self.g_optimizer.build(self._generator_side())
         self.d_optimizer.build(self.discriminator.trainable_variables)
@@ -423,6 +433,11 @@ class _GAN(keras.Model):
     def _build_networks(self):
         raise NotImplementedError
 
+    def finalize(self) -> None:
+        """After training: with `ema`, the generator takes the weights' moving average, which it draws with."""
+        if self.ema:
+            self.g_optimizer.finalize_variable_values(self._generator_side())
+
     def _generator_side(self) -> list:
         """The variables the generator's loss trains: its own, and the encoder's if there is one."""
         return self.generator.trainable_variables + (self.encoder.trainable_variables if self.encoder else [])
@@ -434,7 +449,8 @@ class _GAN(keras.Model):
         return {**super().get_config(), "categories": list(self.categories), "noise_dim": self.noise_dim,
                 "width": self.width, "lr": self.lr, "beta_1": self.beta_1, "seed": self.seed,
                 "aux_weight": self.aux_weight, "aux_weight_start": self.aux_weight_start,
-                "diff_augment": self.diff_augment, "reconstruction": self.reconstruction, "truncation": self.truncation}
+                "diff_augment": self.diff_augment, "reconstruction": self.reconstruction, "ema": self.ema,
+                "truncation": self.truncation}
 
     def get_compile_config(self):
         return None  # the optimisers are built in __init__; there is nothing to re-compile on loading
@@ -1075,6 +1091,7 @@ def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
     _check_same(strategy, start, f"the epoch to start from ({run_dir} must be storage every worker sees)")
     if start >= config.epochs:
         model.train_history = history
+        model.finalize()
         return model
     epochs, one_label = range(start, config.epochs), config.recipe == "per_label"
     if in_memory and not tf.distribute.has_strategy():  # the plain case: every batch gathered from memory
@@ -1092,6 +1109,7 @@ def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
     model.fit(dataset, epochs=config.epochs, initial_epoch=start, steps_per_epoch=steps, callbacks=all_callbacks,
               shuffle=False, verbose=verbose)
     model.train_history = history
+    model.finalize()
     return model
 
 

@@ -66,7 +66,7 @@ def test_presets_are_valid_configs_for_both_recipes():
                                  dict(aux_weight=-1), dict(aux_weight=True),
                                  dict(aux_weight_start=-1, aux_weight=1), dict(aux_weight_start=True, aux_weight=1),
                                  dict(aux_weight_start=0.5), dict(diff_augment="yes"), dict(reconstruction=-1),
-                                 dict(reconstruction=True)])
+                                 dict(reconstruction=True), dict(ema=1.0), dict(ema=-0.1), dict(ema=True)])
 def test_bad_config_is_a_clear_error(bad):
     with pytest.raises(gan.GANInputError, match=next(iter(bad))):
         tiny_config(**bad)
@@ -81,6 +81,8 @@ def test_aux_weight_is_for_the_conditional_recipe():
         tiny_config("per_label", diff_augment=True)
     with pytest.raises(gan.GANInputError, match="reconstruction is for the conditional recipe"):
         tiny_config("per_label", reconstruction=10.0)
+    with pytest.raises(gan.GANInputError, match="ema is for the conditional recipe"):
+        tiny_config("per_label", ema=0.9)
 
 
 def test_diff_augment_moves_and_blanks_drawings_by_seed():
@@ -265,6 +267,22 @@ def test_the_encoder_learns_to_read_the_noise_of_real_drawings(drawings, tmp_pat
     assert np.array_equal(loaded.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
 
 
+def test_the_generator_draws_with_the_moving_average_of_its_weights(drawings, tmp_path):
+    """With `ema`, training ends with the generator's weights replaced by their moving average over the steps (the
+    checkpoints keep the trained weights and the average, so a resumed or finished run ends the same way)."""
+    config = tiny_config(epochs=2, ema=0.5)
+    model = gan.train(drawings, config, run_dir=tmp_path / "run", verbose=0)
+    _, trained, _ = gan._resume_point(tmp_path / "run", json.loads((tmp_path / "run" / "run.json").read_text()))
+    average = trained.g_optimizer._model_variables_moving_average
+    assert all(np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(average, model.generator.trainable_variables, strict=True))
+    assert changed(weights(trained.generator.trainable_variables), weights(model.generator.trainable_variables))
+    finished = gan.train(drawings, config, run_dir=tmp_path / "run", resume=True, verbose=0)
+    assert np.array_equal(finished.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
+    plain = gan.train(drawings, tiny_config(epochs=2), verbose=0)  # the same run without the average
+    assert np.array_equal(plain.generate(CATS, 2, seed=0), trained.generate(CATS, 2, seed=0))
+
+
 def test_truncated_noise_stays_inside_the_cut():
     full = gan.noise_batch(4000, 16, seed=0)
     cut = gan.noise_batch(4000, 16, seed=0, truncation=0.5)
@@ -424,7 +442,8 @@ class KillAt(keras.callbacks.Callback):
 def test_resume_continues_from_the_last_checkpoint(drawings, tmp_path):
     # Every step weighs the auxiliary loss anew, augments what the discriminator sees and samples the encoder's noise:
     # all from the step counter.
-    config = tiny_config(epochs=2, aux_weight=1.0, aux_weight_start=0.0, diff_augment=True, reconstruction=10.0)
+    config = tiny_config(epochs=2, aux_weight=1.0, aux_weight_start=0.0, diff_augment=True, reconstruction=10.0,
+                         ema=0.9)
     straight = gan.train(drawings, config, verbose=0)
     assert [h["epoch"] for h in straight.train_history] == [1, 2]  # logged even without a run_dir
     assert all(h["images_per_s"] > 0 and h["cpu_seconds"] > 0 for h in straight.train_history)
