@@ -108,9 +108,10 @@ moving = mirrored.generator.norms[0].norm.moving_mean.value.values
 print(json.dumps({
     "replicas": strategy.num_replicas_in_sync,
     "first_batch": first, "expected": [labels[half].tolist() for half in np.array_split(batch, 2)],
-    "weights": max(float(np.abs(a.numpy() - b.numpy()).max()) for a, b in zip(
+    "weights": [float(f(np.concatenate([np.abs(a.numpy() - b.numpy()).ravel() for a, b in zip(
         plain.generator.variables + plain.discriminator.variables,
-        mirrored.generator.variables + mirrored.discriminator.variables)),
+        mirrored.generator.variables + mirrored.discriminator.variables)]))) for f in (np.mean, np.max)],
+    "lr": plain.g_optimizer.learning_rate.numpy().item(),
     "losses": [[h["g_loss"], h["d_loss"]] for h in plain.train_history],
     "mirrored_losses": [[h["g_loss"], h["d_loss"]] for h in mirrored.train_history],
     "moving_mean_same_on_replicas": all(np.array_equal(moving[0].numpy(), m.numpy()) for m in moving),
@@ -127,7 +128,11 @@ def test_two_replicas_train_as_one_process(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
     assert got["replicas"] == 2 and got["first_batch"] == got["expected"] and got["steps"] == 2 * 7
-    assert got["weights"] < 1e-5  # measured 5e-7: sums in another order, nothing more
+    # Sums in another order, nothing more: Adam turns a near-zero gradient's rounding into up to one step (lr), so
+    # a few weights move apart by a fraction of a step while the mean stays at rounding (measured 1e-6; a replica
+    # training on its half alone moves most weights by a whole step).
+    mean_apart, most_apart = got["weights"]
+    assert mean_apart < 1e-5 and most_apart < got["lr"]
     np.testing.assert_allclose(got["mirrored_losses"], got["losses"], atol=1e-4)
     assert got["moving_mean_same_on_replicas"]  # batch norm over the whole batch, not per replica
 
