@@ -19,7 +19,8 @@ absolute times on a shared machine mean little; the load average is recorded wit
   training cell and every prediction process is a fresh one, so each has its own peak.
 - Generator (`gan`): the conditional GAN against the original per-label DCGAN recipe on classic10 (the
   `demo` preset), both judged by the shipped classifier (`metrics.evaluate_generator`: GAN-test top-1,
-  FID with a shuffled-label control, memorisation, diversity), at equal epochs and at equal training
+  FID with a shuffled-label control, memorisation, precision, recall, density and coverage
+  against real-vs-real, CAS), at equal epochs and at equal training
   time: the per-label one is trained on until it has used the conditional one's CPU seconds. With all
   345 categories, also the shipped `models/generator-345` if it is there (evaluated, not trained).
 - Dashboard: Voila serving notebooks/dashboard.ipynb as `make dashboard` does, opened in chromium by

@@ -19,8 +19,8 @@ Two recipes, chosen by `GANConfig.recipe`:
 Both train with their own `train_step` under `model.fit` (the keras.io "DCGAN"/"Conditional GAN"
 style) on the canonical form (`bitmaps.to_canonical`) scaled to [-1, 1], and draw with
 `generate(labels, n, seed)` -> float32 [0, 1] (N, 28, 28), ink bright on black, like the canonical form.
-`generate` samples the noise truncated at +-`truncation` (BigGAN's truncation trick; the presets: 0.5),
-clearer drawings for some diversity; `generate(..., truncation=None)` draws from the full normal.
+`generate` samples the noise truncated at +-`truncation` (BigGAN's truncation trick; the `full` preset: 1,
+`demo`: 0.5), clearer drawings for less variety; `generate(..., truncation=None)` draws from the full normal.
 
 Training is seeded and resumable: the batch order of epoch e and the noise of step s are pure
 functions of (seed, e) and (seed, s), and every epoch ends with an atomically written checkpoint
@@ -76,31 +76,20 @@ MANIFEST_KIND = "drawai.gan"
 INPUT_FORM = ("canonical 28x28 float32 [0, 1], ink bright on black (drawai.bitmaps.to_canonical); "
               "trained on it scaled to [-1, 1], generate() returns it in [0, 1]")
 
-# Presets: data and sizes chosen so that `demo` takes a couple of minutes and `full` under ~45
-# minutes on 2 CPU cores (throughput measured and reported in the GAN issue / docs). Both recipes get
-# the same data, epochs and network width, so they are compared at (about) equal training time.
-# Demo epochs, measured on classic10 (conditional, ~1 CPU s per epoch; GAN-test top-1 by the shipped
-# classifier): 60 -> 52 %, 120 -> 82 %, 180 -> 85 %, 300 -> 88 %. 150 buys most of it in ~2.5 CPU minutes.
+# Presets: `demo` trains in a few CPU minutes, `full` within an hour on 2 cores. Both recipes get the same data,
+# epochs and network width, so they are compared at (about) equal training time. How each setting was chosen, and
+# what else was tried: docs/experiments/gan.md.
 PRESETS: dict[str, dict] = {
+    # classic10, ~1 CPU s an epoch: 150 epochs buy most of what 300 do.
     "demo": dict(categories="classic10", epochs=150, width=64, aux_weight=1.0, diff_augment=True),
-    # ~42 CPU s an epoch: 42 CPU minutes. Continued to 90 epochs (without DiffAugment) it got worse.
-    "full": dict(categories="all", epochs=60, width=64, aux_weight=0.3, diff_augment=True),
+    # All 345, ~90 CPU s an epoch. The encoder's reconstruction makes every training drawing reachable from some
+    # noise, so a label's drawings differ; a small AC weight names the label without pulling it to one template,
+    # and the smaller step keeps the three losses stable. Drawn at +-1: a recognisable and varied middle.
+    "full": dict(categories="all", epochs=60, width=64, aux_weight=0.3, diff_augment=True, reconstruction=10.0,
+                 lr=5e-4, truncation=1.0),
 }
-# What the presets' settings were chosen from (GAN-test top-1 by models/classifier-345; README "Models" has the
-# tables). A setting is adopted only if the drawings of a label stay varied (diversity at least 0.3 of real):
-# a GAN that draws one doodle per label can pass GAN-test, which is not what it is for.
-# - classic10, 150 epochs (the judge reads 100 % of the real test drawings), truncated at 1: AC 3 without
-#   DiffAugment 94.6 % (per-class FID 18.8, diversity 0.80); AC 3 with it 98.6 %, FID 32.1, diversity 0.24;
-#   AC 1 with it 99.75 %, FID 13.9, diversity 0.68; truncated at 0.8 / 0.5 100 % (diversity 0.61 / 0.47), but
-#   the bench's run of the same preset at 0.8 missed one drawing of 800.
-# - all 345 (real: 55.7 %): a constant AC weight of 3 collapsed the generator within 3 epochs (one drawing per
-#   label whatever the noise: the auxiliary loss, 3 x ln 345 at the start, drowns the adversarial one); 0.3 did
-#   not. AC 0.3 without DiffAugment: 29.5 % at +-1. With it: 53.1 / 55.3 / 56.8 % truncated at 1 / 0.7 / 0.5
-#   (diversity 0.47 / 0.40 / 0.33; per-class FID 0.41x-0.44x the control). AC growing 0.3 -> 1 with it: 61.4 %
-#   at +-1 but diversity 0.10, not adopted. So both presets draw at +-0.5 by default (`truncation`, below).
-# Optimiser and batch per recipe. Conditional: DCGAN's Adam beta_1=0.5 with a 10x larger step (2e-3,
-# which spectral norm keeps stable) and batch 32: on classic10 it drew recognisable doodles after about
-# 1,500 steps where 2e-4 / batch 64 still drew dotted noise. The per-label baseline keeps the TF
+# Optimiser and batch per recipe. Conditional: DCGAN's Adam beta_1=0.5 with a 10x larger step (2e-3, which
+# spectral norm keeps stable) and batch 32 learns classic10 in ~1,500 steps. The per-label baseline keeps the TF
 # tutorial's Adam(1e-4) and batch 256 (one batch holds all 80 training drawings of a label in the sample).
 RECIPE_DEFAULTS: dict[str, dict] = {
     "conditional": dict(batch_size=32, lr=2e-3, beta_1=0.5, truncation=0.5),
@@ -139,16 +128,12 @@ class GANConfig:
     noise_dim: int = 100
     aux_weight: float = 0.0  # conditional only: weight of AC-GAN's auxiliary category loss (0 = none)
     # conditional only: the auxiliary weight grows linearly, step by step, from this to `aux_weight` over the run
-    # (None: `aux_weight` throughout): a weight that would collapse the generator from the start, reached late.
-    # Screened on 115 of the 345 categories (docs/experiments/gan_screen.py), 60 epochs, truncated at 1: 0.3 -> 3
-    # against a constant 0.3, GAN-test 50.9 vs 47.8 %, but per-class FID 0.47x vs 0.42x the control, diversity
-    # 0.59 vs 0.73 (the same trade as a larger constant weight); with DiffAugment 84.5 % at diversity 0.12, nearly
-    # one drawing per label; on all 345 with DiffAugment, 0.3 -> 1: 61.4 % at diversity 0.10. No preset uses it.
+    # (None: `aux_weight` throughout): a weight that would collapse the generator from the start, reached late. It
+    # trades variety for recognisability like a larger constant weight does, so no preset uses it.
     aux_weight_start: float | None = None
     # conditional only: DiffAugment (Zhao et al. 2020): every drawing the discriminator sees, real or generated,
     # shifted by up to 3 px and with a random 14x14 square blanked, differentiably, so the generator learns through
-    # it. Made for GANs short of data, as here: 80 drawings a category. Screened on 115 categories (60 epochs, AC 0.3,
-    # truncated at 1): GAN-test 47.8 -> 73.2 %, per-class FID 0.42x -> 0.34x the control, diversity 0.73 -> 0.61.
+    # it. Made for GANs short of data, as here: 80 drawings a category.
     diff_augment: bool = False
     # conditional only: cVAE-GAN (Larsen et al. 2016; Zhu et al. 2017's BicycleGAN): an encoder reads the noise of
     # each real drawing and the generator draws it back from that noise (L1, weighed by this; KL 0.01 keeps the
@@ -157,6 +142,7 @@ class GANConfig:
     reconstruction: float = 0.0
     # conditional only: the generator that draws is an exponential moving average of the trained one's weights, with
     # this momentum per step (0: none), as BigGAN and StyleGAN draw: it smooths the jitter of adversarial training.
+    # No preset uses it: on the full preset's recipe it changed no figure measurably.
     ema: float = 0.0
     truncation: float | None = None  # generate()'s default noise truncation (the truncation trick); None: none
     width: int = PRESETS["demo"]["width"]  # generator channels after the Dense layer (the tutorial's 256)
@@ -212,9 +198,10 @@ class GANConfig:
             raise GANInputError(f"unknown preset {preset!r}; presets are {sorted(PRESETS)}")
         if recipe not in RECIPES:
             raise GANInputError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+        # A preset is tuned for the conditional recipe; the per-label baseline keeps its own optimiser and batch.
         preset_values = {k: v for k, v in PRESETS[preset].items()
-                         if recipe == "conditional" or k not in CONDITIONAL_ONLY}
-        return cls(**{**preset_values, **RECIPE_DEFAULTS[recipe], "recipe": recipe, "preset": preset, **overrides})
+                         if recipe == "conditional" or k not in CONDITIONAL_ONLY + ("lr", "beta_1", "batch_size")}
+        return cls(**{**RECIPE_DEFAULTS[recipe], **preset_values, "recipe": recipe, "preset": preset, **overrides})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

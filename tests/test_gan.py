@@ -53,11 +53,14 @@ def test_presets_are_valid_configs_for_both_recipes():
         for recipe in gan.RECIPES:
             config = gan.GANConfig.from_preset(preset, recipe=recipe)
             assert (config.recipe, config.preset) == (recipe, preset)
-            assert config.batch_size == gan.RECIPE_DEFAULTS[recipe]["batch_size"]
+            # the preset tunes the conditional recipe's optimiser; the per-label baseline keeps its own
+            optimiser = {**gan.RECIPE_DEFAULTS[recipe], **(gan.PRESETS[preset] if recipe == "conditional" else {})}
+            assert (config.batch_size, config.lr) == (optimiser["batch_size"], optimiser["lr"])
             # both recipes draw with the same truncation: compared as generate() draws by default
-            assert config.truncation == gan.RECIPE_DEFAULTS["conditional"]["truncation"]
+            assert config.truncation == {**gan.RECIPE_DEFAULTS["conditional"], **gan.PRESETS[preset]}["truncation"]
             assert (config.diff_augment, config.aux_weight > 0) == ((recipe == "conditional",) * 2)
     assert gan.GANConfig.from_preset("full").categories == "all"
+    assert gan.GANConfig.from_preset("full").lr != gan.GANConfig.from_preset("full", "per_label").lr
     assert gan.GANConfig.from_preset("demo", epochs=3).epochs == 3
 
 
