@@ -1,3 +1,4 @@
+import ast
 import json
 
 import nbformat
@@ -234,3 +235,34 @@ def test_fight_job_end_to_end(tmp_path, monkeypatch, tiny_gan):
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # bars, rounds, augmentation curve
     printed = "".join(o.get("text", "") for o in outputs)
     assert "overall" in printed and metrics["augmentation"]["conclusion"].splitlines()[0] in printed
+
+
+# --- notebook defaults ------------------------------------------------------------------------------------------------
+
+def parameter_cell(notebook: str) -> dict:
+    """The values the notebook's parameters cell assigns, read with ast (every statement must be `name = literal`)."""
+    nb = nbformat.read(jobs.NOTEBOOKS / notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values = {}
+    for node in ast.parse(cell.source).body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, f"{notebook}: {ast.unparse(node)}"
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+@pytest.mark.parametrize("name", sorted(jobs.JOBS))
+def test_every_jobs_defaults_equal_its_notebooks_parameter_cell(name):
+    job = jobs.JOBS[name]
+    values = parameter_cell(job.notebook)
+    assert values.pop("out_dir", None) is None  # the job sets it (a notebook that writes nothing may not say so)
+    typed = lambda d: {k: (type(v).__name__, v) for k, v in d.items()}  # noqa: E731  (True is not 1 here)
+    assert typed(values) == typed(job.defaults)
+
+
+def test_the_classifier_jobs_recipe_defaults_are_trainconfigs():
+    """TrainConfig states the recipe once: the job (and with the test above, notebook 02) and the bench read it."""
+    from drawai.classifier import TrainConfig
+
+    recipe = {k: v for k, v in jobs.JOBS["train-classifier"].defaults.items() if hasattr(TrainConfig, k)}
+    assert set(recipe) == {"arch", "epochs", "batch_size", "lr", "seed", "augment", "threads"}
+    assert recipe == {k: getattr(TrainConfig(), k) for k in recipe}
