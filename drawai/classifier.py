@@ -390,6 +390,42 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+class ScalarLog:
+    """TensorBoard scalars: an `events.out.tfevents.*` file under `log_dir` that `tensorboard --logdir` reads.
+
+    torch's SummaryWriter writes the same records but imports TensorFlow whenever it is installed (tensorboard
+    resolves `tensorboard.compat.tf` to it for file access), seconds of start-up and hundreds of MiB that a
+    PyTorch job never uses; tensorboard's protos and record writer alone need no TensorFlow.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike):
+        import socket
+
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        folder = Path(log_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+        self._file = open(self.path, "ab")
+        self._records = RecordWriter(self._file)
+        self._event = Event
+        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _write(self, event) -> None:
+        self._records.write(event.SerializeToString())
+        self._records.flush()
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value))])
+        self._write(self._event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def close(self) -> None:
+        self._file.close()
+
+
 # --- training ------------------------------------------------------------------------------------------------
 
 def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,

@@ -1,5 +1,9 @@
 import ast
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import nbformat
 import numpy as np
@@ -266,3 +270,25 @@ def test_the_classifier_jobs_recipe_defaults_are_trainconfigs():
     recipe = {k: v for k, v in jobs.JOBS["train-classifier"].defaults.items() if hasattr(TrainConfig, k)}
     assert set(recipe) == {"arch", "epochs", "batch_size", "lr", "seed", "augment", "threads"}
     assert recipe == {k: getattr(TrainConfig(), k) for k in recipe}
+
+
+def test_the_classifier_notebooks_imports_and_tensorboard_log_load_no_tensorflow(tmp_path):
+    """Every import statement of notebook 02, then its TensorBoard log, in a fresh process: TensorFlow stays out.
+    (torch's SummaryWriter imported it: tensorboard resolves its file access to TensorFlow when installed.)"""
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("TensorFlow is not installed here, so nothing could import it")
+    nb = nbformat.read(jobs.NOTEBOOKS / "02_classifier.ipynb", as_version=4)
+    imports = [ast.unparse(node) for cell in nb.cells if cell.cell_type == "code"
+               for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Import | ast.ImportFrom)]
+    assert any("drawai" in line for line in imports)
+    code = "\n".join([*imports, "import sys", f"log = classifier.ScalarLog({str(tmp_path)!r})",
+                      "log.add_scalar('loss', 1.5, 3)", "log.close()", "print('tensorflow' in sys.modules)"])
+    done = subprocess.run([sys.executable, "-c", code], cwd=jobs.NOTEBOOKS, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(jobs.ROOT)}, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(3, 1.5)]  # TensorBoard reads the log
