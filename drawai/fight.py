@@ -393,7 +393,8 @@ def check_ks_and_seeds(ks, seeds) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 def augmentation_experiment(generator, train_set: Drawings, test_set: Drawings, ks=(0, 40, 80, 160),
                             seeds=(0, 1, 2), config: classifier.TrainConfig | None = None,
-                            results_path: str | os.PathLike | None = None, progress: bool = True) -> AugmentationResult:
+                            results_path: str | os.PathLike | None = None, progress: bool = True,
+                            on_run=None) -> AugmentationResult:
     """Train the classifier on `train_set` plus k generated drawings per class, for every k and seed.
 
     Every run is scored on the real `test_set` and on the same drawings re-rendered like Google's
@@ -404,6 +405,7 @@ def augmentation_experiment(generator, train_set: Drawings, test_set: Drawings, 
 
     The generator must not have seen `test_set` (train it on the same split's training part).
     With `results_path` (a JSON file), every finished run is written there and a rerun skips it.
+    `on_run(done, total, run)` is called after every run (`run` is its row: k, seed, top1, ...), e.g. to print it.
     """
     ks, seeds = check_ks_and_seeds(ks, seeds)
     config = config or classifier.TrainConfig(epochs=15)
@@ -427,7 +429,7 @@ def augmentation_experiment(generator, train_set: Drawings, test_set: Drawings, 
     bar = tqdm(total=len(ks) * len(seeds), initial=len(ks) * len(seeds) - len(todo), desc="augmentation",
                unit="run", disable=not progress)
     generated, unreadable, generated_seed = None, 0, None
-    for k, seed in todo:
+    for done, (k, seed) in enumerate(todo, start=len(ks) * len(seeds) - len(todo) + 1):
         if max(ks) and generated_seed != seed:
             generated, unreadable = generated_drawings(generator, train_set.categories, max(ks), seed)
             generated_seed = seed
@@ -446,6 +448,8 @@ def augmentation_experiment(generator, train_set: Drawings, test_set: Drawings, 
             classifier.write_json(Path(results_path), {"settings": settings, "runs": runs})
         bar.update()
         bar.set_postfix(k=k, seed=seed, top1=round(runs[-1]["top1"], 3))
+        if on_run:
+            on_run(done, len(ks) * len(seeds), runs[-1])
     bar.close()
     order = {(k, s): i for i, (s, k) in enumerate((s, k) for s in seeds for k in ks)}
     runs = sorted(runs, key=lambda r: order[(r["k"], r["seed"])])

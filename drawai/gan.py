@@ -966,6 +966,20 @@ class EpochLog(keras.callbacks.Callback):
             old[1].unlink()
 
 
+class EpochPrinter(keras.callbacks.Callback):
+    """One printed line per epoch: epoch/total, g_loss, d_loss, elapsed time and ETA (`drawai.progress`). A job
+    streams it to the terminal: `train(..., verbose=0, callbacks=[EpochPrinter()])`."""
+
+    def on_train_begin(self, logs=None):
+        from drawai.progress import StepPrinter
+
+        self.printer = StepPrinter(self.params["epochs"], "epoch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        losses = {k: float(np.ravel(v)[0]) for k, v in (logs or {}).items() if k in ("g_loss", "d_loss")}
+        self.printer(epoch + 1, "  ".join(f"{k} {v:.3f}" for k, v in sorted(losses.items(), reverse=True)))
+
+
 def _take_part_in_save(model) -> None:
     """What a worker other than the chief does where the chief saves: the same save, into a folder that is then
     deleted. Under MultiWorkerMirroredStrategy reading some variables is a collective op every worker must join."""

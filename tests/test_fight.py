@@ -203,11 +203,15 @@ def test_a_tiny_experiment_end_to_end_and_resumed(classic10, tmp_path, monkeypat
     config = classifier.TrainConfig(epochs=2, batch_size=32, threads=1)
     path = tmp_path / "runs.json"
     threads = torch.get_num_threads()
+    said = []  # on_run: after every run, how many are done of how many, and the run's row
     try:
         result = fight.augmentation_experiment(gen, train, test, ks=(0, 5), seeds=(0, 1), config=config,
-                                               results_path=path, progress=False)
+                                               results_path=path, progress=False,
+                                               on_run=lambda done, total, run: said.append((done, total, run)))
     finally:
         torch.set_num_threads(threads)
+    assert [(done, total, run["k"], run["seed"]) for done, total, run in said] == [
+        (1, 4, 0, 0), (2, 4, 5, 0), (3, 4, 0, 1), (4, 4, 5, 1)]
     assert [(r["k"], r["seed"]) for r in result.runs] == [(0, 0), (5, 0), (0, 1), (5, 1)]
     assert [r["n_generated"] for r in result.runs] == [0, 50, 0, 50]
     assert [r["n_train"] for r in result.runs] == [200, 250, 200, 250]

@@ -1,7 +1,9 @@
 import ast
 import importlib.util
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -241,7 +243,7 @@ def test_fight_job_end_to_end(tmp_path, monkeypatch, tiny_gan):
     assert "overall" in printed and metrics["augmentation"]["conclusion"].splitlines()[0] in printed
 
 
-# --- notebook defaults ------------------------------------------------------------------------------------------------
+# --- notebook defaults, the classifier job without TensorFlow, progress lines ----------------------------------------
 
 def parameter_cell(notebook: str) -> dict:
     """The values the notebook's parameters cell assigns, read with ast (every statement must be `name = literal`)."""
@@ -280,7 +282,7 @@ def test_the_classifier_notebooks_imports_and_tensorboard_log_load_no_tensorflow
     nb = nbformat.read(jobs.NOTEBOOKS / "02_classifier.ipynb", as_version=4)
     imports = [ast.unparse(node) for cell in nb.cells if cell.cell_type == "code"
                for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Import | ast.ImportFrom)]
-    assert any("drawai" in line for line in imports)
+    assert any("drawai" in line for line in imports) and any("StepPrinter" in line for line in imports)
     code = "\n".join([*imports, "import sys", f"log = classifier.ScalarLog({str(tmp_path)!r})",
                       "log.add_scalar('loss', 1.5, 3)", "log.close()", "print('tensorflow' in sys.modules)"])
     done = subprocess.run([sys.executable, "-c", code], cwd=jobs.NOTEBOOKS, capture_output=True, text=True,
@@ -292,3 +294,25 @@ def test_the_classifier_notebooks_imports_and_tensorboard_log_load_no_tensorflow
     events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("loss")] == [(3, 1.5)]  # TensorBoard reads the log
+
+
+def test_step_printer_says_step_total_elapsed_and_eta(monkeypatch):
+    from drawai import progress
+
+    clock = iter([100.0, 110.0, 130.0])  # made; step 4 done (a resumed loop); step 5 done
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    show = progress.StepPrinter(10, "epoch", file=io.StringIO())
+    assert show(4, "loss 1.000") == "epoch  4/10  loss 1.000  elapsed 0:10  ETA 1:00"  # 10 s a step, 6 to go
+    assert show(5) == "epoch  5/10  elapsed 0:30  ETA 1:15"  # 15 s a step, 5 to go
+    assert progress.clock(3725) == "1:02:05"
+
+
+def test_the_gan_prints_a_line_per_epoch(capsys):
+    from drawai import gan
+
+    printer = gan.EpochPrinter()
+    printer.set_params({"epochs": 150, "steps": 25, "verbose": 0})
+    printer.on_train_begin()
+    printer.on_epoch_end(0, {"d_loss": np.array([2.25], np.float32), "g_loss": 1.5, "aux_weight": 1.0})
+    line = capsys.readouterr().out
+    assert re.fullmatch(r"epoch   1/150  g_loss 1\.500  d_loss 2\.250  elapsed 0:\d\d  ETA \d+:\d\d\n", line), line
