@@ -73,6 +73,16 @@ def _read_sample(path: Path, sha256: str) -> tuple[np.ndarray, np.ndarray, tuple
     return images, labels, names
 
 
+def check_sample() -> None:
+    """Raise CorruptDataError, saying what to do, unless the embedded sample is here and whole (its SHA-256)."""
+    try:
+        sha256 = sample_info()["sha256"]
+    except (OSError, ValueError, KeyError) as e:
+        raise CorruptDataError(f"the embedded sample's record {SAMPLE_META} cannot be read ({e}); restore it "
+                               "from the repository (git checkout -- drawai/assets)") from None
+    _read_sample(SAMPLE_PATH, sha256)
+
+
 def load_sample(categories: str | list[str] | None = "all") -> Drawings:
     """The embedded sample (100 drawings per category), restricted to `categories` (a preset or names).
 

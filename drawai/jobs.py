@@ -17,17 +17,23 @@ from __future__ import annotations
 
 import argparse
 import ast
+import codecs
+import contextlib
 import difflib
 import json
 import os
+import re
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from drawai import categories as cats
+from drawai.progress import Heartbeat
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -139,7 +145,124 @@ MODEL_PARAMETERS = {"train-classifier": "classifier_path", "train-gan": "generat
 
 
 class JobError(RuntimeError):
-    """A job that could not run, or whose notebook failed (the partial report is kept)."""
+    """A job that could not run, or whose notebook failed (the partial report is kept in `run_dir`)."""
+
+    def __init__(self, message: str, run_dir: Path | None = None):
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+class JobInterrupted(JobError):
+    """Ctrl-C during a job: its run folder is kept unfinished, so the same command resumes it."""
+
+
+# Lines frameworks print on every run that say nothing about the job. Each is matched as a whole line, so anything
+# else, a real error included, still reaches the terminal.
+NOISE = re.compile("|".join([
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    r"I\d{4} [\d:.]+\s+\d+ \S+:\d+\] .*",  # absl INFO lines: TensorFlow's oneDNN and CPU-feature notices
+    r"To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.",
+    r"E\d{4} [\d:.]+\s+\d+ meta_optimizer\.cc:\d+\] \w+ failed: .*",  # grappler keeps the unoptimised graph
+    r"\[IPKernelApp\] WARNING \| Kernel is running over TCP without encryption\..*",  # the kernel is on 127.0.0.1
+]))
+# TensorFlow's own INFO logging off (what it logs before reading this is filtered by NOISE); warnings and errors stay.
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "1"}
+# The kernel's low-level output (C++ libraries) goes once to its inherited, filtered stderr; captured, it would also
+# go into the report and reach the terminal a second time.
+KERNEL_ARGUMENTS = ["--IPKernelApp.capture_fd_output=False"]
+HEARTBEAT_S = 30  # a job that prints nothing for this long says it is still working
+
+
+class NoiseFilter:
+    """A text stream that passes to `stream` every line that is not NOISE; a line is judged once it ends."""
+
+    def __init__(self, stream):
+        self.stream, self.pending = stream, ""
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = re.split(r"(?<=[\n\r])", self.pending + text)
+        kept = "".join(line for line in lines if not NOISE.fullmatch(line.rstrip("\r\n")))
+        if kept:
+            self.stream.write(kept)
+            self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.pending and not NOISE.fullmatch(self.pending):
+            self.stream.write(self.pending)
+        self.pending = ""
+        self.stream.flush()
+
+
+# File descriptor 2 is the process's: one routing at a time. After Ctrl-C it is muted: a kernel shut down in the
+# middle of a cell logs the reply it can no longer send (a ZMQError traceback), which is not the job's.
+_quiet = {"active": False, "muted": False}
+
+
+def _interrupted(previous):
+    def handler(signum, frame):
+        _quiet["muted"] = True
+        previous(signum, frame)
+
+    return handler
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Route file descriptor 2 through NoiseFilter while the block runs: this process's stderr and that of the
+    kernels it starts, which inherit it (TensorFlow's C++ logging and the kernel's own log write there)."""
+    os.environ.update({k: v for k, v in QUIET_ENV.items() if k not in os.environ})
+    if _quiet["active"]:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no file descriptor 2 to route (an embedding host)
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    sink = open(saved, "w", closefd=False, errors="replace")
+    lines = NoiseFilter(sink)
+
+    def pump():
+        decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
+        while chunk := os.read(read_end, 65536):
+            if _quiet["muted"]:
+                continue
+            try:
+                lines.write(decode(chunk))
+            except Exception:  # the terminal went away: keep draining, so that no writer ever blocks
+                pass
+        with contextlib.suppress(Exception):
+            lines.close()
+        os.close(read_end)
+
+    thread = threading.Thread(target=pump, name="drawai-stderr", daemon=True)
+    thread.start()
+    previous = signal.getsignal(signal.SIGINT)
+    catch = callable(previous) and threading.current_thread() is threading.main_thread()  # not if SIGINT is ignored
+    if catch:
+        signal.signal(signal.SIGINT, _interrupted(previous))
+    _quiet.update(active=True, muted=False)
+    try:
+        yield
+    finally:
+        if catch:
+            signal.signal(signal.SIGINT, previous)
+        _quiet["active"] = False
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last write end here closes: the pump sees its end once the kernels are gone
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            sink.close()
+            os.close(saved)
 
 
 def check_params(job: Job, params: dict) -> dict:
@@ -188,51 +311,106 @@ def find_unfinished(job_name: str, params: dict) -> Path | None:
     for p in runs:
         if (p.parent / "metrics.json").exists():
             return None  # the newest same-job run finished: start anew
-        if json.loads(p.read_text()) == params:
+        if is_unfinished(p.parent, params):
             return p.parent
     return None
 
 
 def run(job_name: str, params: dict | None = None, fresh: bool = False, publish: str | None = None,
         progress: bool = True) -> Path:
-    """Run a job; returns its run folder. Raises JobError naming the failing cell if the notebook fails."""
+    """Run a job; returns its run folder. Raises JobError naming the failing cell if the notebook fails, and
+    JobInterrupted on Ctrl-C: the run folder stays unfinished, so the same command resumes it.
+
+    `progress`: what the notebook prints (a line per epoch) streams to the terminal as it runs."""
     import papermill as pm
 
-    if job_name not in JOBS:
-        close = difflib.get_close_matches(job_name, list(JOBS), n=1)
-        raise JobError(f"unknown job {job_name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                       f"jobs are {sorted(JOBS)}")
-    job = JOBS[job_name]
-    params = check_params(job, params or {})
-    if publish:
-        check_publish_target(job_name, Path(publish))
-    out_dir = None if fresh else find_unfinished(job_name, params)
-    if out_dir is None:
-        out_dir = RUNS / job_name / time.strftime("%Y%m%d-%H%M%S")
-        while out_dir.exists():  # two runs in one second
-            out_dir = out_dir.with_name(out_dir.name + "-1")
+    from drawai import data
+
+    with quiet_stderr():
+        if job_name not in JOBS:
+            close = difflib.get_close_matches(job_name, list(JOBS), n=1)
+            raise JobError(f"unknown job {job_name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                           f"jobs are {sorted(JOBS)}")
+        job = JOBS[job_name]
+        params = check_params(job, params or {})
+        if publish:
+            check_publish_target(job_name, Path(publish))
         try:
-            out_dir.mkdir(parents=True)
-            (out_dir / "params.json").write_text(json.dumps(params, indent=2) + "\n")
-        except OSError as e:
-            raise JobError(f"cannot create the run folder {out_dir}: {e.strerror}; set DRAWAI_RUNS to a "
-                           "writable folder") from None
-    else:
-        print(f"resuming the unfinished run {out_dir}", file=sys.stderr)
-    report = out_dir / job.notebook
-    try:
-        pm.execute_notebook(NOTEBOOKS / job.notebook, report, parameters={**params, "out_dir": str(out_dir)},
-                            cwd=str(NOTEBOOKS), progress_bar=progress, kernel_name="python3")
-    except pm.PapermillExecutionError as e:
-        first_line = next((line for line in e.source.splitlines() if line.strip()), "")
-        raise JobError(f"{job_name} failed in cell {e.exec_count} ({first_line.strip()[:80]!r}): "
-                       f"{e.ename}: {e.evalue}\nthe partial report is kept: {report}") from None
-    if not (out_dir / "metrics.json").exists():  # a notebook with no metrics of its own: mark it finished
-        (out_dir / "metrics.json").write_text(json.dumps({"job": job_name, "finished": True}) + "\n")
-    if publish:
-        publish_model(out_dir / job.model_dir, Path(publish), job_name, params)
-    print(f"report: {report}")
+            data.check_sample()  # every job reads it: say so now, not from inside a notebook
+        except data.CorruptDataError as e:
+            raise JobError(str(e)) from None
+        out_dir = None if fresh else find_unfinished(job_name, params)
+        if out_dir is None:
+            out_dir = RUNS / job_name / time.strftime("%Y%m%d-%H%M%S")
+            while out_dir.exists():  # two runs in one second
+                out_dir = out_dir.with_name(out_dir.name + "-1")
+            try:
+                out_dir.mkdir(parents=True)
+                (out_dir / "params.json").write_text(json.dumps(params, indent=2) + "\n")
+            except OSError as e:
+                raise JobError(f"cannot create the run folder {out_dir}: {e.strerror}; set DRAWAI_RUNS to a "
+                               "writable folder") from None
+            if progress:
+                print(f"{job_name}: running {job.notebook} into {shown(out_dir)}", flush=True)
+        else:
+            sys.stdout.flush()
+            print(f"resuming the unfinished run {out_dir}", file=sys.stderr, flush=True)
+        report = out_dir / job.notebook
+        # The notebook's printed lines go to the terminal as they come, with a line when it is silent for long;
+        # stderr through the same noise filter.
+        beat = Heartbeat(sys.stdout, HEARTBEAT_S) if progress else contextlib.nullcontext()
+        streams = {"stdout_file": beat, "stderr_file": NoiseFilter(sys.stderr)} if progress else {}
+        # The kernel imports the drawai next to these notebooks, whatever another checkout installed.
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        try:
+            with environ(PYTHONPATH=path), beat:
+                pm.execute_notebook(NOTEBOOKS / job.notebook, report, parameters={**params, "out_dir": str(out_dir)},
+                                    cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3",
+                                    extra_arguments=KERNEL_ARGUMENTS, **streams)
+        except pm.PapermillExecutionError as e:
+            first_line = next((line for line in e.source.splitlines() if line.strip()), "")
+            raise JobError(f"{job_name} failed in cell {e.exec_count} ({first_line.strip()[:80]!r}): "
+                           f"{e.ename}: {e.evalue}\nthe partial report is kept: {report}", run_dir=out_dir) from None
+        except KeyboardInterrupt:
+            raise JobInterrupted(f"{job_name} was interrupted; its unfinished run {shown(out_dir)} is kept",
+                                 run_dir=out_dir) from None
+        if not (out_dir / "metrics.json").exists():  # a notebook with no metrics of its own: mark it finished
+            (out_dir / "metrics.json").write_text(json.dumps({"job": job_name, "finished": True}) + "\n")
+        if publish:
+            publish_model(out_dir / job.model_dir, Path(publish), job_name, params)
+        print(f"report: {report}", flush=True)
     return out_dir
+
+
+@contextlib.contextmanager
+def environ(**values: str):
+    """These environment variables set while the block runs (for the processes it starts), then restored."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def is_unfinished(folder: Path | None, params: dict) -> bool:
+    """Whether `folder` is a run with these parameters and no metrics.json yet."""
+    if folder is None or (folder / "metrics.json").exists():
+        return False
+    try:
+        return json.loads((folder / "params.json").read_text()) == params
+    except (OSError, ValueError):
+        return False
+
+
+def shown(path: Path) -> str:
+    """A path as a user in this folder would type it: relative when below the current folder."""
+    path = Path(path).absolute()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def check_publish_target(job_name: str, dest: Path) -> None:
@@ -297,11 +475,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--publish", metavar="DIR", help="copy the trained model here (e.g. models/classifier-345)")
     args = ap.parse_args(argv)
     params = {name: parse_value(value) for name, value in args.parameter}
+    again = "the same command resumes it"
     try:
-        if args.job == "demo":
-            run_demo(params, fresh=args.fresh)
-        else:
-            run(args.job, params, fresh=args.fresh, publish=args.publish)
+        with quiet_stderr():
+            if args.job == "demo":
+                run_demo(params, fresh=args.fresh)
+            else:
+                run(args.job, params, fresh=args.fresh, publish=args.publish)
+    except JobInterrupted as e:
+        print(f"\n{e}; {again}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {again}", file=sys.stderr)
+        return 130
     except JobError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

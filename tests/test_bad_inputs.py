@@ -337,6 +337,15 @@ def _(tmp):
     jobs.run("train-classifier", {}, progress=False)
 
 
+@bad("job-without-the-sample", jobs.JobError, r"^the embedded sample \S+ is missing; rebuild it with")
+def _(tmp):
+    shipped, data.SAMPLE_PATH = data.SAMPLE_PATH, tmp / "quickdraw_sample.npz"
+    try:
+        run_job(tmp, "train-classifier", {})
+    finally:
+        data.SAMPLE_PATH = shipped
+
+
 # --- the other entry points ------------------------------------------------------------------------------------------
 
 bad("download-unknown-kind", ValueError, r"unknown kind 'raw'; the kinds are \['numpy_bitmap', 'simplified'\]")(

@@ -316,3 +316,127 @@ def test_the_gan_prints_a_line_per_epoch(capsys):
     printer.on_epoch_end(0, {"d_loss": np.array([2.25], np.float32), "g_loss": 1.5, "aux_weight": 1.0})
     line = capsys.readouterr().out
     assert re.fullmatch(r"epoch   1/150  g_loss 1\.500  d_loss 2\.250  elapsed 0:\d\d  ETA \d+:\d\d\n", line), line
+
+
+# --- what a job shows in the terminal ---------------------------------------------------------------------------------
+
+NOISE_LINES = [
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1796171174.341662   12397 port.cc:153] oneDNN custom operations are on. You may see slightly "
+    "different numerical results due to floating-point round-off errors from different computation orders.",
+    "E0000 00:00:1796171199.207958   12402 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: Mutation::Apply "
+    "error: fanout 'StatefulPartitionedCall/gradient_tape/LeakyRelu_1/LeakyReluGrad' exist for missing node",
+    "[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication (including code and "
+    "outputs) is sent in plain text and is susceptible to eavesdropping.",
+    "To enable the following instructions: AVX512F AVX512_VNNI AMX_TILE, in other operations, rebuild TensorFlow "
+    "with the appropriate compiler flags.",
+]
+REAL_LINES = ["E0000 00:00:1796171199.207958   12402 real_op.cc:12] a real C++ error",
+              "Traceback (most recent call last):",
+              "W0000 00:00:1796171199.207958   12402 meta_optimizer.cc:967] a grappler warning, not a failure"]
+
+
+def test_the_noise_filter_drops_whole_noise_lines_only():
+    out = io.StringIO()
+    lines = jobs.NoiseFilter(out)
+    text = "\n".join([NOISE_LINES[0], "epoch 1/3", *NOISE_LINES[1:], *REAL_LINES, "half a li"])
+    for i in range(0, len(text), 7):  # in pieces, as a pipe delivers it
+        lines.write(text[i:i + 7])
+    assert out.getvalue() == "\n".join(["epoch 1/3", *REAL_LINES]) + "\n"
+    lines.write("ne\rprogress 50%\r")
+    lines.close()
+    assert out.getvalue().endswith("half a line\rprogress 50%\r")
+
+
+def fake_notebook(path, *sources: str) -> None:
+    cells = [nbformat.v4.new_code_cell("out_dir = None", metadata={"tags": ["parameters"]})]
+    nb = nbformat.v4.new_notebook(cells=cells + [nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+# Runs jobs.main in a fresh process, as `python -m drawai.jobs` would, on the notebooks and runs folders the test
+# chose; with `jobs`, on fake jobs (notebooks made by the test) and a demo of them. Then it records whether this
+# process imported TensorFlow.
+DRIVER = """
+import json, sys
+from pathlib import Path
+from drawai import jobs
+cfg = json.loads(sys.argv[1])
+jobs.NOTEBOOKS, jobs.RUNS = Path(cfg["notebooks"]), Path(cfg["runs"])
+if cfg["jobs"]:
+    jobs.JOBS = {name: jobs.Job(notebook, {}) for name, notebook in cfg["jobs"].items()}
+    jobs.DEMO, jobs.MODEL_PARAMETERS = [(name, {}) for name in cfg["jobs"]], {}
+code = jobs.main(cfg["argv"])
+Path(cfg["modules"]).write_text(json.dumps("tensorflow" in sys.modules))
+sys.exit(code)
+"""
+
+
+def driver(tmp_path, jobs_: dict | None, argv: list[str], env: dict | None = None, notebooks=None,
+           **popen) -> subprocess.Popen:
+    cfg = {"notebooks": str(notebooks or tmp_path), "runs": str(tmp_path / "runs"), "jobs": jobs_, "argv": argv,
+           "modules": str(tmp_path / "driver-imported-tensorflow.json")}
+    return subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(cfg)], cwd=jobs.ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(jobs.ROOT), **(env or {})}, **popen)
+
+
+def test_a_job_streams_its_lines_hides_framework_noise_and_shows_real_errors(tmp_path):
+    """The kernel writes noise and real lines at the C level (file descriptor 2, as TensorFlow does) and Python's
+    stderr, then fails: the terminal gets the printed line, the real ones, and the failing cell named in one line."""
+    noise = "".join(line + "\n" for line in NOISE_LINES[:3]).encode()
+    fake_notebook(tmp_path / "fake.ipynb",
+                  "import os, sys\nprint('epoch 1/2  loss 0.500', flush=True)\n"
+                  f"os.write(2, {noise!r})\nos.write(2, {(REAL_LINES[0] + chr(10)).encode()!r})\n"
+                  "print('a warning of its own', file=sys.stderr)",
+                  "raise RuntimeError('the data went away')")
+    proc = driver(tmp_path, {"fake": "fake.ipynb"}, ["fake"])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    assert "epoch 1/2  loss 0.500\n" in out
+    assert REAL_LINES[0] in err and "a warning of its own" in err
+    assert re.search(r"^error: fake failed in cell 4 \(\"raise RuntimeError\('the data went away'\)\"\): RuntimeError: "
+                     "the data went away$", err, flags=re.MULTILINE), err
+    for noisy in ("absl::InitializeLog", "oneDNN", "remapper failed", "without encryption", "Traceback"):
+        assert noisy not in out + err, noisy
+
+
+def test_a_job_silent_for_a_while_says_it_is_still_working(tmp_path, monkeypatch, capsys):
+    fake_notebook(tmp_path / "quiet.ipynb", "import time\nprint('evaluating', flush=True)\ntime.sleep(2.6)\n"
+                                            "print('done')")
+    monkeypatch.setattr(jobs, "NOTEBOOKS", tmp_path)
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    monkeypatch.setitem(jobs.JOBS, "quiet", jobs.Job("quiet.ipynb", {}))
+    monkeypatch.setattr(jobs, "HEARTBEAT_S", 1)
+    jobs.run("quiet")
+    out = capsys.readouterr().out
+    said = out[out.index("evaluating\n"):out.index("done\n")].splitlines()[1:]
+    assert len(said) >= 2 and all(re.fullmatch(r"  \.\.\. still working: 0:0\d since the last line, \d:\d\d in all", s)
+                                  for s in said), out
+
+
+@pytest.mark.slow
+def test_the_classifier_job_shows_its_epochs_as_it_runs_and_never_imports_tensorflow(tmp_path):
+    """`python -m drawai.jobs train-classifier`, classic10, 2 epochs, on a copy of notebook 02 with one cell added
+    at the end that fails if the kernel has imported TensorFlow: a line per epoch reaches the terminal while the
+    job runs, no framework noise does, and neither the job's process nor its kernel imports TensorFlow. ~1 min."""
+    nb = nbformat.read(jobs.NOTEBOOKS / "02_classifier.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import sys\n\nassert 'tensorflow' not in sys.modules, "
+                                              "sorted(m for m in sys.modules if m.startswith('tensorflow'))[:5]"))
+    (tmp_path / "nb").mkdir()
+    nbformat.write(nb, tmp_path / "nb" / "02_classifier.ipynb")
+    argv = ["train-classifier", "-p", "categories", "classic10", "-p", "epochs", "2", "-p", "batch_size", "64"]
+    proc = driver(tmp_path, None, argv, notebooks=tmp_path / "nb")
+    epoch_lines = []
+    for line in proc.stdout:
+        if line.startswith("epoch "):
+            epoch_lines.append((line, proc.poll()))
+    err = proc.stderr.read()
+    assert proc.wait(timeout=600) == 0, err
+    assert [re.fullmatch(r"epoch [12]/2  loss \d+\.\d{3}  test top-1 \d+\.\d%  elapsed \d+:\d\d  ETA \d+:\d\d\n", line)
+            is not None for line, _ in epoch_lines] == [True, True], epoch_lines
+    assert epoch_lines[0][1] is None  # the first epoch's line came while the job was still running
+    assert json.loads((tmp_path / "driver-imported-tensorflow.json").read_text()) is False
+    for noisy in ("without encryption", "Traceback", "absl", "oneDNN"):
+        assert noisy not in err, err
