@@ -40,8 +40,9 @@ test-fast: env
 bench: env
 	$(PY) -m drawai.bench $(ARGS)
 
+# The repository's root: notebooks/ and the jobs' reports under runs/ side by side.
 lab: env
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 notebooks/
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1
 
 dashboard: env
 	$(VENV)/bin/voila --no-browser --Voila.ip=$(IP) --port=$(PORT) --Voila.config_file_paths=config $(ARGS) \

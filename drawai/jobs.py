@@ -23,9 +23,11 @@ import difflib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drawai import categories as cats
-from drawai.progress import Heartbeat
+from drawai.io import atomic_write, write_json
+from drawai.progress import Heartbeat, clock
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -142,6 +145,8 @@ DEMO = [
     ("fight", {"rounds": 1000, "ks": [0, 40], "seeds": [0, 1], "epochs": 10}),  # ~40 steps: it learns classic10
 ]
 MODEL_PARAMETERS = {"train-classifier": "classifier_path", "train-gan": "generator_path"}
+DEMO_TARGET_S = 600  # `make demo` on 2 idle cores, with the environment built (`make bench ARGS="--only demo"`)
+PUBLISHED = {"classifier": ROOT / "models" / "classifier-345", "generator": ROOT / "models" / "generator-345"}
 
 
 class JobError(RuntimeError):
@@ -317,11 +322,12 @@ def find_unfinished(job_name: str, params: dict) -> Path | None:
 
 
 def run(job_name: str, params: dict | None = None, fresh: bool = False, publish: str | None = None,
-        progress: bool = True) -> Path:
+        progress: bool = True, resume_dir: Path | None = None) -> Path:
     """Run a job; returns its run folder. Raises JobError naming the failing cell if the notebook fails, and
     JobInterrupted on Ctrl-C: the run folder stays unfinished, so the same command resumes it.
 
-    `progress`: what the notebook prints (a line per epoch) streams to the terminal as it runs."""
+    `progress`: what the notebook prints (a line per epoch) streams to the terminal as it runs. `resume_dir`: the
+    unfinished run to continue if it has these parameters (otherwise the newest unfinished run that has them)."""
     import papermill as pm
 
     from drawai import data
@@ -339,7 +345,8 @@ def run(job_name: str, params: dict | None = None, fresh: bool = False, publish:
             data.check_sample()  # every job reads it: say so now, not from inside a notebook
         except data.CorruptDataError as e:
             raise JobError(str(e)) from None
-        out_dir = None if fresh else find_unfinished(job_name, params)
+        out_dir = None if fresh else (resume_dir if is_unfinished(resume_dir, params)
+                                      else find_unfinished(job_name, params))
         if out_dir is None:
             out_dir = RUNS / job_name / time.strftime("%Y%m%d-%H%M%S")
             while out_dir.exists():  # two runs in one second
@@ -446,23 +453,191 @@ def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
     print(f"published {dest}")
 
 
-def run_demo(params: dict | None = None, fresh: bool = False) -> dict[str, Path]:
-    """Run DEMO in order; each job's model feeds the later jobs that take it. Returns the run folders."""
-    params = params or {}
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (a job's kernels, once shut down), all threads."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def demo_jobs(params: dict) -> list[tuple[str, dict]]:
+    """DEMO's jobs with their parameters: the demo's own, then those given, each to the jobs that have it."""
     unknown = sorted(set(params) - {k for name, _ in DEMO for k in JOBS[name].defaults})
     if unknown:
         raise JobError(f"no demo job has parameter(s) {unknown}")
-    made: dict[str, Path] = {}  # model parameter -> the model an earlier demo job trained
-    folders = {}
-    for name, demo_params in DEMO:  # each job gets the parameters it has
-        job_params = {**demo_params, **{k: v for k, v in params.items() if k in JOBS[name].defaults}}
-        for param, model in made.items():
-            if param in JOBS[name].defaults:
-                job_params.setdefault(param, str(model))
-        folders[name] = run(name, job_params, fresh=fresh)
-        if name in MODEL_PARAMETERS:
-            made[MODEL_PARAMETERS[name]] = (folders[name] / JOBS[name].model_dir).resolve()
+    return [(name, {**demo_params, **{k: v for k, v in params.items() if k in JOBS[name].defaults}})
+            for name, demo_params in DEMO]
+
+
+def describe(name: str, params: dict) -> str:
+    """What a demo job does, in a line, with how it differs from the published model's recipe."""
+    if name == "train-classifier":
+        published = _published_metrics("classifier").get("epochs", "?")
+        n = len(cats.resolve(params.get("categories", "all")))
+        epochs = params.get("epochs", JOBS[name].defaults["epochs"])
+        return f"the PyTorch classifier, {n} categories, {epochs} epochs (the published classifier-345: {published})"
+    if name == "train-gan":
+        return (f"the Keras conditional GAN, preset {params.get('preset')!r}, judged by the classifier just trained "
+                f"(CAS: {params.get('cas_epochs', JOBS[name].defaults['cas_epochs'])} epochs)")
+    if name == "fight":
+        p = {**JOBS[name].defaults, **params}
+        return (f"the GAN draws, the classifier guesses, {p['rounds']} rounds; then {len(p['ks']) * len(p['seeds'])} "
+                f"classifier trainings of {p['epochs']} epochs with and without generated drawings")
+    return JOBS[name].notebook
+
+
+def _demo_state(params: dict, fresh: bool) -> tuple[Path, dict]:
+    """The demo's folder under RUNS/demo and its record: the newest unfinished demo with these parameters (unless
+    `fresh`), or a new one. The record names each job's run folder and the time spent in it."""
+    record = {"params": params, "demo": json.loads(json.dumps(DEMO))}
+    if not fresh:
+        for path in sorted((RUNS / "demo").glob("*/demo.json"), reverse=True):
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("finished"):
+                break  # the newest demo finished: start anew
+            if {k: state.get(k) for k in record} == record:
+                print(f"resuming the demo stopped in {shown(path.parent)}", flush=True)
+                return path.parent, state
+    folder = RUNS / "demo" / time.strftime("%Y%m%d-%H%M%S")
+    while folder.exists():
+        folder = folder.with_name(folder.name + "-1")
+    state = {**record, "jobs": {}, "wall_seconds": 0.0, "cpu_seconds": 0.0, "finished": False}
+    try:
+        folder.mkdir(parents=True)
+        write_json(folder / "demo.json", state)
+    except OSError as e:
+        raise JobError(f"cannot write the demo's runs to {RUNS} ({e.strerror}): make it writable or set DRAWAI_RUNS "
+                       "to a writable folder") from None
+    return folder, state
+
+
+def run_demo(params: dict | None = None, fresh: bool = False) -> dict[str, Path]:
+    """Run DEMO in order; each job's model feeds the later jobs that take it. Returns the run folders.
+
+    The demo's record is RUNS/demo/<time>/demo.json: run again after Ctrl-C (or a failure), the demo reuses the
+    jobs it finished and resumes the one it was in. It ends with `demo_summary`, also saved as summary.txt there.
+    """
+    from drawai import data
+
+    with quiet_stderr():
+        jobs_params = demo_jobs(params or {})
+        try:
+            data.check_sample()
+        except data.CorruptDataError as e:
+            raise JobError(str(e)) from None
+        folder, state = _demo_state(params or {}, fresh)
+        print(f"draw-ai demo: {len(DEMO)} jobs on the embedded sample, sized for {DEMO_TARGET_S // 60} minutes on 2 "
+              "idle cores; each prints a line per epoch with the time elapsed and left. Its recipes are shorter "
+              "than the published models' in models/; its summary sets the figures side by side.", flush=True)
+        made: dict[str, Path] = {}  # model parameter -> the model an earlier demo job trained
+        folders: dict[str, Path] = {}
+        for i, (name, job_params) in enumerate(jobs_params, 1):
+            for param, model in made.items():
+                if param in JOBS[name].defaults:
+                    job_params.setdefault(param, str(model))
+            entry = state["jobs"].setdefault(name, {"folder": None, "wall_seconds": 0.0, "cpu_seconds": 0.0})
+            run_dir = Path(entry["folder"]) if entry["folder"] else None
+            if run_dir is not None and (run_dir / "metrics.json").exists():
+                print(f"\n[{i}/{len(DEMO)}] {name}: finished before the demo stopped; reusing {shown(run_dir)}",
+                      flush=True)
+            else:
+                print(f"\n[{i}/{len(DEMO)}] {name}: {describe(name, job_params)}", flush=True)
+                wall, cpu = time.perf_counter(), cpu_seconds()
+                try:
+                    run_dir = run(name, job_params, fresh=fresh, resume_dir=run_dir)
+                except JobError as e:
+                    run_dir = e.run_dir or run_dir
+                    raise
+                finally:
+                    spent = {"wall_seconds": time.perf_counter() - wall, "cpu_seconds": cpu_seconds() - cpu}
+                    for key, value in spent.items():
+                        entry[key] = round(entry[key] + value, 1)
+                        state[key] = round(state[key] + value, 1)
+                    entry["folder"] = str(run_dir) if run_dir else None
+                    write_json(folder / "demo.json", state)
+            folders[name] = run_dir
+            if name in MODEL_PARAMETERS:
+                made[MODEL_PARAMETERS[name]] = (run_dir / JOBS[name].model_dir).resolve()
+        summary = demo_summary(state)
+        atomic_write(folder / "summary.txt", lambda path: path.write_text(summary + "\n"))
+        state["finished"] = True
+        write_json(folder / "demo.json", state)
+        print("\n" + summary, flush=True)
     return folders
+
+
+def _published_metrics(kind: str) -> dict:
+    try:
+        return json.loads((PUBLISHED[kind] / "manifest.json").read_text()).get("metrics") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _metrics(folder: str | None) -> dict:
+    try:
+        return json.loads((Path(folder) / "metrics.json").read_text())
+    except (OSError, TypeError, ValueError):
+        return {}
+
+
+def _figure(metrics: dict, *keys: str, percent: bool = True) -> str:
+    """'43.1% / 71.0%' from metrics[keys] ('n/a' for any missing key); nested keys as 'fight.score'."""
+    shown_values = []
+    for key in keys:
+        value = metrics
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        shown_values.append("n/a" if not ok else f"{value:.1%}" if percent else f"{value:.2f}")
+    return " / ".join(shown_values)
+
+
+def demo_summary(state: dict) -> str:
+    """The demo's figures beside the published models' (their manifest.json), each job's time and its report."""
+    jobs = state["jobs"]
+    clf, g, fight = (_metrics(jobs.get(n, {}).get("folder")) for n in ("train-classifier", "train-gan", "fight"))
+    pub_clf, pub_g = _published_metrics("classifier"), _published_metrics("generator")
+    size = lambda m: f"{m.get('epochs', 'n/a')} epochs, {m.get('categories', 'n/a')} categories"  # noqa: E731
+    judged = lambda m: f"{_figure(m, 'gan_test_top1')} (real {_figure(m, 'real_test_top1')})"  # noqa: E731
+    variety = [f"{name}_ratio" for name in ("precision", "recall", "density", "coverage")]
+    score = fight.get("fight", {})
+    rows = [
+        ("", "this demo", "published"),
+        ("classifier", size(clf), size(pub_clf)),
+        ("classifier: test top-1 / top-5", _figure(clf, "test_top1", "test_top5"),
+         _figure(pub_clf, "test_top1", "test_top5")),
+        ("classifier: shifted top-1 (numpy_bitmap style)", _figure(clf, "shifted_top1"),
+         _figure(pub_clf, "shifted_top1")),
+        ("GAN", size(g), size(pub_g)),
+        ("GAN: GAN-test top-1 (the judge on real drawings)", judged(g), judged(pub_g)),
+        ("GAN: precision / recall / density / coverage, x real", _figure(g, *variety, percent=False),
+         _figure(pub_g, *variety, percent=False)),
+        ("fight: rounds the classifier won", f"{_figure(fight, 'fight.score')} of {score.get('rounds', 'n/a')} "
+         f"(chance {_figure(fight, 'fight.chance')})", "n/a"),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = textwrap.wrap(
+        "draw-ai demo: done. It trains shorter recipes than the published models (models/classifier-345, "
+        "models/generator-345), so its classifier scores lower; its GAN draws its own categories, the published one "
+        "all 345. Variety (x real) is a ratio to real drawings against real drawings: 1 is as varied as people; n/a: "
+        "not in that model's record.", 110)
+    lines += [f"  {a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows]
+    lines.append("")
+    times = [("job", "wall", "CPU", "report")]
+    for name, entry in jobs.items():
+        folder = Path(entry["folder"]) if entry.get("folder") else None
+        report = shown(folder / JOBS[name].notebook) if folder else "n/a"
+        times.append((name, clock(entry["wall_seconds"]), clock(entry["cpu_seconds"]), report))
+    times.append(("all", clock(state["wall_seconds"]), clock(state["cpu_seconds"]),
+                  f"(target: {clock(DEMO_TARGET_S)} of wall time on 2 idle cores)"))
+    widths = [max(len(r[i]) for r in times) for i in range(3)]
+    lines += [f"  {a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in times]
+    lines += ["", *textwrap.wrap("Each report is the executed notebook, with every figure and plot: `make lab` "
+                                 "opens JupyterLab (127.0.0.1 only) on this repository; open them from its runs/ "
+                                 "folder.", 110)]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -475,7 +650,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--publish", metavar="DIR", help="copy the trained model here (e.g. models/classifier-345)")
     args = ap.parse_args(argv)
     params = {name: parse_value(value) for name, value in args.parameter}
-    again = "the same command resumes it"
+    again = ("`make demo` (or the same command) resumes it, reusing the jobs it finished" if args.job == "demo"
+             else "the same command resumes it")
     try:
         with quiet_stderr():
             if args.job == "demo":

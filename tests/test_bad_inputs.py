@@ -346,6 +346,24 @@ def _(tmp):
         data.SAMPLE_PATH = shipped
 
 
+@bad("demo-runs-folder-unwritable", jobs.JobError, r"^cannot write the demo's runs to .*set DRAWAI_RUNS to a writable")
+def _(tmp):
+    (tmp / "runs").write_text("a file where the runs folder should be")
+    jobs.RUNS = tmp / "runs" / "inside"
+    jobs.run_demo()
+
+
+@bad("demo-without-the-sample", jobs.JobError, r"^the embedded sample \S+ is missing; rebuild it with")
+def _(tmp):
+    jobs.RUNS = tmp / "runs"
+    shipped, data.SAMPLE_PATH = data.SAMPLE_PATH, tmp / "quickdraw_sample.npz"
+    try:
+        jobs.run_demo()
+    finally:
+        data.SAMPLE_PATH = shipped
+        assert not (tmp / "runs").exists()  # it stops before any folder is made
+
+
 # --- the other entry points ------------------------------------------------------------------------------------------
 
 bad("download-unknown-kind", ValueError, r"unknown kind 'raw'; the kinds are \['numpy_bitmap', 'simplified'\]")(

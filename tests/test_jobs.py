@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -168,6 +169,7 @@ def test_train_gan_job_end_to_end(tmp_path, monkeypatch):
     assert "GAN-test top-1 >= 0.9 of the classifier's top-1" in texts and ("PASS" in texts or "FAIL" in texts)
     assert "CAS top-1 >= 0.6 of the same recipe" in texts and "CAS top-1 " in texts
     assert "truncation 0.5" in texts and "noise truncated at +-0.5" in texts
+    assert re.search(r"^epoch 1/1  g_loss \d+\.\d{3}  d_loss \d+\.\d{3}  elapsed \d+:\d\d  ETA 0:00$", texts, re.M)
     images = [o for c in report.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 6  # losses, real beside generated, GAN-test, FID, nearest pairs, variety
     model = gan.load(tmp_path / "published")
@@ -178,11 +180,12 @@ def test_train_gan_job_end_to_end(tmp_path, monkeypatch):
 def test_demo_feeds_the_models_it_trains_to_the_later_jobs(tmp_path, monkeypatch):
     calls = []
 
-    def fake_run(name, params, fresh=False):
+    def fake_run(name, params, fresh=False, resume_dir=None):
         calls.append((name, params))
         return tmp_path / name
 
     monkeypatch.setattr(jobs, "run", fake_run)
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
     folders = jobs.run_demo({"seed": 1})
     names = [name for name, _ in calls]
     assert names.index("train-gan") < names.index("fight") and names.index("train-classifier") < names.index("fight")
@@ -440,3 +443,126 @@ def test_the_classifier_job_shows_its_epochs_as_it_runs_and_never_imports_tensor
     assert json.loads((tmp_path / "driver-imported-tensorflow.json").read_text()) is False
     for noisy in ("without encryption", "Traceback", "absl", "oneDNN"):
         assert noisy not in err, err
+
+
+@pytest.mark.slow
+def test_a_demo_stopped_with_ctrl_c_resumes_and_says_so(tmp_path):
+    """SIGINT to the demo's process group (what Ctrl-C in a terminal sends) while its second job runs; then the demo
+    again: the finished job is reused, the stopped one resumes in its own folder, and the demo ends with its summary.
+    ~30 s: four kernels."""
+    fake_notebook(tmp_path / "a.ipynb", "print('a done')")
+    fake_notebook(tmp_path / "b.ipynb", "import os, time\nprint('b started', flush=True)\n"
+                                        "if os.environ.get('FAKE_B_SLEEP'):\n    time.sleep(300)")
+    fake = {"a": "a.ipynb", "b": "b.ipynb"}
+    proc = driver(tmp_path, fake, ["demo"], env={"FAKE_B_SLEEP": "1"}, start_new_session=True)
+    said = []
+    for line in proc.stdout:  # until the second job's notebook runs
+        said.append(line)
+        if line.startswith("b started"):
+            break
+    assert said and said[-1].startswith("b started"), said
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    # one sentence: not the traceback the kernel, shut down in the middle of its cell, logs
+    assert re.fullmatch(r"b was interrupted; its unfinished run \S+ is kept; `make demo` \(or the same command\) "
+                        "resumes it, reusing the jobs it finished", err.strip()), err
+    (a_run,), (b_run,) = (list((tmp_path / "runs" / job).iterdir()) for job in ("a", "b"))
+    assert (a_run / "metrics.json").exists() and not (b_run / "metrics.json").exists()
+    assert (b_run / "b.ipynb").exists()  # the partial report
+
+    proc = driver(tmp_path, fake, ["demo"])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "resuming the demo stopped in" in out and f"a: finished before the demo stopped; reusing {a_run}" in out
+    assert f"resuming the unfinished run {b_run}" in err and "draw-ai demo: done" in out
+    assert [p.name for p in (tmp_path / "runs" / "b").iterdir()] == [b_run.name]
+    assert (b_run / "metrics.json").exists() and len(list((tmp_path / "runs" / "demo").iterdir())) == 1
+
+
+@pytest.mark.slow
+def test_a_tiny_demo_shows_each_jobs_progress_and_ends_with_its_summary(tmp_path):
+    """`python -m drawai.jobs demo` with every recipe cut to one epoch on classic10 (20 fight rounds): the terminal
+    gets each job's heading and per-epoch lines, then the summary table, and no framework noise. ~3 min."""
+    tiny = ["-p", "categories", "classic10", "-p", "epochs", "1", "-p", "cas_epochs", "1", "-p", "rounds", "20"]
+    done = subprocess.run([sys.executable, "-m", "drawai.jobs", "demo", *tiny], cwd=jobs.ROOT, capture_output=True,
+                          text=True, env={**os.environ, "DRAWAI_RUNS": str(tmp_path / "runs")}, timeout=1200)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for pattern in (r"^\[1/3\] train-classifier: the PyTorch classifier, 10 categories, 1 epochs",
+                    r"^epoch 1/1  loss \d+\.\d{3}  test top-1 \d+\.\d%  elapsed \d+:\d\d  ETA 0:00$",
+                    r"^\[2/3\] train-gan: ", r"^epoch 1/1  g_loss \d+\.\d{3}  d_loss \d+\.\d{3}  elapsed",
+                    r"^\[3/3\] fight: ", r"^training run 4/4  k=40 seed 1  test top-1 \d+\.\d%  elapsed",
+                    r"^draw-ai demo: done", r"^  classifier +1 epochs, 10 categories +30 epochs, 345 categories$",
+                    r"^  fight: rounds the classifier won +\d+\.\d% of 20 \(chance 10\.0%\)",
+                    r"^  all +\d+:\d\d +\d+:\d\d +\(target: 10:00 of wall time on 2 idle cores\)$"):
+        assert re.search(pattern, out, flags=re.MULTILINE), (pattern, out)
+    (record,) = (tmp_path / "runs" / "demo").glob("*/demo.json")
+    state = json.loads(record.read_text())
+    assert state["finished"] and list(state["jobs"]) == ["train-classifier", "train-gan", "fight"]
+    assert (record.parent / "summary.txt").read_text().rstrip() in out
+    for noisy in ("absl", "oneDNN", "remapper failed", "without encryption", "rebuild TensorFlow", "Traceback"):
+        assert noisy not in out + done.stderr, noisy
+
+
+# --- the demo: bad input, the summary ---------------------------------------------------------------------------------
+
+def test_a_demo_without_the_sample_stops_at_once_in_one_sentence(tmp_path, monkeypatch, capsys):
+    from drawai import data
+
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(data, "SAMPLE_PATH", tmp_path / "quickdraw_sample.npz")
+    assert jobs.main(["demo"]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: the embedded sample \S+quickdraw_sample\.npz is missing; rebuild it with "
+                        r"`python scripts/build_sample.py` \(needs npm\)\n", err), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_demo_that_cannot_write_its_runs_stops_at_once_in_one_sentence(tmp_path, monkeypatch, capsys):
+    (tmp_path / "runs").write_text("a file where the runs folder should be")  # chmod does not stop root; this does
+    monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs" / "inside")
+    assert jobs.main(["demo"]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: cannot write the demo's runs to \S+/runs/inside \(Not a directory\): make it "
+                        "writable or set DRAWAI_RUNS to a writable folder\n", err), err
+
+
+def test_the_demo_summary_sets_its_figures_beside_the_published_ones(tmp_path, monkeypatch):
+    def folder(name, metrics):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
+        return str(tmp_path / name)
+
+    published = {"classifier": {"epochs": 30, "categories": 345, "test_top1": 0.557, "test_top5": 0.802,
+                                "shifted_top1": 0.503},
+                 "generator": {"epochs": 60, "categories": 345, "gan_test_top1": 0.5676, "real_test_top1": 0.5567}}
+    for kind, metrics in published.items():
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / "manifest.json").write_text(json.dumps({"metrics": metrics}))
+    monkeypatch.setattr(jobs, "PUBLISHED", {kind: tmp_path / kind for kind in published})
+    gan_metrics = {"epochs": 150, "categories": 10, "gan_test_top1": 0.9, "real_test_top1": 0.955,
+                   "precision_ratio": 1.02, "recall_ratio": 0.41, "density_ratio": 0.876, "coverage_ratio": 0.8,
+                   "recall": 0.37}
+    state = {"wall_seconds": 540.0, "cpu_seconds": 901.0, "jobs": {
+        "train-classifier": {"folder": folder("c", {"epochs": 6, "categories": 345, "test_top1": 0.431,
+                                                    "test_top5": 0.71, "shifted_top1": 0.39}),
+                             "wall_seconds": 200.0, "cpu_seconds": 380.0},
+        "train-gan": {"folder": folder("g", gan_metrics), "wall_seconds": 250.0, "cpu_seconds": 400.0},
+        "fight": {"folder": folder("f", {"fight": {"score": 0.812, "rounds": 1000, "chance": 0.1}}),
+                  "wall_seconds": 80.5, "cpu_seconds": 110.0}}}
+    text = jobs.demo_summary(state)
+    for row in (r"classifier +6 epochs, 345 categories +30 epochs, 345 categories",
+                r"classifier: test top-1 / top-5 +43\.1% / 71\.0% +55\.7% / 80\.2%",
+                r"classifier: shifted top-1 \(numpy_bitmap style\) +39\.0% +50\.3%",
+                r"GAN +150 epochs, 10 categories +60 epochs, 345 categories",
+                r"GAN: GAN-test top-1 \(the judge on real drawings\) +90\.0% \(real 95\.5%\) +56\.8% \(real 55\.7%\)",
+                r"GAN: precision / recall / density / coverage, x real +1\.02 / 0\.41 / 0\.88 / 0\.80 +"
+                r"n/a / n/a / n/a / n/a",
+                r"fight: rounds the classifier won +81\.2% of 1000 \(chance 10\.0%\) +n/a",
+                r"train-classifier +3:20 +6:20 +\S+/c/02_classifier\.ipynb",
+                r"train-gan +4:10 +6:40 +\S+/g/03_gan\.ipynb",
+                r"fight +1:20 +1:50 +\S+/f/04_fight\.ipynb",
+                r"all +9:00 +15:01 +\(target: 10:00 of wall time on 2 idle cores\)"):
+        assert re.search(f"^  {row}$", text, flags=re.MULTILINE), (row, text)
+    assert "shorter recipes than the published models" in text and "`make lab`" in text and "runs/" in text
