@@ -2,7 +2,7 @@
 
     python -m drawai.bench                        # `make bench`: everything, 3 seeds (hours on 2 cores)
     python -m drawai.bench --quick                # 1 seed, classic10, 5 epochs, fewer repetitions (~3 min + ~2 for gan)
-    python -m drawai.bench --only gan             # sections: accuracy, latency, gan, dashboard, scale
+    python -m drawai.bench --only gan             # sections: accuracy, latency, gan, dashboard, scale, demo
     python -m drawai.bench --out runs/bench/X     # resume that run: cells measured there are skipped
 
 Every figure is set against a baseline measured in the same run (the original draw-ai MLP), because
@@ -27,6 +27,8 @@ absolute times on a shared machine mean little; the load average is recorded wit
   Playwright: page load to the first interactive widget (the drawing pad's canvas), for 1 session and for 3
   at once, and each session's kernel memory (RSS, and USS: what that kernel alone holds), before and after
   its Generate tab loads TensorFlow. Baseline: the same server on a notebook with one ipywidgets Button.
+- Demo (`demo`, not in `--quick`): `make demo`'s command from start to end, fresh, against its 10-minute target
+  on 2 idle cores, with each job's share; its reports stay under `<out>/demo-runs/`.
 
 Results go to `<out>/results.json` after every cell (and `<out>/results.md`); a killed bench keeps
 what it measured, and a training cell killed halfway resumes from its last epoch's checkpoint.
@@ -63,7 +65,7 @@ from drawai.strokes import render_strokes
 FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
 SPLIT_SEED = 0  # the shared split every notebook and job uses
 SHIFT_SEED = 0  # numpy_bitmap_style's per-drawing jitter of size and stroke width
-SECTIONS = ("accuracy", "latency", "gan", "dashboard", "scale")
+SECTIONS = ("accuracy", "latency", "gan", "dashboard", "scale", "demo")
 CATEGORY_SETS = ("all", "classic10")
 DEFAULT_RECIPES = ("cnn", "mlp", "doodlenet-5", "doodlenet-30")
 # classic10's 800 training drawings are 4 batches an epoch (all 345 categories: 108), so on classic10 every
@@ -522,6 +524,8 @@ def plan(options: dict) -> list[Cell]:
         cells.append(Cell("scale", {"format": FORMAT, "kind": "scale", "categories": "classic10", "per_class": 100,
                                     "epochs": 2 if options.get("quick") else 3, "batch_size": 128,
                                     "layouts": [[1, 1], [1, 2], [2, 1]], "workers": [0, 1, 2]}))
+    if "demo" in options["only"]:
+        cells.append(demo_cell())
     return cells
 
 
@@ -559,6 +563,8 @@ def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
     spec = cell.spec
     if spec["kind"] == "dashboard":
         return dashboard_measure(spec)
+    if spec["kind"] == "demo":
+        return demo_measure(spec, out, progress)
     if spec["kind"] == "scale":
         from drawai import distributed
 
@@ -836,7 +842,8 @@ def check(t: Target, summary: dict, lat: dict) -> tuple[str, str, str] | None:
     return f"{value:.2f} {t.unit}", "PASS" if ok else "FAIL", note
 
 
-def targets_table(summary: dict, lat: dict, gan: dict | None = None, dash: dict | None = None) -> str:
+def targets_table(summary: dict, lat: dict, gan: dict | None = None, dash: dict | None = None,
+                  demo: dict | None = None) -> str:
     out = []
     for t in TARGETS:
         got = check(t, summary, lat)
@@ -844,6 +851,7 @@ def targets_table(summary: dict, lat: dict, gan: dict | None = None, dash: dict 
             out.append([t.what, *got])
     out += gan_targets(gan or {})
     out += dashboard_targets(dash or {})
+    out += demo_targets(demo or {})
     return table(["target", "measured", "result", "note"], out) if out else ""
 
 
@@ -1032,10 +1040,66 @@ def report(results: dict, cells: list[Cell]) -> str:
                   "to end from numpy_bitmap files. Every process competes for the same cores: 2 processes x 1 thread "
                   "and 1 process x 2 threads use as many; scaling efficiency = rate(2 processes) / (2 x rate(1)).",
                   scale_table(scale)]
-    targets = targets_table(summary, lat, gan, dash)
+    demo = demo_rows(results, cells)
+    if demo:
+        parts += ["### Demo\n\n`make demo`'s command (`python -m drawai.jobs demo --fresh`) from start to end, every "
+                  "job's kernel start-up included, with each job's share from the demo's record; its reports are "
+                  f"under `{demo['runs']}`. The target is for 2 idle cores: this machine has {demo['cpus']} CPUs.",
+                  demo_table(demo)]
+    targets = targets_table(summary, lat, gan, dash, demo)
     if targets:
         parts += ["### Targets", targets]
     return "\n\n".join(parts) + "\n"
+
+
+# --- the demo section -------------------------------------------------------------------------------------------
+
+DEMO_COMMAND = [sys.executable, "-m", "drawai.jobs", "demo", "--fresh"]  # what `make demo` runs, always from scratch
+
+
+def demo_cell() -> Cell:
+    return Cell("demo", {"format": FORMAT, "kind": "demo", "jobs": json.loads(json.dumps(jobs.DEMO)),
+                         "classifier": asdict(TrainConfig()), "data": data.sample_info()["sha256"],
+                         "target_s": jobs.DEMO_TARGET_S})
+
+
+def demo_measure(spec: dict, out: Path, progress: bool) -> dict:
+    """The demo's command in a fresh process, its runs under `out`: its wall time from start to end, and each
+    job's from the demo's record (demo.json). With `progress` its lines go to the terminal as `make demo` shows
+    them."""
+    runs = out / "demo-runs"
+    started = time.perf_counter()
+    done = subprocess.run(DEMO_COMMAND, cwd=jobs.ROOT, env={**os.environ, "DRAWAI_RUNS": str(runs)}, text=True,
+                          stdout=None if progress else subprocess.DEVNULL, stderr=None if progress else subprocess.PIPE)
+    wall = time.perf_counter() - started
+    if done.returncode:
+        said = (done.stderr or "").strip().splitlines()[-1:]
+        raise BenchError(f"the demo stopped with exit code {done.returncode}{': ' + said[0] if said else ''}")
+    record = json.loads(sorted(runs.glob("demo/*/demo.json"))[-1].read_text())
+    return {"wall_seconds": round(wall, 1), "jobs": {name: e["wall_seconds"] for name, e in record["jobs"].items()},
+            "cpus": os.cpu_count(), "runs": shown_path(runs)}
+
+
+def demo_rows(results: dict, cells: list[Cell]) -> dict:
+    cell = next((c for c in cells if c.spec["kind"] == "demo"), None)
+    got = results["cells"].get("demo") if cell else None
+    return got if got and got.get("spec") == cell.spec else {}
+
+
+def demo_table(demo: dict) -> str:
+    rows = [[f"`{name}` job", f"{seconds:.0f}"] for name, seconds in demo["jobs"].items()]
+    rows.append(["`make demo`, start to end", f"{demo['wall_seconds']:.0f}"])
+    return table(["what", "wall s"], rows)
+
+
+def demo_targets(demo: dict) -> list[list[str]]:
+    if not demo:
+        return []
+    target, seconds = demo["spec"]["target_s"], demo["wall_seconds"]
+    load = demo.get("load_average", [])
+    note = f"{demo['cpus']} CPUs" + (f", load average {min(load):.1f}-{max(load):.1f}" if load else "")
+    return [[f"demo: `make demo` in at most {target // 60} minutes of wall time on 2 idle cores", f"{seconds:.0f} s",
+             "PASS" if seconds <= target else "FAIL", note]]
 
 
 # --- command line -----------------------------------------------------------------------------------------------
@@ -1052,7 +1116,8 @@ def options_from(args) -> dict:
     defaults = QUICK if args.quick else FULL
     options = {
         "quick": args.quick,
-        "only": parse_list(args.only, SECTIONS, "section") if args.only else list(SECTIONS),
+        "only": (parse_list(args.only, SECTIONS, "section") if args.only
+                 else [s for s in SECTIONS if not (args.quick and s == "demo")]),  # quick: minutes, not ten more
         "seeds": args.seeds if args.seeds is not None else defaults["seeds"],
         "categories": (parse_list(args.categories, CATEGORY_SETS, "category set") if args.categories
                        else defaults["categories"]),

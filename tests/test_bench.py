@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -379,3 +380,59 @@ def test_scale_section_plan_and_table_on_synthetic_figures():
     assert table_rows(report, "end to end from numpy_bitmap files, 2")[0][1:] == ["750", "1.50×"]
     assert "### Past one process" not in bench.report(results, bench.plan({**SMALL, "only": ["scale"],
                                                                              "quick": True}))
+
+
+def test_demo_section_table_and_target_on_synthetic_figures():
+    cells = bench.plan({**SMALL, "only": ["demo"]})
+    assert [c.key for c in cells] == ["demo"] and cells[0].spec["target_s"] == jobs.DEMO_TARGET_S == 600
+    assert [name for name, _ in cells[0].spec["jobs"]] == [name for name, _ in jobs.DEMO]
+    figures = {"wall_seconds": 552.4, "jobs": {"train-classifier": 190.2, "train-gan": 250.0, "fight": 95.1},
+               "cpus": 2, "runs": "runs/bench/X/demo-runs"}
+    results = {"format": bench.FORMAT, "cells": {"demo": {"spec": cells[0].spec, **figures,
+                                                          "load_average": [0.1, 1.9]}}}
+    report = bench.report(results, cells)
+    assert "### Demo" in report and "runs/bench/X/demo-runs" in report
+    assert table_rows(report, "`train-gan` job") == [["`train-gan` job", "250"]]
+    assert table_rows(report, "`make demo`, start to end") == [["`make demo`, start to end", "552"]]
+    target = "demo: `make demo` in at most 10 minutes of wall time on 2 idle cores"
+    assert table_rows(report, target) == [[target, "552 s", "PASS", "2 CPUs, load average 0.1-1.9"]]
+    results["cells"]["demo"]["wall_seconds"] = 612.0
+    assert table_rows(bench.report(results, cells), target)[0][1:3] == ["612 s", "FAIL"]
+
+
+# Stands in for `python -m drawai.jobs demo --fresh`: the record a demo leaves, after a short wait, or a failure.
+FAKE_DEMO = """
+import json, os, sys, time
+from pathlib import Path
+if sys.argv[1] == "fail":
+    print("error: the embedded sample is missing", file=sys.stderr)
+    sys.exit(1)
+time.sleep(0.3)
+folder = Path(os.environ["DRAWAI_RUNS"], "demo", "20260101-000000")
+folder.mkdir(parents=True)
+jobs = {"train-classifier": {"wall_seconds": 0.1}, "fight": {"wall_seconds": 0.2}}
+(folder / "demo.json").write_text(json.dumps({"jobs": jobs, "finished": True}))
+"""
+
+
+def test_the_demo_section_times_the_demos_command_and_reads_its_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "DEMO_COMMAND", [sys.executable, "-c", FAKE_DEMO, "ok"])
+    figures = bench.demo_measure(bench.demo_cell().spec, tmp_path, progress=False)
+    assert 0.3 <= figures["wall_seconds"] < 60 and figures["cpus"] == os.cpu_count()
+    assert figures["jobs"] == {"train-classifier": 0.1, "fight": 0.2}
+    assert Path(figures["runs"]) == tmp_path / "demo-runs"
+    monkeypatch.setattr(bench, "DEMO_COMMAND", [sys.executable, "-c", FAKE_DEMO, "fail"])
+    with pytest.raises(bench.BenchError, match="^the demo stopped with exit code 1: error: the embedded sample is "
+                                               "missing$"):
+        bench.demo_measure(bench.demo_cell().spec, tmp_path, progress=False)
+
+
+def test_the_full_bench_runs_the_demo_and_the_quick_one_does_not(tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "RUNS", tmp_path)
+    planned = {}
+    monkeypatch.setattr(bench, "run", lambda cells, out, options, progress: (planned.update(
+        {options["quick"]: [c.key for c in cells]}) or {"cells": {}}, []))
+    monkeypatch.setattr(bench, "report", lambda results, cells: "")
+    monkeypatch.setattr(bench, "plan", lambda options: [bench.Cell(s, {"kind": s}) for s in options["only"]])
+    assert bench.main(["--no-progress"]) == 0 and bench.main(["--quick", "--no-progress"]) == 0
+    assert planned[False] == list(bench.SECTIONS) and planned[True] == [s for s in bench.SECTIONS if s != "demo"]
