@@ -27,6 +27,17 @@ def test_environment_yml_agrees_with_pyproject():
     assert python.split("=")[-1] >= project["requires-python"].lstrip(">=")
 
 
+def test_the_package_metadata_builds_without_setuptools_warnings(tmp_path):
+    """What `make env`'s editable install asks setuptools for: a deprecation (the licence as a table was one)
+    prints a page of warnings into the install."""
+    code = "import setuptools.build_meta as b, sys; b.prepare_metadata_for_build_editable(sys.argv[1])"
+    done = subprocess.run([sys.executable, "-W", "always", "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stdout + done.stderr, done.stderr
+    assert "License-Expression: MIT AND CC-BY-4.0" in next(tmp_path.glob("*.dist-info/METADATA")).read_text()
+
+
 def test_notebooks_are_committed_without_outputs():
     tracked = subprocess.run(["git", "ls-files", "notebooks/*.ipynb"], cwd=ROOT, capture_output=True, text=True)
     names = tracked.stdout.split() or [str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb")]
