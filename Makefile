@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned to the CPU build (a looser pin pulls GBs of CUDA packages).
-	$(PY) -m pip install -q -e ".[dev]"
+	# -qq: errors only (setuptools' notes on every editable install are not for the person installing).
+	$(PY) -m pip install -qq -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
