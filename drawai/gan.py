@@ -76,7 +76,7 @@ MANIFEST_KIND = "drawai.gan"
 INPUT_FORM = ("canonical 28x28 float32 [0, 1], ink bright on black (drawai.bitmaps.to_canonical); "
               "trained on it scaled to [-1, 1], generate() returns it in [0, 1]")
 
-# Presets: `demo` trains in a few CPU minutes, `full` within an hour on 2 cores. Both recipes get the same data,
+# Presets: `demo` trains in a few CPU minutes, `full` in about 70 minutes on 2 cores. Both recipes get the same data,
 # epochs and network width, so they are compared at (about) equal training time. How each setting was chosen, and
 # what else was tried: docs/experiments/gan.md.
 PRESETS: dict[str, dict] = {

@@ -329,18 +329,19 @@ class GeneratorPanel(widgets.VBox):
         self.grid.value = _drawing_grid(images, verdicts, self.category.value) if images is not None else ""
 
 
-VARIETY_TRUNCATION = {"1": 1.0, "none": None}  # the Variety choices besides the generator's own noise
+# The Variety choices besides the generator's own noise: from clearest to most varied.
+VARIETY_TRUNCATION = {"0.5": 0.5, "1": 1.0, "none": None}
+VARIETY_LABELS = {"0.5": "clearer (±0.5)", "1": "varied (±1)", "none": "most varied (untruncated)"}
 
 
 def variety_choice(generator) -> widgets.Dropdown | None:
-    """GeneratorPanel's Variety: the generator's own noise truncation (clearest), +-1, or none (most varied);
-    None for a generator without a `truncation` (it draws one way)."""
+    """GeneratorPanel's Variety: the generator's own noise truncation (how it was tuned to draw) first, then the
+    others from clearest to most varied; None for a generator without a `truncation` (it draws one way)."""
     if not hasattr(generator, "truncation"):
         return None
     own = generator.truncation
-    options = [(f"clear (±{own:g})" if own is not None else "most varied (untruncated)", "model")]
-    options += [(label, key) for label, key in (("varied (±1)", "1"), ("most varied (untruncated)", "none"))
-                if VARIETY_TRUNCATION[key] != own]
+    options = [(f"as trained ({'untruncated' if own is None else f'±{own:g}'})", "model")]
+    options += [(VARIETY_LABELS[key], key) for key, cut in VARIETY_TRUNCATION.items() if cut != own]
     choice = widgets.Dropdown(options=options, value="model", description="Variety",
                               layout=widgets.Layout(width="260px"))
     choice.add_class("drawai-generate-variety")
