@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 from drawai import bitmaps, classifier, data, jobs, metrics
 from drawai import categories as cats
 from drawai.classifier import TrainConfig
+from drawai.io import new_run_folder
 from drawai.strokes import render_strokes
 
 FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
@@ -1169,9 +1170,7 @@ def main(argv: list[str] | None = None) -> int:
         root = jobs.RUNS / "bench"
         out = out or (None if args.fresh else find_unfinished(root, options))
         if out is None:
-            out = root / (time.strftime("%Y%m%d-%H%M%S") + ("-quick" if options["quick"] else ""))
-            while out.exists():  # two runs in one second
-                out = out.with_name(out.name + "-1")
+            out = new_run_folder(root, "-quick" if options["quick"] else "")
         cells = plan(options)
         print(f"bench: {len(cells)} cells -> {out}", file=sys.stderr)
         results, failures = run(cells, out, options, progress=not args.no_progress)

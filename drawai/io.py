@@ -1,4 +1,5 @@
-"""Files written so that a kill at any moment leaves the old file or the new one, never half of one."""
+"""Files written so that a kill at any moment leaves the old file or the new one, never half of one; and the one
+naming of a run's folder."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,3 +43,11 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def new_run_folder(parent: Path, suffix: str = "") -> Path:
+    """A free path `parent/<YYYYmmdd-HHMMSS><suffix>` for a new run (not created): `-1` appended while taken."""
+    folder = Path(parent) / (time.strftime("%Y%m%d-%H%M%S") + suffix)
+    while folder.exists():  # two runs in one second
+        folder = folder.with_name(folder.name + "-1")
+    return folder

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drawai import categories as cats
-from drawai.io import atomic_write, write_json
+from drawai.io import atomic_write, new_run_folder, write_json
 from drawai.progress import Heartbeat, clock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -351,9 +351,7 @@ def run(job_name: str, params: dict | None = None, fresh: bool = False, publish:
         out_dir = None if fresh else (resume_dir if is_unfinished(resume_dir, params)
                                       else find_unfinished(job_name, params))
         if out_dir is None:
-            out_dir = RUNS / job_name / time.strftime("%Y%m%d-%H%M%S")
-            while out_dir.exists():  # two runs in one second
-                out_dir = out_dir.with_name(out_dir.name + "-1")
+            out_dir = new_run_folder(RUNS / job_name)
             try:
                 out_dir.mkdir(parents=True)
                 (out_dir / "params.json").write_text(json.dumps(params, indent=2) + "\n")
@@ -503,9 +501,7 @@ def _demo_state(params: dict, fresh: bool) -> tuple[Path, dict]:
             if {k: state.get(k) for k in record} == record:
                 print(f"resuming the demo stopped in {shown(path.parent)}", flush=True)
                 return path.parent, state
-    folder = RUNS / "demo" / time.strftime("%Y%m%d-%H%M%S")
-    while folder.exists():
-        folder = folder.with_name(folder.name + "-1")
+    folder = new_run_folder(RUNS / "demo")
     state = {**record, "jobs": {}, "wall_seconds": 0.0, "cpu_seconds": 0.0, "finished": False}
     try:
         folder.mkdir(parents=True)
