@@ -68,7 +68,8 @@ from drawai.io import atomic_write, file_sha256, write_json
 
 RECIPES = ("conditional", "per_label")
 # GANConfig fields the per-label recipe lacks
-CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment", "reconstruction", "ema")
+CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment", "reconstruction", "kl_weight",
+                    "latent_regression", "minibatch_std", "ema")
 MAX_GENERATE = 10_000  # drawings per generate() call: more is almost surely a mistake (and memory)
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
@@ -140,6 +141,14 @@ class GANConfig:
     # encoded noise normal), beside its drawings from random noise, which the discriminator judges. Every training
     # drawing must be reachable from some noise, so the generator cannot draw one doodle per label.
     reconstruction: float = 0.0
+    kl_weight: float = 0.01  # conditional only: the weight of that KL term, which pulls the encoded noise to N(0, 1)
+    # conditional only: BicycleGAN's latent regression: the encoder must read back the noise a drawing was drawn from
+    # (L1, weighed by this; it trains the generator only), so different noise must give visibly different drawings.
+    # Needs `reconstruction` (the encoder).
+    latent_regression: float = 0.0
+    # conditional only: ProGAN's minibatch standard deviation: the discriminator sees how much the drawings of a batch
+    # differ, as one more feature map, so a generator whose drawings are too alike is told apart from real ones.
+    minibatch_std: bool = False
     # conditional only: the generator that draws is an exponential moving average of the trained one's weights, with
     # this momentum per step (0: none), as BigGAN and StyleGAN draw: it smooths the jitter of adversarial training.
     # No preset uses it: on the full preset's recipe it changed no figure measurably.
@@ -185,6 +194,16 @@ class GANConfig:
             raise GANInputError(f"GANConfig.reconstruction must be a number in [0, 1000], got {self.reconstruction!r}")
         if self.recipe == "per_label" and self.reconstruction:
             raise GANInputError("reconstruction is for the conditional recipe")
+        for name in ("kl_weight", "latent_regression"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, float | int) and 0 <= value <= 1000):
+                raise GANInputError(f"GANConfig.{name} must be a number in [0, 1000], got {value!r}")
+        if self.latent_regression and not self.reconstruction:
+            raise GANInputError("latent_regression needs the encoder: set reconstruction > 0")
+        if not isinstance(self.minibatch_std, bool):
+            raise GANInputError(f"GANConfig.minibatch_std must be True or False, got {self.minibatch_std!r}")
+        if self.recipe == "per_label" and self.minibatch_std:
+            raise GANInputError("minibatch_std is for the conditional recipe")
         if isinstance(self.ema, bool) or not (isinstance(self.ema, float | int) and 0 <= self.ema < 1):
             raise GANInputError(f"GANConfig.ema must be a momentum in [0, 1), got {self.ema!r}")
         if self.recipe == "per_label" and self.ema:
@@ -278,13 +297,16 @@ class ProjectionDiscriminator(keras.Model):
     it steadies the game, and it is deterministic, so a resumed run continues exactly.
     """
 
-    def __init__(self, n_classes: int, width: int = 64, aux_classifier: bool = False, **kwargs):
+    def __init__(self, n_classes: int, width: int = 64, aux_classifier: bool = False, minibatch_std: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.n_classes, self.width, self.aux_classifier = n_classes, width, aux_classifier
+        self.minibatch_std = minibatch_std
+        self.features = 7 * 7 * (width + int(minibatch_std))
         self.conv1 = layers.SpectralNormalization(layers.Conv2D(width // 2, 5, strides=2, padding="same"))
         self.conv2 = layers.SpectralNormalization(layers.Conv2D(width, 5, strides=2, padding="same"))
         self.score = layers.SpectralNormalization(layers.Dense(1))
-        self.embed = layers.Embedding(n_classes, 7 * 7 * width, embeddings_initializer="zeros")
+        self.embed = layers.Embedding(n_classes, self.features, embeddings_initializer="zeros")
         # AC-GAN's auxiliary head (Odena et al. 2017): which category the image shows, from the same features.
         self.classify = layers.Dense(n_classes) if aux_classifier else None
 
@@ -295,13 +317,16 @@ class ProjectionDiscriminator(keras.Model):
         """(real/fake logit, category logits or None without the auxiliary head)."""
         h = _lrelu(self.conv1(images, training=training))
         h = _lrelu(self.conv2(h, training=training))
-        phi = ops.reshape(h, (-1, 7 * 7 * self.width))
+        if self.minibatch_std:  # the batch's mean standard deviation over its drawings, as one more 7x7 map
+            spread = ops.mean(ops.sqrt(ops.var(h, axis=0) + 1e-8))
+            h = ops.concatenate([h, ops.ones_like(h[..., :1]) * spread], axis=-1)
+        phi = ops.reshape(h, (-1, self.features))
         logit = self.score(phi, training=training)[:, 0] + ops.sum(self.embed(labels) * phi, axis=-1)
         return logit, (self.classify(phi) if self.classify is not None else None)
 
     def get_config(self):
         return {**super().get_config(), "n_classes": self.n_classes, "width": self.width,
-                "aux_classifier": self.aux_classifier}
+                "aux_classifier": self.aux_classifier, "minibatch_std": self.minibatch_std}
 
 
 @keras.saving.register_keras_serializable(package="drawai")
@@ -387,7 +412,8 @@ class _GAN(keras.Model):
 
     def __init__(self, categories, noise_dim: int = 100, width: int = 64, lr: float = 2e-4, beta_1: float = 0.5,
                  seed: int = 0, aux_weight: float = 0.0, aux_weight_start: float | None = None,
-                 diff_augment: bool = False, reconstruction: float = 0.0, ema: float = 0.0,
+                 diff_augment: bool = False, reconstruction: float = 0.0, kl_weight: float = 0.01,
+                 latent_regression: float = 0.0, minibatch_std: bool = False, ema: float = 0.0,
                  truncation: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.categories = tuple(cats.resolve(list(categories)))
@@ -396,7 +422,8 @@ class _GAN(keras.Model):
         self.aux_weight_start = None if aux_weight_start is None else float(aux_weight_start)
         self.ramp_steps = 0  # set by `train`: the run's total steps, over which aux_weight_start grows to aux_weight
         self.diff_augment = bool(diff_augment)
-        self.reconstruction = float(reconstruction)
+        self.reconstruction, self.kl_weight = float(reconstruction), float(kl_weight)
+        self.latent_regression, self.minibatch_std = float(latent_regression), bool(minibatch_std)
         self.encoder = None  # the cVAE-GAN's, built by _build_networks when reconstruction > 0
         self.ema = float(ema)
         _check_truncation(truncation)
@@ -436,7 +463,9 @@ class _GAN(keras.Model):
         return {**super().get_config(), "categories": list(self.categories), "noise_dim": self.noise_dim,
                 "width": self.width, "lr": self.lr, "beta_1": self.beta_1, "seed": self.seed,
                 "aux_weight": self.aux_weight, "aux_weight_start": self.aux_weight_start,
-                "diff_augment": self.diff_augment, "reconstruction": self.reconstruction, "ema": self.ema,
+                "diff_augment": self.diff_augment, "reconstruction": self.reconstruction,
+                "kl_weight": self.kl_weight, "latent_regression": self.latent_regression,
+                "minibatch_std": self.minibatch_std, "ema": self.ema,
                 "truncation": self.truncation}
 
     def get_compile_config(self):
@@ -472,14 +501,17 @@ class _GAN(keras.Model):
                                            seed=tf.stack([tf.constant(self.seed, tf.int64), self.step_counter.value]))
         first = tf.cast(replica.replica_id_in_sync_group, tf.int32) * size
         noise = noise[first:][:size]
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape, tf.GradientTape() as z_tape:
             fake = self._generator_call(noise, labels, True)
+            if self.latent_regression:  # BicycleGAN's cLR: the noise must be readable back from the drawing
+                read, _ = self.encoder((fake, labels), training=True)
+                z_share = self.latent_regression * ops.mean(ops.abs(read - noise)) / replicas
             if self.encoder is not None:  # cVAE-GAN: draw the real drawings back from the noise the encoder reads
                 mean, log_var = self.encoder((images, labels), training=True)
                 eps = tf.random.stateless_normal((size * replicas, self.noise_dim), seed=self._step_seed(3))
                 redrawn = self._generator_call(mean + ops.exp(0.5 * log_var) * eps[first:][:size], labels, True)
                 kl = ops.mean(ops.sum(-0.5 * (1 + log_var - mean ** 2 - ops.exp(log_var)), axis=-1))
-                redraw_loss = self.reconstruction * ops.mean(ops.abs(redrawn - images)) + 0.01 * kl
+                redraw_loss = self.reconstruction * ops.mean(ops.abs(redrawn - images)) + self.kl_weight * kl
             if self.diff_augment:  # real and generated, each its own draws from (seed, step); this replica's slice
                 images = diff_augment(images, self._step_seed(1), first, size * replicas)
                 fake = diff_augment(fake, self._step_seed(2), first, size * replicas)
@@ -497,7 +529,12 @@ class _GAN(keras.Model):
             # The optimisers sum the replicas' gradients: of these shares, the sum is the global batch's mean.
             g_share, d_share = g_loss / replicas, d_loss / replicas
         g_vars, d_vars = self._generator_side(), self.discriminator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_share, g_vars), g_vars, strict=True))
+        g_grads = g_tape.gradient(g_share, g_vars)
+        if self.latent_regression:  # the generator's alone: an encoder trained by it could learn to read anything
+            own = self.generator.trainable_variables
+            g_grads[:len(own)] = [tf.convert_to_tensor(a) + tf.convert_to_tensor(b)  # embeddings' are sparse
+                                  for a, b in zip(g_grads[:len(own)], z_tape.gradient(z_share, own), strict=True)]
+        self.g_optimizer.apply_gradients(zip(g_grads, g_vars, strict=True))
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_share, d_vars), d_vars, strict=True))
         self.step_counter.assign_add(1)
         self.g_loss_tracker.update_state(g_loss)
@@ -587,7 +624,7 @@ class ConditionalGAN(_GAN):
         n = len(self.categories)
         self.generator = ConditionalGenerator(n, self.noise_dim, self.width, name="generator")
         self.discriminator = ProjectionDiscriminator(n, self.width, aux_classifier=self.aux_weight > 0,
-                                                     name="discriminator")
+                                                     minibatch_std=self.minibatch_std, name="discriminator")
         # Build every variable now (calling once), so a loaded file has somewhere to go.
         fake = self.generator((np.zeros((1, self.noise_dim), np.float32), np.zeros((1,), np.int32)))
         self.discriminator((fake, np.zeros((1,), np.int32)))

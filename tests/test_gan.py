@@ -69,7 +69,10 @@ def test_presets_are_valid_configs_for_both_recipes():
                                  dict(aux_weight=-1), dict(aux_weight=True),
                                  dict(aux_weight_start=-1, aux_weight=1), dict(aux_weight_start=True, aux_weight=1),
                                  dict(aux_weight_start=0.5), dict(diff_augment="yes"), dict(reconstruction=-1),
-                                 dict(reconstruction=True), dict(ema=1.0), dict(ema=-0.1), dict(ema=True)])
+                                 dict(reconstruction=True), dict(kl_weight=-1), dict(kl_weight=True),
+                                 dict(latent_regression=-0.5, reconstruction=10.0),
+                                 dict(latent_regression=0.5), dict(minibatch_std=1),
+                                 dict(ema=1.0), dict(ema=-0.1), dict(ema=True)])
 def test_bad_config_is_a_clear_error(bad):
     with pytest.raises(gan.GANInputError, match=next(iter(bad))):
         tiny_config(**bad)
@@ -86,6 +89,8 @@ def test_aux_weight_is_for_the_conditional_recipe():
         tiny_config("per_label", reconstruction=10.0)
     with pytest.raises(gan.GANInputError, match="ema is for the conditional recipe"):
         tiny_config("per_label", ema=0.9)
+    with pytest.raises(gan.GANInputError, match="minibatch_std is for the conditional recipe"):
+        tiny_config("per_label", minibatch_std=True)
 
 
 def test_diff_augment_moves_and_blanks_drawings_by_seed():
@@ -268,6 +273,42 @@ def test_the_encoder_learns_to_read_the_noise_of_real_drawings(drawings, tmp_pat
     assert loaded.reconstruction == 10.0 and not changed(weights(model.encoder.variables),
                                                           weights(loaded.encoder.variables))
     assert np.array_equal(loaded.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
+
+
+def test_latent_regression_teaches_the_generator_alone_to_draw_its_noise_readably(drawings, tmp_path):
+    """BicycleGAN's cLR: the encoder must read back the noise of a generated drawing; that loss moves the generator,
+    and leaves the encoder as the same step without it would (its own loss is the redrawing of real drawings)."""
+    images, labels = gan.training_arrays(drawings)
+    model = gan.build(tiny_config(reconstruction=10.0, latent_regression=1.0))
+    plain = gan.build(tiny_config(reconstruction=10.0))  # same seed: the same three networks to start with
+    model.train_step((images[::2], labels[::2]))
+    plain.train_step((images[::2], labels[::2]))
+    assert changed(weights(plain.generator.trainable_variables), weights(model.generator.trainable_variables))
+    assert not changed(weights(plain.encoder.trainable_variables), weights(model.encoder.trainable_variables))
+    gan.save(model, tmp_path / "model")
+    loaded = gan.load(tmp_path / "model")
+    assert loaded.latent_regression == 1.0
+    assert np.array_equal(loaded.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
+
+
+def test_the_minibatch_deviation_lets_the_discriminator_see_how_alike_a_batch_is(drawings, tmp_path):
+    """ProGAN's minibatch standard deviation: a drawing's score depends on the other drawings of its batch, and
+    about none for identical copies; without the option, a score is the drawing's own."""
+    images, labels = gan.training_arrays(drawings)
+    scored = {}
+    for on in (True, False):
+        d = gan.build(tiny_config(minibatch_std=on)).discriminator
+        d.score.kernel.assign(np.ones_like(d.score.kernel.numpy()))  # every feature counts, the added one too
+        copies = np.repeat(images[:1], 4, axis=0)
+        varied = np.concatenate([images[:1], images[8:11]])
+        scored[on] = [float(d.scores(batch, labels[:4])[0][0]) for batch in (copies, varied)]
+    assert scored[True][0] < scored[True][1] and scored[False][0] == pytest.approx(scored[False][1], abs=1e-5)
+    model = gan.build(tiny_config(minibatch_std=True))
+    model.train_step((images[::2], labels[::2]))
+    gan.save(model, tmp_path / "model")
+    loaded = gan.load(tmp_path / "model")
+    assert loaded.discriminator.minibatch_std and not changed(weights(model.discriminator.variables),
+                                                               weights(loaded.discriminator.variables))
 
 
 def test_the_generator_draws_with_the_moving_average_of_its_weights(drawings, tmp_path):
