@@ -100,18 +100,25 @@ class MirroredProbabilities(nn.Module):
         return (p[:len(x)] + p[len(x):]) / 2
 
 
-_scorers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_per_model: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {"version", "scorer", ...}
+
+
+def _cached(clf: Classifier) -> dict:
+    """What is derived from `clf.model`'s weights, kept until they change in place (each tensor counts its
+    changes, as `Classifier` does for prediction)."""
+    version = sum(t._version for t in [*clf.model.parameters(), *clf.model.buffers()])
+    cached = _per_model.get(clf.model)
+    if cached is None or cached["version"] != version:
+        cached = _per_model[clf.model] = {"version": version}
+    return cached
 
 
 def scorer(clf: Classifier) -> MirroredProbabilities:
     """`MirroredProbabilities` of `clf.model`, made once and again whenever its weights change in place."""
-    tensors = [*clf.model.parameters(), *clf.model.buffers()]
-    version = sum(t._version for t in tensors)
-    cached = _scorers.get(clf.model)
-    if cached is None or cached[0] != version:
-        cached = version, MirroredProbabilities(clf.model).eval()
-        _scorers[clf.model] = cached
-    return cached[1]
+    cached = _cached(clf)
+    if "scorer" not in cached:
+        cached["scorer"] = MirroredProbabilities(clf.model).eval()
+    return cached["scorer"]
 
 
 def saliency(clf: Classifier, drawing, label=None, canonical: bool = False, steps: int = IG_STEPS) -> np.ndarray:
@@ -171,6 +178,14 @@ def embed(clf: Classifier, canonical_images: np.ndarray) -> np.ndarray:
 
 def model_digest(clf: Classifier) -> str:
     """SHA-256 over the weights, the categories and the index's format: the name of a saved index."""
+    cached = _cached(clf)
+    key = ("digest", tuple(clf.categories))
+    if key not in cached:
+        cached[key] = _digest(clf)
+    return cached[key]
+
+
+def _digest(clf: Classifier) -> str:
     h = hashlib.sha256(INDEX_FORMAT.encode())
     h.update("\n".join(clf.categories).encode())
     h.update(data.sample_info()["sha256"].encode())
@@ -189,13 +204,23 @@ def default_index_folder() -> Path:
     return RUNS / "cache"
 
 
+def has_index(clf: Classifier, folder: str | Path | None = None) -> bool:
+    """Whether `nearest_index` will find `clf`'s index in memory or saved, rather than build it."""
+    digest = model_digest(clf)
+    return digest in _indexes or index_path(digest, folder).exists()
+
+
+def index_path(digest: str, folder: str | Path | None = None) -> Path:
+    return Path(folder or default_index_folder()) / f"nearest-{digest[:20]}.npz"
+
+
 def nearest_index(clf: Classifier, folder: str | Path | None = None) -> Index:
     """The index of `clf`'s training drawings: from memory, else from `folder` (default runs/cache), else built
     (canonicalising 27,600 drawings and a forward pass: about a minute on 2 cores) and saved there."""
     digest = model_digest(clf)
     if digest in _indexes:
         return _indexes[digest]
-    path = Path(folder or default_index_folder()) / f"nearest-{digest[:20]}.npz"
+    path = index_path(digest, folder)
     index = None
     if path.exists():
         try:
@@ -224,7 +249,10 @@ def nearest(clf: Classifier, drawing, k: int = 5, label=None, canonical: bool = 
     index = index or nearest_index(clf)
     candidates = np.arange(len(index.labels)) if label is None else np.flatnonzero(
         index.labels == class_index(clf, label))
-    distances = 1 - index.vectors[candidates] @ embed(clf, x[None])[0]
+    cached = _cached(clf)
+    if cached.get("last_drawing", (None,))[0] != x.tobytes():  # the pad asks for two guesses' neighbours in turn
+        cached["last_drawing"] = x.tobytes(), embed(clf, x[None])[0]
+    distances = 1 - index.vectors[candidates] @ cached["last_drawing"][1]
     order = np.argsort(distances, kind="stable")[:k]
     picked = candidates[order]
     return Neighbours(index.images[picked], [clf.categories[i] for i in index.labels[picked]],
@@ -241,9 +269,10 @@ def ink_pixels(image: np.ndarray) -> np.ndarray:
 def deletion_curve(clf: Classifier, images: np.ndarray, maps: np.ndarray, labels: np.ndarray,
                    ks=DELETION_KS, seed: int = 0) -> dict:
     """Blank the k % most salient ink pixels of each canonical image, and as many random ink pixels; the mean
-    fall of the probability of `labels` (the guessed classes) for every k: {"k", "salient", "random"}."""
+    fall of the probability of `labels` (the guessed classes) for every k: {"k", "salient", "random", "start"}
+    ("start": the mean probability before any pixel is blanked)."""
     model = scorer(clf)
-    salient_falls, random_falls = [], []
+    salient_falls, random_falls, start = [], [], []
     for i, (x, m, c) in enumerate(zip(images, maps, labels)):
         ink = ink_pixels(x)
         ranked = ink[np.argsort(-m.ravel()[ink], kind="stable")]
@@ -256,9 +285,11 @@ def deletion_curve(clf: Classifier, images: np.ndarray, maps: np.ndarray, labels
                 variants.append(y.reshape(x.shape))
         with torch.no_grad():
             p = model(torch.from_numpy(np.stack(variants))[:, None])[:, int(c)].numpy()
+        start.append(p[0])
         salient_falls.append(p[0] - p[1:1 + len(ks)])
         random_falls.append(p[0] - p[1 + len(ks):])
-    return {"k": list(ks), "salient": np.mean(salient_falls, 0).tolist(), "random": np.mean(random_falls, 0).tolist()}
+    return {"k": list(ks), "salient": np.mean(salient_falls, 0).tolist(), "random": np.mean(random_falls, 0).tolist(),
+            "start": float(np.mean(start))}
 
 
 def randomised(clf: Classifier, seed: int = 0) -> Classifier:
