@@ -141,6 +141,17 @@ def saliency(clf: Classifier, drawing, label=None, canonical: bool = False, step
     return attr[0, 0].detach().numpy().astype(np.float32)
 
 
+def overlay(canonical_image: np.ndarray, saliency_map: np.ndarray) -> np.ndarray:
+    """(28, 28, 3) float RGB in [0, 1]: the drawing dimmed to grey, each pixel tinted red as far as it raised the
+    guess and blue as far as it lowered it, relative to the strongest (the square root, so that pixels of
+    middling weight still show). What the pad and the notebooks show."""
+    strength = saliency_map / max(float(np.abs(saliency_map).max()), 1e-12)
+    grey = np.repeat(0.45 * canonical_image[..., None], 3, axis=2)
+    tint = np.where(strength[..., None] > 0, [1.0, 0.15, 0.1], [0.15, 0.45, 1.0])
+    alpha = np.sqrt(np.abs(strength))[..., None]
+    return np.clip(grey * (1 - alpha) + tint * alpha, 0, 1)
+
+
 # --- nearest training drawings ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -204,6 +215,16 @@ def default_index_folder() -> Path:
     return RUNS / "cache"
 
 
+def build_index(clf: Classifier, drawings: data.Drawings) -> Index:
+    """An index of any labelled drawings of `clf`'s categories, not saved: e.g. of a few categories' training
+    drawings, for their neighbours alone (`nearest(..., label=...)`) without indexing all of them."""
+    unknown = sorted(set(drawings.categories) - set(clf.categories))
+    if unknown:
+        raise ValueError(f"the drawings have categories the classifier does not know: {unknown[:5]}")
+    labels = np.array([clf.categories.index(n) for n in drawings.categories], dtype=np.int64)[drawings.labels]
+    return Index(embed(clf, bitmaps.to_canonical(drawings.images)), labels, np.asarray(drawings.images))
+
+
 def has_index(clf: Classifier, folder: str | Path | None = None) -> bool:
     """Whether `nearest_index` will find `clf`'s index in memory or saved, rather than build it."""
     digest = model_digest(clf)
@@ -230,8 +251,7 @@ def nearest_index(clf: Classifier, folder: str | Path | None = None) -> Index:
         except (OSError, ValueError, KeyError):  # a damaged cache is rebuilt, not trusted
             index = None
     if index is None:
-        train, _ = data.train_test(data.load_sample(clf.categories), seed=SPLIT_SEED)
-        index = Index(embed(clf, bitmaps.to_canonical(train.images)), train.labels, train.images)
+        index = build_index(clf, data.train_test(data.load_sample(clf.categories), seed=SPLIT_SEED)[0])
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda p: np.savez(p, digest=np.array(digest), vectors=index.vectors,
                                               labels=index.labels, images=index.images))

@@ -450,13 +450,10 @@ def _png(bitmap: np.ndarray | None, scale: int = 4) -> bytes:
 
 
 def _saliency_png(bitmap: np.ndarray, saliency: np.ndarray, scale: int = 4) -> bytes:
-    """The bitmap dimmed to grey, each pixel tinted red as far as it raised the guess, blue as far as it lowered
-    it (relative to the strongest pixel)."""
-    strength = saliency / max(float(np.abs(saliency).max()), 1e-12)
-    grey = np.repeat(0.45 * bitmap[..., None], 3, axis=2)
-    tint = np.where(strength[..., None] > 0, [1.0, 0.15, 0.1], [0.15, 0.45, 1.0])
-    alpha = np.sqrt(np.abs(strength))[..., None]  # the square root: pixels of middling weight still show
-    pixels = np.rint(255 * (grey * (1 - alpha) + tint * alpha)).astype(np.uint8)
+    """`explain.overlay`: the bitmap in grey, tinted red where it raised the guess and blue where it lowered it."""
+    from drawai.explain import overlay
+
+    pixels = np.rint(255 * overlay(bitmap, saliency)).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels, "RGB").resize((SIZE * scale, SIZE * scale), Image.Resampling.NEAREST).save(buf, "png")
     return buf.getvalue()

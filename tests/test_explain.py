@@ -193,3 +193,27 @@ def test_neighbour_agreement(clf, split, index):
     # each training drawing is its own nearest: with k=1 the agreement is how many of them the model gets right
     assert explain.neighbour_agreement(clf, x, k=1, index=index) == np.mean(guesses == train.labels[:40]) < 1
     assert 0.5 <= explain.neighbour_agreement(clf, bitmaps.to_canonical(test.images), index=index) <= 1
+
+
+def test_an_index_of_a_few_categories_maps_their_labels_to_the_classifiers(clf, split):
+    train, test = split
+    few = train.subset(np.flatnonzero(np.isin(np.array(train.categories)[train.labels], ["cat", "zebra"])))
+    index = explain.build_index(clf, data.Drawings(few.images, few.labels, few.categories, few.source))
+    assert sorted(set(index.labels)) == sorted(clf.categories.index(n) for n in ("cat", "zebra"))
+    near = explain.nearest(clf, test.images[0], k=3, label="zebra", index=index)
+    assert near.labels == ["zebra"] * 3
+    assert explain.nearest(clf, few.images[5], k=1, index=index).distances[0] < 1e-3
+    with pytest.raises(ValueError, match=r"categories the classifier does not know: \['yoga'\]"):
+        explain.build_index(clf, data.load_sample(["cat", "yoga"]))
+
+
+def test_the_overlay_tints_raising_pixels_red_and_lowering_ones_blue():
+    image = np.zeros((28, 28), np.float32)
+    image[5, 5:8] = 1
+    m = np.zeros((28, 28), np.float32)
+    m[5, 5], m[5, 6] = 0.5, -0.2
+    rgb = explain.overlay(image, m)
+    assert rgb.shape == (28, 28, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    assert rgb[5, 5, 0] == pytest.approx(1) and rgb[5, 6, 2] > rgb[5, 6, 0]  # red; blue
+    np.testing.assert_allclose(rgb[5, 7], 0.45)  # ink that did nothing stays grey
+    assert np.all(rgb[0, 0] == 0)
