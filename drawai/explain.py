@@ -34,7 +34,7 @@ from drawai.classifier import Classifier, for_inference
 from drawai.io import atomic_write
 from drawai.strokes import render_strokes
 
-IG_STEPS = 8  # integrated gradients' steps from the blank canvas: 16 and 32 are 2-3x slower, and no more faithful
+IG_STEPS = 8  # integrated gradients' steps from the blank canvas: 16 and 32 take 2x and 8x as long, delete no better
 SPLIT_SEED = 0  # the shared split (bench.SPLIT_SEED): neighbours come from its training drawings only
 INDEX_FORMAT = "drawai-nearest/1"  # in every saved index's key: change it when the space changes
 DELETION_KS = tuple(range(1, 51))  # % of a drawing's ink pixels blanked
@@ -161,7 +161,7 @@ class Neighbours:
     images: np.ndarray  # (k, 28, 28) uint8 as the sample ships them; bitmaps.to_canonical shows what the model saw
     labels: list[str]
     distances: np.ndarray  # (k,) cosine distance of mirror-averaged class probabilities: 0 same answer, 1 unrelated
-    index: np.ndarray  # (k,) positions in the shared split's training set
+    index: np.ndarray  # (k,) positions in the index: for `nearest_index`'s, in the shared split's training set
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,7 @@ def index_path(digest: str, folder: str | Path | None = None) -> Path:
 
 def nearest_index(clf: Classifier, folder: str | Path | None = None) -> Index:
     """The index of `clf`'s training drawings: from memory, else from `folder` (default runs/cache), else built
-    (canonicalising 27,600 drawings and a forward pass: about a minute on 2 cores) and saved there."""
+    (canonicalising 27,600 drawings and a forward pass: 30 s to 2 minutes on 2 busy cores) and saved there."""
     digest = model_digest(clf)
     if digest in _indexes:
         return _indexes[digest]

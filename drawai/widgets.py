@@ -469,8 +469,8 @@ def _neighbours_html(nearest: dict) -> str:
             f"<img src='data:image/png;base64,{base64.b64encode(_png(image, scale=2)).decode('ascii')}' width='56' "
             f"height='56' title='distance {d:.3f}' alt='a training {html.escape(label)}' style='margin-right:4px'>"
             for image, d in zip(to_canonical(near.images) if len(near.images) else [], near.distances))
-        rows.append(f"<div class='drawai-neighbours' style='margin-top:6px'><div style='font-size:12px'>Training "
-                    f"drawings of <b>{html.escape(label)}</b> it reads most alike</div><div>{images}</div></div>")
+        rows.append(f"<div class='drawai-neighbours' style='margin-top:6px'><div style='font-size:12px'>Nearest "
+                    f"training drawings of <b>{html.escape(label)}</b></div><div>{images}</div></div>")
     return "".join(rows)
 
 

@@ -403,4 +403,4 @@ def test_the_draw_tab_explains_with_the_shipped_classifier(monkeypatch):
     e = d.pad.explanation
     assert e["label"] == d.pad.predictions[0][0] and e["saliency"].shape == (28, 28)
     assert list(e["nearest"]) == [label for label, _ in d.pad.predictions[:2]]
-    assert d.pad.neighbours.value.count("<img") == 2 and "Training drawings of" in d.pad.neighbours.value
+    assert d.pad.neighbours.value.count("<img") == 2 and "Nearest training drawings of" in d.pad.neighbours.value
