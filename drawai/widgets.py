@@ -442,21 +442,19 @@ def _restrict(classifier, categories) -> tuple[list[str], np.ndarray]:
 
 
 def _png(bitmap: np.ndarray | None, scale: int = 4) -> bytes:
-    """The bitmap as the model sees it, bright ink on black, enlarged with visible pixels."""
+    """The bitmap as the model sees it, bright ink on black, enlarged with visible pixels (floats in [0, 1]:
+    (28, 28) grey, or (28, 28, 3) colour)."""
     pixels = np.zeros((SIZE, SIZE), np.uint8) if bitmap is None else np.rint(bitmap * 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels).resize((SIZE * scale, SIZE * scale), Image.Resampling.NEAREST).save(buf, "png")
     return buf.getvalue()
 
 
-def _saliency_png(bitmap: np.ndarray, saliency: np.ndarray, scale: int = 4) -> bytes:
+def _saliency_png(bitmap: np.ndarray, saliency: np.ndarray) -> bytes:
     """`explain.overlay`: the bitmap in grey, tinted red where it raised the guess and blue where it lowered it."""
     from drawai.explain import overlay
 
-    pixels = np.rint(255 * overlay(bitmap, saliency)).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels, "RGB").resize((SIZE * scale, SIZE * scale), Image.Resampling.NEAREST).save(buf, "png")
-    return buf.getvalue()
+    return _png(overlay(bitmap, saliency))
 
 
 def _neighbours_html(nearest: dict) -> str:
