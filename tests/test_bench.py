@@ -442,8 +442,10 @@ def test_explain_section_on_a_tiny_real_run_its_table_and_targets(tmp_path, monk
     monkeypatch.setattr(jobs, "RUNS", tmp_path)  # where the index of training drawings is cached
     cells = bench.plan({**SMALL, "only": ["explain"], "quick": True})
     assert [c.key for c in cells] == ["explain"] and cells[0].spec["drawings"] == bench.EXPLAIN_DRAWINGS["quick"]
-    assert bench.plan({**SMALL, "only": ["explain"]})[0].spec["drawings"] == bench.EXPLAIN_DRAWINGS["full"]
-    spec = {**cells[0].spec, "categories": "classic10", "drawings": 4, "reps": 3, "warmup": 1}
+    assert cells[0].spec["categories"] == "classic10"
+    full = bench.plan({**SMALL, "only": ["explain"]})[0].spec
+    assert full["drawings"] == bench.EXPLAIN_DRAWINGS["full"] and full["categories"] == "all"
+    spec = {**cells[0].spec, "drawings": 4, "reps": 3, "warmup": 1}
     figures = bench.explain_process(spec)
     assert figures["n_drawings"] == 4 and figures["n_agreement"] == 200 and 0 <= figures["agreement"] <= 1
     deletion = figures["deletion"]
@@ -453,7 +455,8 @@ def test_explain_section_on_a_tiny_real_run_its_table_and_targets(tmp_path, monk
     assert len(list((tmp_path / "cache").glob("nearest-*.npz"))) == 1
     results = {"format": bench.FORMAT, "cells": {"explain": {"spec": cells[0].spec, **figures}}}
     report = bench.report(results, cells)
-    assert "### Explanations" in report and len(table_rows(report, "deletion, ")) == 7
+    assert "### Explanations" in report and "restricted to classic10" in report
+    assert len(table_rows(report, "deletion, ")) == 7
     assert len(table_rows(report, "explain: ")) == 5
 
     # the targets on synthetic figures: each passes, then each fails
