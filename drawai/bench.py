@@ -2,7 +2,7 @@
 
     python -m drawai.bench                        # `make bench`: everything, 3 seeds (hours on 2 cores)
     python -m drawai.bench --quick                # 1 seed, classic10, 5 epochs, fewer repetitions (~3 min + ~2 for gan)
-    python -m drawai.bench --only gan             # sections: accuracy, latency, gan, dashboard, scale, demo
+    python -m drawai.bench --only gan             # sections: accuracy, latency, gan, dashboard, scale, demo, explain
     python -m drawai.bench --out runs/bench/X     # resume that run: cells measured there are skipped
 
 Every figure is set against a baseline measured in the same run (the original draw-ai MLP), because
@@ -27,6 +27,10 @@ absolute times on a shared machine mean little; the load average is recorded wit
   Playwright: page load to the first interactive widget (the drawing pad's canvas), for 1 session and for 3
   at once, and each session's kernel memory (RSS, and USS: what that kernel alone holds), before and after
   its Generate tab loads TensorFlow. Baseline: the same server on a notebook with one ipywidgets Button.
+- Explanations (`explain`): `drawai.explain` with the shipped `models/classifier-345`, on the test split: the
+  deletion curve (the k % most salient ink pixels blanked against as many random ones), the model-randomisation
+  check, how often the 5 nearest training drawings' majority is the top guess, and the latency of an
+  explanation (saliency of the top guess, nearest drawings of the top two) on one thread.
 - Demo (`demo`, not in `--quick`): `make demo`'s command from start to end, fresh, against its 10-minute target
   on 2 idle cores, with each job's share; its reports stay under `<out>/demo-runs/`.
 
@@ -66,7 +70,7 @@ from drawai.strokes import render_strokes
 FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
 SPLIT_SEED = 0  # the shared split every notebook and job uses
 SHIFT_SEED = 0  # numpy_bitmap_style's per-drawing jitter of size and stroke width
-SECTIONS = ("accuracy", "latency", "gan", "dashboard", "scale", "demo")
+SECTIONS = ("accuracy", "latency", "gan", "dashboard", "scale", "explain", "demo")
 CATEGORY_SETS = ("all", "classic10")
 DEFAULT_RECIPES = ("cnn", "mlp", "doodlenet-5", "doodlenet-30")
 # classic10's 800 training drawings are 4 batches an epoch (all 345 categories: 108), so on classic10 every
@@ -74,6 +78,8 @@ DEFAULT_RECIPES = ("cnn", "mlp", "doodlenet-5", "doodlenet-30")
 # seed 0, where 30 epochs gave 86 %).
 CLASSIC10_EPOCH_FACTOR = 5
 QUICK = {"seeds": 1, "categories": ["classic10"], "recipes": ["cnn", "mlp", "doodlenet-5"], "epochs": 5, "reps": 100}
+EXPLAIN_DRAWINGS = {"quick": 50, "full": 300}  # test drawings in the deletion and randomisation checks
+EXPLAIN_TARGETS = {"deletion_ratio_5": 2.0, "rank_correlation": 0.3, "agreement": 0.75, "latency_p95_ms": 50}
 FULL = {"seeds": 3, "categories": list(CATEGORY_SETS), "recipes": list(DEFAULT_RECIPES), "epochs": None, "reps": 500}
 PAD_CANVAS, PAD_SPACING = 280, 4.0  # the DrawingPad's default size; pointer events a few pixels apart
 WARMUP = 20  # calls before timing starts (first calls allocate and fill caches)
@@ -525,6 +531,8 @@ def plan(options: dict) -> list[Cell]:
         cells.append(Cell("scale", {"format": FORMAT, "kind": "scale", "categories": "classic10", "per_class": 100,
                                     "epochs": 2 if options.get("quick") else 3, "batch_size": 128,
                                     "layouts": [[1, 1], [1, 2], [2, 1]], "workers": [0, 1, 2]}))
+    if "explain" in options["only"]:
+        cells.append(explain_cell(options))
     if "demo" in options["only"]:
         cells.append(demo_cell())
     return cells
@@ -566,6 +574,8 @@ def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
         return dashboard_measure(spec)
     if spec["kind"] == "demo":
         return demo_measure(spec, out, progress)
+    if spec["kind"] == "explain":
+        return in_fresh_process(explain_process, spec)
     if spec["kind"] == "scale":
         from drawai import distributed
 
@@ -844,7 +854,7 @@ def check(t: Target, summary: dict, lat: dict) -> tuple[str, str, str] | None:
 
 
 def targets_table(summary: dict, lat: dict, gan: dict | None = None, dash: dict | None = None,
-                  demo: dict | None = None) -> str:
+                  demo: dict | None = None, expl: dict | None = None) -> str:
     out = []
     for t in TARGETS:
         got = check(t, summary, lat)
@@ -853,6 +863,7 @@ def targets_table(summary: dict, lat: dict, gan: dict | None = None, dash: dict 
     out += gan_targets(gan or {})
     out += dashboard_targets(dash or {})
     out += demo_targets(demo or {})
+    out += explain_targets(expl or {})
     return table(["target", "measured", "result", "note"], out) if out else ""
 
 
@@ -1047,10 +1058,132 @@ def report(results: dict, cells: list[Cell]) -> str:
                   "job's kernel start-up included, with each job's share from the demo's record; its reports are "
                   f"under `{demo['runs']}`. The target is for 2 idle cores: this machine has {demo['cpus']} CPUs.",
                   demo_table(demo)]
-    targets = targets_table(summary, lat, gan, dash, demo)
+    expl = explain_rows(results, cells)
+    if expl:
+        restricted = "" if expl["spec"]["categories"] == "all" else f" restricted to {expl['spec']['categories']}"
+        parts += [f"### Explanations\n\n`drawai.explain` with `{expl['spec']['model']}`{restricted} on the shared "
+                  f"split's test drawings. *Deletion*: on {expl['n_drawings']} of them, the k % most salient ink "
+                  f"pixels (integrated gradients, {expl['spec']['ig_steps']} steps, of the guessed class's "
+                  "mirror-averaged probability) set to 0, against as many random ink pixels; the mean fall of that "
+                  f"probability, from {expl['deletion']['start']:.3f}. *Area*: the probability left, averaged over "
+                  "k = 1-50 %. *Randomisation*: Spearman correlation over the ink of each map with the map of the "
+                  "same model with its last convolution stage and head re-initialised (Adebayo et al. 2018). "
+                  "*Agreement*: the majority label of the 5 nearest training drawings is the top guess, over the "
+                  "whole test split. *Latency*: one drawing on one thread, from its canonical form: saliency of the "
+                  "top guess, nearest drawings of the top two guesses; *CPU*: the thread's CPU time, the work "
+                  "without the waits for a busy machine.",
+                  explain_table(expl)]
+    targets = targets_table(summary, lat, gan, dash, demo, expl)
     if targets:
         parts += ["### Targets", targets]
     return "\n\n".join(parts) + "\n"
+
+
+# --- the explain section -------------------------------------------------------------------------------------------
+
+def explain_cell(options: dict) -> Cell:
+    from drawai import explain
+
+    # --quick: the model restricted to classic10, whose index of 800 training drawings builds in seconds
+    return Cell("explain", {"format": FORMAT, "kind": "explain", "model": shown_path(CLASSIFIER_DIR),
+                            "categories": "classic10" if options["quick"] else "all",
+                            "weights": file_sha256(CLASSIFIER_DIR / "model.safetensors"),
+                            "drawings": EXPLAIN_DRAWINGS["quick" if options["quick"] else "full"],
+                            "reps": options["reps"], "warmup": WARMUP, "ig_steps": explain.IG_STEPS,
+                            "space": explain.INDEX_FORMAT, "split_seed": SPLIT_SEED,
+                            "data": data.sample_info()["sha256"]})
+
+
+def explain_process(spec: dict) -> dict:
+    """The faithfulness figures and the latency of `drawai.explain` for one model, on one torch thread."""
+    from drawai import explain
+
+    torch.set_num_threads(1)
+    clf = classifier.Classifier.load(jobs.ROOT / spec["model"], categories=spec["categories"])
+    _, test = data.train_test(data.load_sample(clf.categories), seed=spec["split_seed"])
+    x = bitmaps.to_canonical(test.images)
+    started = time.perf_counter()
+    index = explain.nearest_index(clf)
+    index_seconds = time.perf_counter() - started
+    pick = np.sort(np.random.default_rng(0).choice(len(x), size=min(spec["drawings"], len(x)), replace=False))
+    with torch.no_grad():
+        guesses = explain.scorer(clf)(torch.from_numpy(x[pick])[:, None]).argmax(1).numpy()
+    maps = np.stack([explain.saliency(clf, x[i], label=int(c), canonical=True) for i, c in zip(pick, guesses)])
+    curve = explain.deletion_curve(clf, x[pick], maps, guesses)
+    shuffled = explain.randomised(clf)
+    again = np.stack([explain.saliency(shuffled, x[i], label=int(c), canonical=True) for i, c in zip(pick, guesses)])
+    times = {name: [] for name in ("saliency", "nearest", "total", "saliency_cpu", "nearest_cpu", "total_cpu")}
+    timed = np.random.default_rng(1).choice(len(x), size=min(spec["reps"] + spec["warmup"], len(x)), replace=False)
+    for n, i in enumerate(timed):
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+        explain.saliency(clf, x[i], canonical=True)
+        t1, c1 = time.perf_counter_ns(), time.thread_time_ns()
+        top2 = np.argsort(-explain.embed(clf, x[i][None])[0])[:2]
+        for c in top2:
+            explain.nearest(clf, x[i], label=int(c), canonical=True, index=index)
+        t2, c2 = time.perf_counter_ns(), time.thread_time_ns()
+        if n >= spec["warmup"]:  # the first calls allocate and fill caches
+            for name, ns in (("saliency", t1 - t0), ("nearest", t2 - t1), ("total", t2 - t0),
+                             ("saliency_cpu", c1 - c0), ("nearest_cpu", c2 - c1), ("total_cpu", c2 - c0)):
+                times[name].append(ns / 1e6)
+    return {"n_drawings": len(pick), "deletion": curve,
+            "rank_correlation": explain.rank_correlation(maps, again, x[pick]),
+            "agreement": explain.neighbour_agreement(clf, x, k=5, index=index), "n_agreement": len(x),
+            "index_seconds": index_seconds, "latency": {k: percentiles(v) for k, v in times.items()}}
+
+
+def explain_rows(results: dict, cells: list[Cell]) -> dict:
+    cell = next((c for c in cells if c.spec["kind"] == "explain"), None)
+    got = results["cells"].get("explain") if cell else None
+    return got if got and got.get("spec") == cell.spec else {}
+
+
+def explain_areas(expl: dict) -> tuple[float, float]:
+    """The mean probability left over k = 1-50 % of the ink blanked: salient, random."""
+    d = expl["deletion"]
+    return d["start"] - float(np.mean(d["salient"])), d["start"] - float(np.mean(d["random"]))
+
+
+def explain_table(expl: dict) -> str:
+    d = expl["deletion"]
+    rows = [[f"deletion, {k} % of the ink", f"{s:.3f}", f"{r:.3f}", ratio(s, r)]
+            for k, s, r in zip(d["k"], d["salient"], d["random"]) if k in (1, 2, 5, 10, 20, 50)]
+    salient, random = explain_areas(expl)
+    rows.append(["deletion, area (probability left, mean over k)", f"{salient:.3f}", f"{random:.3f}",
+                 ratio(salient, random)])
+    lat = expl["latency"]
+    rows += [["randomised last layers: rank correlation of maps", f"{expl['rank_correlation']:.3f}", "", ""],
+             [f"5 nearest: majority is the top guess ({expl['n_agreement']} drawings)", f"{expl['agreement']:.1%}",
+              "", ""],
+             *[[f"latency, {name}: p50 / p95 ms" + (" (CPU)" if name + "_cpu" in lat else ""),
+                f"{lat[name]['p50']:.1f} / {lat[name]['p95']:.1f}"
+                + (f" ({lat[name + '_cpu']['p50']:.1f} / {lat[name + '_cpu']['p95']:.1f})"
+                   if name + "_cpu" in lat else ""), "", ""] for name in ("saliency", "nearest", "total")],
+             ["index of the training drawings: s to load or build", f"{expl['index_seconds']:.1f}", "", ""]]
+    return table(["what", "salient / measured", "random", "ratio"], rows)
+
+
+def explain_targets(expl: dict) -> list[list[str]]:
+    if not expl:
+        return []
+    d, t = expl["deletion"], EXPLAIN_TARGETS
+    at5 = d["k"].index(5)
+    ratio5 = d["salient"][at5] / d["random"][at5] if d["random"][at5] > 0 else float("inf")
+    salient, random = explain_areas(expl)
+    p95 = expl["latency"]["total"]["p95"]
+    n = f"{expl['n_drawings']} test drawings"
+    return [[f"explain: deletion at 5 % of the ink, salient fall >= {t['deletion_ratio_5']:g}x random",
+             f"{ratio5:.2f}x", "PASS" if ratio5 >= t["deletion_ratio_5"] else "FAIL", n],
+            ["explain: area under the salient deletion curve below the random one's", f"{salient:.3f} vs {random:.3f}",
+             "PASS" if salient < random else "FAIL", n],
+            [f"explain: rank correlation with re-initialised last layers < {t['rank_correlation']:g}",
+             f"{expl['rank_correlation']:.3f}",
+             "PASS" if expl["rank_correlation"] < t["rank_correlation"] else "FAIL", n],
+            [f"explain: 5 nearest training drawings' majority is the top guess >= {t['agreement']:.0%}",
+             f"{expl['agreement']:.1%}", "PASS" if expl["agreement"] >= t["agreement"] else "FAIL",
+             f"{expl['n_agreement']} test drawings"],
+            [f"explain: explanation p95 < {t['latency_p95_ms']:g} ms (1 thread)", f"{p95:.1f} ms",
+             "PASS" if p95 < t["latency_p95_ms"] else "FAIL", f"n={expl['latency']['total']['n']}"]]
 
 
 # --- the demo section -------------------------------------------------------------------------------------------

@@ -31,6 +31,14 @@ def drawing_grid(images, titles: Sequence[str] | None = None, cols: int = 10, si
     return fig
 
 
+def saliency_grid(images, maps, titles: Sequence[str], cols: int = 8, size: float = 1.3):
+    """Canonical drawings with their saliency maps over them (`explain.overlay`: red raised the guess, blue
+    lowered it), titled one by one."""
+    from drawai.explain import overlay
+
+    return drawing_grid(np.stack([overlay(x, m) for x, m in zip(images, maps)]), titles, cols=cols, size=size)
+
+
 def rows_of_drawings(rows: dict[str, np.ndarray], size: float = 1.0):
     """One labelled row per entry: the same drawings shown several ways (e.g. raw / canonical / shifted)."""
     cols = max(len(v) for v in rows.values())

@@ -38,19 +38,24 @@ class DrawingPad(widgets.VBox):
     Python access: `pad.strokes` (list of strokes, each a list of (x, y) canvas points), `pad.bitmap`
     (the canonical (28, 28) float32 the model sees, None when empty), `pad.predictions` (top-5
     (label, probability) pairs, [] without a classifier or drawing), `pad.message` (what the pad tells
-    the user). They are traitlets: `pad.observe(callback, names="predictions")` fires on every change.
+    the user), `pad.explanation` ({} while Explain is off; else the top guess's "label", its "saliency"
+    map and the "nearest" training drawings of the top two guesses, `drawai.explain`'s). They are traitlets:
+    `pad.observe(callback, names="predictions")` fires on every change.
 
     `classifier` is anything with `.categories` and `.predict(images, k)` (a `drawai.classifier.Classifier`;
     its `.probabilities(images, canonical=True)` is used when present). `categories` (a preset such as
     "classic10" or a list of names) restricts the guesses to those, renormalising the probabilities.
+    Explain needs a `drawai.classifier.Classifier` (its model's gradients); with anything else it is disabled.
     """
 
     bitmap = traitlets.Instance(np.ndarray, allow_none=True)
     predictions = traitlets.List()
     message = traitlets.Unicode()
+    explanation = traitlets.Dict()
 
     PREDICT_EVERY = 0.1  # seconds of kernel time between predictions while a stroke is drawn
     TOP_K = 5
+    NEIGHBOURS = 4  # training drawings shown for each of the top two guesses
 
     def __init__(self, classifier=None, categories=None, size: int = 280, **kwargs):
         if not isinstance(size, int) or isinstance(size, bool) or not 56 <= size <= 2000:
@@ -77,10 +82,18 @@ class DrawingPad(widgets.VBox):
         self.chart.add_class("drawai-pad-chart")
         self.status = widgets.HTML()
         self.status.add_class("drawai-pad-message")
+        self.explain_button = widgets.ToggleButton(
+            description="Explain", icon="search", layout=widgets.Layout(width="100px"),
+            disabled=not isinstance(getattr(classifier, "model", None), torch.nn.Module),
+            tooltip="Colour the pixels that raised (red) or lowered (blue) the top guess, and show the training "
+                    "drawings the model reads most alike")
+        self.explain_button.add_class("drawai-pad-explain")
+        self.neighbours = widgets.HTML(layout=widgets.Layout(width="260px"))
+        self.neighbours.add_class("drawai-pad-neighbours")
         side = widgets.VBox([widgets.HTML("<b>What the model sees</b> (28&times;28)"), self.image,
-                             widgets.HTML("<b>Its guesses</b>"), self.chart],
+                             widgets.HTML("<b>Its guesses</b>"), self.chart, self.neighbours],
                             layout=widgets.Layout(margin="0 0 0 16px"))
-        left = widgets.VBox([self.canvas, widgets.HBox([self.clear_button, self.undo_button])])
+        left = widgets.VBox([self.canvas, widgets.HBox([self.clear_button, self.undo_button, self.explain_button])])
         super().__init__([widgets.HBox([left, side]), self.status], **kwargs)
         self.add_class("drawai-pad")
 
@@ -95,6 +108,7 @@ class DrawingPad(widgets.VBox):
         redraw_on_client_ready(self.canvas, self._redraw)  # a new page gets a blank canvas: draw it again
         self.clear_button.on_click(lambda _: self.clear())
         self.undo_button.on_click(lambda _: self.undo())
+        self.explain_button.observe(lambda _: self.update(), names="value")
         self._redraw()
         self.update()
 
@@ -186,6 +200,29 @@ class DrawingPad(widgets.VBox):
             return
         top = np.argsort(-probs, kind="stable")[:self.TOP_K]
         self._show(bitmap, [(self.labels[i], float(probs[i])) for i in top], "")
+        if self.explain_button.value:  # live: its p95 is under 50 ms (docs/experiments/explain.md)
+            self._explain(bitmap)
+
+    def _explain(self, bitmap: np.ndarray) -> None:
+        """Saliency of the top guess over the 28x28 view; nearest training drawings of the top two guesses."""
+        from drawai import explain
+
+        clf, guesses = self.classifier, [label for label, _ in self.predictions[:2]]
+        if not explain.has_index(clf):
+            self.status.value = ("<span style='color:#555'>Indexing the training drawings for Explain, once for "
+                                 "this model (about a minute)&hellip;</span>")
+        try:
+            with one_torch_thread():
+                saliency = explain.saliency(clf, bitmap, label=guesses[0], canonical=True)
+                nearest = {g: explain.nearest(clf, bitmap, k=self.NEIGHBOURS, label=g, canonical=True)
+                           for g in guesses}
+        except Exception as e:  # a widget callback must not end in a traceback nobody sees
+            self._show(bitmap, self.predictions, f"Explain failed on this drawing: {type(e).__name__}: {e}")
+            return
+        self.explanation = {"label": guesses[0], "saliency": saliency, "nearest": nearest}
+        self.image.value = _saliency_png(bitmap, saliency)
+        self.neighbours.value = _neighbours_html(nearest)
+        self.status.value = ""
 
     # --- internals ---------------------------------------------------------------------------------------
 
@@ -210,6 +247,9 @@ class DrawingPad(widgets.VBox):
         self.message = message
         self.image.value = _png(bitmap)
         self.chart.value = _chart(predictions)
+        if not (self.explain_button.value and predictions):  # else `_explain` replaces them at once
+            self.explanation = {}
+            self.neighbours.value = ""
         self.status.value = f"<span style='color:#555'>{html.escape(message)}</span>" if message else ""
 
     def _set_pen(self) -> None:
@@ -402,11 +442,34 @@ def _restrict(classifier, categories) -> tuple[list[str], np.ndarray]:
 
 
 def _png(bitmap: np.ndarray | None, scale: int = 4) -> bytes:
-    """The bitmap as the model sees it, bright ink on black, enlarged with visible pixels."""
+    """The bitmap as the model sees it, bright ink on black, enlarged with visible pixels (floats in [0, 1]:
+    (28, 28) grey, or (28, 28, 3) colour)."""
     pixels = np.zeros((SIZE, SIZE), np.uint8) if bitmap is None else np.rint(bitmap * 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels).resize((SIZE * scale, SIZE * scale), Image.Resampling.NEAREST).save(buf, "png")
     return buf.getvalue()
+
+
+def _saliency_png(bitmap: np.ndarray, saliency: np.ndarray) -> bytes:
+    """`explain.overlay`: the bitmap in grey, tinted red where it raised the guess and blue where it lowered it."""
+    from drawai.explain import overlay
+
+    return _png(overlay(bitmap, saliency))
+
+
+def _neighbours_html(nearest: dict) -> str:
+    """For each guess, its nearest training drawings as the model sees them (inline PNGs), distance on hover."""
+    from drawai.bitmaps import to_canonical
+
+    rows = []
+    for label, near in nearest.items():
+        images = "".join(
+            f"<img src='data:image/png;base64,{base64.b64encode(_png(image, scale=2)).decode('ascii')}' width='56' "
+            f"height='56' title='distance {d:.3f}' alt='a training {html.escape(label)}' style='margin-right:4px'>"
+            for image, d in zip(to_canonical(near.images) if len(near.images) else [], near.distances))
+        rows.append(f"<div class='drawai-neighbours' style='margin-top:6px'><div style='font-size:12px'>Nearest "
+                    f"training drawings of <b>{html.escape(label)}</b></div><div>{images}</div></div>")
+    return "".join(rows)
 
 
 def _chart(predictions: list[tuple[str, float]]) -> str:

@@ -436,3 +436,41 @@ def test_the_full_bench_runs_the_demo_and_the_quick_one_does_not(tmp_path, monke
     monkeypatch.setattr(bench, "plan", lambda options: [bench.Cell(s, {"kind": s}) for s in options["only"]])
     assert bench.main(["--no-progress"]) == 0 and bench.main(["--quick", "--no-progress"]) == 0
     assert planned[False] == list(bench.SECTIONS) and planned[True] == [s for s in bench.SECTIONS if s != "demo"]
+
+
+def test_explain_section_on_a_tiny_real_run_its_table_and_targets(tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "RUNS", tmp_path)  # where the index of training drawings is cached
+    cells = bench.plan({**SMALL, "only": ["explain"], "quick": True})
+    assert [c.key for c in cells] == ["explain"] and cells[0].spec["drawings"] == bench.EXPLAIN_DRAWINGS["quick"]
+    assert cells[0].spec["categories"] == "classic10"
+    full = bench.plan({**SMALL, "only": ["explain"]})[0].spec
+    assert full["drawings"] == bench.EXPLAIN_DRAWINGS["full"] and full["categories"] == "all"
+    spec = {**cells[0].spec, "drawings": 4, "reps": 3, "warmup": 1}
+    figures = bench.explain_process(spec)
+    assert figures["n_drawings"] == 4 and figures["n_agreement"] == 200 and 0 <= figures["agreement"] <= 1
+    deletion = figures["deletion"]
+    assert deletion["k"] == list(range(1, 51)) and len(deletion["salient"]) == len(deletion["random"]) == 50
+    assert 0 < deletion["start"] <= 1 and -1 <= figures["rank_correlation"] <= 1
+    assert all(figures["latency"][name]["n"] == 3 for name in ("saliency", "nearest", "total"))
+    assert len(list((tmp_path / "cache").glob("nearest-*.npz"))) == 1
+    results = {"format": bench.FORMAT, "cells": {"explain": {"spec": cells[0].spec, **figures}}}
+    report = bench.report(results, cells)
+    assert "### Explanations" in report and "restricted to classic10" in report
+    assert len(table_rows(report, "deletion, ")) == 7
+    assert len(table_rows(report, "explain: ")) == 5
+
+    # the targets on synthetic figures: each passes, then each fails
+    figures = results["cells"]["explain"]
+    figures.update(deletion={"k": list(range(1, 51)), "salient": [0.3] * 50, "random": [0.1] * 50, "start": 0.6},
+                   rank_correlation=0.05, agreement=0.9, latency={"total": {"p50": 20.0, "p95": 30.0, "n": 100},
+                                                                  "saliency": {"p50": 15.0, "p95": 25.0, "n": 100},
+                                                                  "nearest": {"p50": 5.0, "p95": 6.0, "n": 100}})
+    rows = table_rows(bench.report(results, cells), "explain: ")
+    assert [r[1] for r in rows] == ["3.00x", "0.300 vs 0.500", "0.050", "90.0%", "30.0 ms"]
+    assert [r[2] for r in rows] == ["PASS"] * 5
+    figures.update(deletion={**figures["deletion"], "salient": [0.15] * 50}, rank_correlation=0.4, agreement=0.7,
+                   latency={**figures["latency"], "total": {"p50": 40.0, "p95": 60.0, "n": 100}})
+    rows = table_rows(bench.report(results, cells), "explain: ")
+    assert [r[2] for r in rows] == ["FAIL", "PASS", "FAIL", "FAIL", "FAIL"]
+    figures["deletion"]["salient"] = [0.05] * 50
+    assert table_rows(bench.report(results, cells), "explain: ")[1][2] == "FAIL"

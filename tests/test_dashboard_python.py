@@ -385,3 +385,22 @@ def test_prelaunch_sets_the_xsrf_cookie_and_caps_the_sessions(monkeypatch, log_r
     monkeypatch.setenv(dash.MAX_SESSIONS_ENV, "many")
     with pytest.raises(ValueError, match="DRAWAI_MAX_SESSIONS must be a whole number"):
         voila_config()  # the server stops at start
+
+
+@needs_model
+def test_the_draw_tab_explains_with_the_shipped_classifier(monkeypatch):
+    from drawai import explain
+
+    train, _ = data.train_test(data.load_sample("all"))
+    first = np.unique(train.labels, return_index=True)[1]  # one training drawing a category: no 27,600 to index
+    fake = explain.Index(np.eye(345, dtype=np.float32), train.labels[first], train.images[first])
+    monkeypatch.setattr(explain, "nearest_index", lambda clf, folder=None: fake)
+    monkeypatch.setattr(explain, "has_index", lambda clf, folder=None: True)
+    d = dash.Dashboard(SHIPPED)
+    assert not d.pad.explain_button.disabled
+    draw_with_mouse(d.pad, TRIANGLE)
+    d.pad.explain_button.value = True
+    e = d.pad.explanation
+    assert e["label"] == d.pad.predictions[0][0] and e["saliency"].shape == (28, 28)
+    assert list(e["nearest"]) == [label for label, _ in d.pad.predictions[:2]]
+    assert d.pad.neighbours.value.count("<img") == 2 and "Nearest training drawings of" in d.pad.neighbours.value

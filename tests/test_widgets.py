@@ -367,3 +367,60 @@ def _switches(command) -> bool:
 
     batch = command if command and isinstance(command[0], list) else [command]
     return any(c[0] == COMMANDS["switchCanvas"] for c in batch)
+
+
+@pytest.fixture(scope="module")
+def classic10():
+    from drawai import classifier
+
+    return classifier.Classifier.load(Path(__file__).resolve().parents[1] / "models" / "classifier-345",
+                                      categories="classic10")
+
+
+def test_explain_overlays_the_saliency_and_shows_the_nearest_drawings_of_the_top_two_guesses(classic10, tmp_path,
+                                                                                             monkeypatch):
+    from drawai import explain
+
+    monkeypatch.setattr(explain, "default_index_folder", lambda: tmp_path)
+    pad = DrawingPad(classic10)
+    assert not pad.explain_button.disabled and pad.explain_button.description == "Explain"
+    draw_with_mouse(pad, CIRCLE)
+    plain = pad.image.value
+    assert pad.explanation == {} and pad.neighbours.value == ""
+    pad.explain_button.value = True  # the toggle explains the drawing already there
+    top, second = (label for label, _ in pad.predictions[:2])
+    e = pad.explanation
+    assert e["label"] == top and list(e["nearest"]) == [top, second]
+    np.testing.assert_array_equal(e["saliency"], explain.saliency(classic10, pad.bitmap, label=top, canonical=True))
+    assert np.all(e["saliency"][pad.bitmap == 0] == 0)
+    for label, near in e["nearest"].items():
+        assert near.labels == [label] * DrawingPad.NEIGHBOURS
+    assert pad.image.value != plain and Image.open(io.BytesIO(pad.image.value)).mode == "RGB"
+    assert pad.neighbours.value.count("<img") == 2 * DrawingPad.NEIGHBOURS
+    assert f"<b>{second}</b>" in pad.neighbours.value
+    assert list(tmp_path.glob("nearest-*.npz"))  # the index is built once and saved
+
+    send(pad, "mouse_down", x=20, y=20)  # live while drawing, at the pad's prediction rate
+    send(pad, "mouse_move", x=60, y=30)
+    pad.update()
+    assert pad.explanation is not e and pad.explanation["label"] == pad.predictions[0][0]
+    assert not np.array_equal(pad.explanation["saliency"], e["saliency"])
+
+    pad.explain_button.value = False
+    assert pad.explanation == {} and pad.neighbours.value == "" and Image.open(io.BytesIO(pad.image.value)).mode == "L"
+    pad.explain_button.value = True
+    pad.clear()
+    assert pad.explanation == {} and pad.neighbours.value == ""
+
+
+def test_explain_is_disabled_without_a_torch_model_and_reports_failures(clf, classic10, monkeypatch):
+    from drawai import explain
+
+    assert DrawingPad(clf).explain_button.disabled and DrawingPad().explain_button.disabled
+    pad = DrawingPad(classic10)
+    monkeypatch.setattr(explain, "has_index", lambda c: True)
+    monkeypatch.setattr(explain, "nearest", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    draw_with_mouse(pad, SQUARE)
+    pad.explain_button.value = True
+    assert "Explain failed on this drawing: OSError: disk full" in pad.message and pad.predictions
+    assert pad.explanation == {}

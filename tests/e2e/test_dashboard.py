@@ -257,6 +257,22 @@ def test_draw_and_generate_in_the_dashboard(server, browser):
         assert "Traceback" not in page.content()
 
 
+def test_explain_in_the_draw_tab(server, browser):
+    url, *_ = server
+    with visitor(browser, "explain") as page:
+        open_dashboard(page, url)
+        draw_circle(page)
+        page.locator(".drawai-pad-explain").click()
+        # The first use may index the model's training drawings: about a minute on 2 cores, two on busy ones.
+        neighbours = page.locator(".drawai-pad-neighbours img")
+        neighbours.nth(7).wait_for(timeout=300_000)
+        assert neighbours.count() == 8
+        assert page.locator(".drawai-pad-neighbours").inner_text().count("Nearest training drawings of") == 2
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator(".drawai-dashboard").screenshot(path=str(ARTIFACTS / "dashboard-explain.png"))
+        assert "Traceback" not in page.content()
+
+
 def test_three_sessions_at_once(server, browser):
     url, process, *_ = server
     with visitor(browser, "session1") as a, visitor(browser, "session2") as b, visitor(browser, "session3") as c:
