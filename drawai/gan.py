@@ -21,6 +21,9 @@ style) on the canonical form (`bitmaps.to_canonical`) scaled to [-1, 1], and dra
 `generate(labels, n, seed)` -> float32 [0, 1] (N, 28, 28), ink bright on black, like the canonical form.
 `generate` samples the noise truncated at +-`truncation` (BigGAN's truncation trick; the `full` preset: 1,
 `demo`: 0.5), clearer drawings for less variety; `generate(..., truncation=None)` draws from the full normal.
+A model trained with the encoder (`reconstruction`) also fits, per label, a normal to the noise the encoder reads
+from its training drawings (`FittedNoise`); `generate(..., noise="fitted")` draws from it: more varied drawings,
+like people's, and harder to read.
 
 Training is seeded and resumable: the batch order of epoch e and the noise of step s are pure
 functions of (seed, e) and (seed, s), and every epoch ends with an atomically written checkpoint
@@ -67,9 +70,10 @@ from drawai import categories as cats
 from drawai.io import atomic_write, file_sha256, write_json
 
 RECIPES = ("conditional", "per_label")
+NOISES = ("normal", "fitted")  # what generate() draws its noise from (see FittedNoise)
 # GANConfig fields the per-label recipe lacks
 CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment", "reconstruction", "kl_weight",
-                    "latent_regression", "minibatch_std", "ema")
+                    "aux_on_redraws", "ema")
 MAX_GENERATE = 10_000  # drawings per generate() call: more is almost surely a mistake (and memory)
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
@@ -142,18 +146,17 @@ class GANConfig:
     # drawing must be reachable from some noise, so the generator cannot draw one doodle per label.
     reconstruction: float = 0.0
     kl_weight: float = 0.01  # conditional only: the weight of that KL term, which pulls the encoded noise to N(0, 1)
-    # conditional only: BicycleGAN's latent regression: the encoder must read back the noise a drawing was drawn from
-    # (L1, weighed by this; it trains the generator only), so different noise must give visibly different drawings.
-    # Needs `reconstruction` (the encoder).
-    latent_regression: float = 0.0
-    # conditional only: ProGAN's minibatch standard deviation: the discriminator sees how much the drawings of a batch
-    # differ, as one more feature map, so a generator whose drawings are too alike is told apart from real ones.
-    minibatch_std: bool = False
+    # conditional only: the AC-GAN loss also on the redrawn drawings, so that what the generator draws from the noise of
+    # real drawings names its label as clearly as what it draws from random noise. Needs `reconstruction`, `aux_weight`.
+    aux_on_redraws: bool = False
     # conditional only: the generator that draws is an exponential moving average of the trained one's weights, with
     # this momentum per step (0: none), as BigGAN and StyleGAN draw: it smooths the jitter of adversarial training.
     # No preset uses it: on the full preset's recipe it changed no figure measurably.
     ema: float = 0.0
     truncation: float | None = None  # generate()'s default noise truncation (the truncation trick); None: none
+    # generate()'s default noise: "normal", the N(0, 1) it was trained on, or "fitted", each label's own normal fitted
+    # to the encoder's readings of its training drawings after training (FittedNoise; needs `reconstruction`).
+    noise: str = "normal"
     width: int = PRESETS["demo"]["width"]  # generator channels after the Dense layer (the tutorial's 256)
     seed: int = 0
     preset: str = "custom"  # where the values came from, for the manifest
@@ -194,21 +197,22 @@ class GANConfig:
             raise GANInputError(f"GANConfig.reconstruction must be a number in [0, 1000], got {self.reconstruction!r}")
         if self.recipe == "per_label" and self.reconstruction:
             raise GANInputError("reconstruction is for the conditional recipe")
-        for name in ("kl_weight", "latent_regression"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, float | int) and 0 <= value <= 1000):
-                raise GANInputError(f"GANConfig.{name} must be a number in [0, 1000], got {value!r}")
-        if self.latent_regression and not self.reconstruction:
-            raise GANInputError("latent_regression needs the encoder: set reconstruction > 0")
-        if not isinstance(self.minibatch_std, bool):
-            raise GANInputError(f"GANConfig.minibatch_std must be True or False, got {self.minibatch_std!r}")
-        if self.recipe == "per_label" and self.minibatch_std:
-            raise GANInputError("minibatch_std is for the conditional recipe")
+        if isinstance(self.kl_weight, bool) or not (isinstance(self.kl_weight, float | int)
+                                                    and 0 <= self.kl_weight <= 1000):
+            raise GANInputError(f"GANConfig.kl_weight must be a number in [0, 1000], got {self.kl_weight!r}")
+        if not isinstance(self.aux_on_redraws, bool):
+            raise GANInputError(f"GANConfig.aux_on_redraws must be True or False, got {self.aux_on_redraws!r}")
+        if self.aux_on_redraws and not (self.reconstruction and self.aux_weight):
+            raise GANInputError("aux_on_redraws needs the encoder and the AC head: reconstruction > 0, aux_weight > 0")
         if isinstance(self.ema, bool) or not (isinstance(self.ema, float | int) and 0 <= self.ema < 1):
             raise GANInputError(f"GANConfig.ema must be a momentum in [0, 1), got {self.ema!r}")
         if self.recipe == "per_label" and self.ema:
             raise GANInputError("ema is for the conditional recipe")
         _check_truncation(self.truncation, "GANConfig.truncation")
+        if self.noise not in NOISES:
+            raise GANInputError(f"GANConfig.noise must be one of {NOISES}, got {self.noise!r}")
+        if self.noise == "fitted" and not self.reconstruction:
+            raise GANInputError("noise='fitted' needs the encoder: set reconstruction > 0")
 
     @classmethod
     def from_preset(cls, preset: str, recipe: str = "conditional", **overrides) -> GANConfig:
@@ -297,16 +301,13 @@ class ProjectionDiscriminator(keras.Model):
     it steadies the game, and it is deterministic, so a resumed run continues exactly.
     """
 
-    def __init__(self, n_classes: int, width: int = 64, aux_classifier: bool = False, minibatch_std: bool = False,
-                 **kwargs):
+    def __init__(self, n_classes: int, width: int = 64, aux_classifier: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.n_classes, self.width, self.aux_classifier = n_classes, width, aux_classifier
-        self.minibatch_std = minibatch_std
-        self.features = 7 * 7 * (width + int(minibatch_std))
         self.conv1 = layers.SpectralNormalization(layers.Conv2D(width // 2, 5, strides=2, padding="same"))
         self.conv2 = layers.SpectralNormalization(layers.Conv2D(width, 5, strides=2, padding="same"))
         self.score = layers.SpectralNormalization(layers.Dense(1))
-        self.embed = layers.Embedding(n_classes, self.features, embeddings_initializer="zeros")
+        self.embed = layers.Embedding(n_classes, 7 * 7 * width, embeddings_initializer="zeros")
         # AC-GAN's auxiliary head (Odena et al. 2017): which category the image shows, from the same features.
         self.classify = layers.Dense(n_classes) if aux_classifier else None
 
@@ -317,16 +318,71 @@ class ProjectionDiscriminator(keras.Model):
         """(real/fake logit, category logits or None without the auxiliary head)."""
         h = _lrelu(self.conv1(images, training=training))
         h = _lrelu(self.conv2(h, training=training))
-        if self.minibatch_std:  # the batch's mean standard deviation over its drawings, as one more 7x7 map
-            spread = ops.mean(ops.sqrt(ops.var(h, axis=0) + 1e-8))
-            h = ops.concatenate([h, ops.ones_like(h[..., :1]) * spread], axis=-1)
-        phi = ops.reshape(h, (-1, self.features))
+        phi = ops.reshape(h, (-1, 7 * 7 * self.width))
         logit = self.score(phi, training=training)[:, 0] + ops.sum(self.embed(labels) * phi, axis=-1)
         return logit, (self.classify(phi) if self.classify is not None else None)
 
     def get_config(self):
         return {**super().get_config(), "n_classes": self.n_classes, "width": self.width,
-                "aux_classifier": self.aux_classifier, "minibatch_std": self.minibatch_std}
+                "aux_classifier": self.aux_classifier}
+
+
+@keras.saving.register_keras_serializable(package="drawai")
+class FittedNoise(layers.Layer):
+    """Per label, a normal fitted to the noise the encoder reads from the label's training drawings, to draw from
+    instead of N(0, 1) (Ghosh et al. 2020's ex-post density estimation).
+
+    The encoder's readings of one label fill a region of the noise space that N(0, 1) mostly misses, which is why
+    the generator redraws held-out drawings far more varied than it draws from random noise. Each label's normal
+    is probabilistic PCA (Tipping & Bishop 1999) of its readings: the mean, `rank` principal directions and one
+    variance for the rest, so a label costs noise_dim x (rank + 1) numbers rather than a full covariance.
+    """
+
+    RANK = 16  # the principal directions kept per label: 16 of 100 held as much as the full covariance
+
+    def __init__(self, n_classes: int, noise_dim: int = 100, rank: int = RANK, **kwargs):
+        super().__init__(**kwargs)
+        if not 1 <= rank < noise_dim:
+            raise GANInputError(f"FittedNoise's rank must be in [1, noise_dim), got {rank} for noise_dim {noise_dim}")
+        self.n_classes, self.noise_dim, self.rank = n_classes, noise_dim, rank
+        self.mean = self.add_weight(shape=(n_classes, noise_dim), initializer="zeros", trainable=False, name="mean")
+        self.directions = self.add_weight(shape=(n_classes, noise_dim, rank), initializer="zeros", trainable=False,
+                                          name="directions")
+        self.rest = self.add_weight(shape=(n_classes,), initializer="ones", trainable=False, name="rest")
+        self.fitted = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fitted")
+        self.built = True
+
+    def load_own_variables(self, store):
+        if len(store.keys()):  # none in a model saved before the fitted noise: it stays unfitted
+            super().load_own_variables(store)
+
+    def fit(self, codes: np.ndarray, labels: np.ndarray, shrink: float = 0.1) -> None:
+        """Fit each label's normal to its `codes` (encoder means), its covariance shrunk by `shrink` towards the
+        diagonal of the covariance pooled over labels (a few dozen readings in 100 dimensions are too few alone)."""
+        codes, labels = np.asarray(codes, np.float64), np.asarray(labels)
+        means = np.stack([codes[labels == c].mean(0) for c in range(self.n_classes)])
+        pooled = np.diag(np.var(codes - means[labels], axis=0))
+        directions, rest = [], []
+        for c in range(self.n_classes):
+            cov = (1 - shrink) * np.cov(codes[labels == c].T) + shrink * pooled
+            values, vectors = np.linalg.eigh(cov)
+            values, vectors = values[::-1], vectors[:, ::-1]
+            rest.append(values[self.rank:].mean())
+            directions.append(vectors[:, :self.rank] * np.sqrt(np.maximum(values[:self.rank] - rest[-1], 0)))
+        self.mean.assign(means.astype(np.float32))
+        self.directions.assign(np.stack(directions).astype(np.float32))
+        self.rest.assign(np.sqrt(rest).astype(np.float32))
+        self.fitted.assign(1.0)
+
+    def draw(self, unit: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """(n, rank + noise_dim) standard normal draws (truncated or not) -> (n, noise_dim) noise for `labels`."""
+        mean, directions, rest = (ops.convert_to_numpy(v) for v in (self.mean, self.directions, self.rest))
+        along, around = unit[:, :self.rank], unit[:, self.rank:]
+        return (mean[labels] + np.einsum("ndr,nr->nd", directions[labels], along)
+                + rest[labels, None] * around).astype(np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "n_classes": self.n_classes, "noise_dim": self.noise_dim, "rank": self.rank}
 
 
 @keras.saving.register_keras_serializable(package="drawai")
@@ -413,8 +469,8 @@ class _GAN(keras.Model):
     def __init__(self, categories, noise_dim: int = 100, width: int = 64, lr: float = 2e-4, beta_1: float = 0.5,
                  seed: int = 0, aux_weight: float = 0.0, aux_weight_start: float | None = None,
                  diff_augment: bool = False, reconstruction: float = 0.0, kl_weight: float = 0.01,
-                 latent_regression: float = 0.0, minibatch_std: bool = False, ema: float = 0.0,
-                 truncation: float | None = None, **kwargs):
+                 aux_on_redraws: bool = False, ema: float = 0.0,
+                 truncation: float | None = None, noise: str = "normal", **kwargs):
         super().__init__(**kwargs)
         self.categories = tuple(cats.resolve(list(categories)))
         self.noise_dim, self.width, self.lr, self.beta_1, self.seed = noise_dim, width, lr, beta_1, seed
@@ -423,11 +479,15 @@ class _GAN(keras.Model):
         self.ramp_steps = 0  # set by `train`: the run's total steps, over which aux_weight_start grows to aux_weight
         self.diff_augment = bool(diff_augment)
         self.reconstruction, self.kl_weight = float(reconstruction), float(kl_weight)
-        self.latent_regression, self.minibatch_std = float(latent_regression), bool(minibatch_std)
+        self.aux_on_redraws = bool(aux_on_redraws)
         self.encoder = None  # the cVAE-GAN's, built by _build_networks when reconstruction > 0
+        self.fitted_noise = None  # FittedNoise, with the encoder
         self.ema = float(ema)
         _check_truncation(truncation)
         self.truncation = truncation  # generate()'s default
+        if noise not in NOISES:
+            raise GANInputError(f"noise must be one of {NOISES}, got {noise!r}")
+        self.noise = noise  # generate()'s default
         self._build_networks()
         # Optimisers are part of the model and built here, so a checkpoint restores their state.
         # With `ema`, the optimiser keeps the weights' moving average (Keras' use_ema); `finalize` draws with it.
@@ -464,9 +524,8 @@ class _GAN(keras.Model):
                 "width": self.width, "lr": self.lr, "beta_1": self.beta_1, "seed": self.seed,
                 "aux_weight": self.aux_weight, "aux_weight_start": self.aux_weight_start,
                 "diff_augment": self.diff_augment, "reconstruction": self.reconstruction,
-                "kl_weight": self.kl_weight, "latent_regression": self.latent_regression,
-                "minibatch_std": self.minibatch_std, "ema": self.ema,
-                "truncation": self.truncation}
+                "kl_weight": self.kl_weight, "aux_on_redraws": self.aux_on_redraws, "ema": self.ema,
+                "truncation": self.truncation, "noise": self.noise}
 
     def get_compile_config(self):
         return None  # the optimisers are built in __init__; there is nothing to re-compile on loading
@@ -501,11 +560,8 @@ class _GAN(keras.Model):
                                            seed=tf.stack([tf.constant(self.seed, tf.int64), self.step_counter.value]))
         first = tf.cast(replica.replica_id_in_sync_group, tf.int32) * size
         noise = noise[first:][:size]
-        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape, tf.GradientTape() as z_tape:
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = self._generator_call(noise, labels, True)
-            if self.latent_regression:  # BicycleGAN's cLR: the noise must be readable back from the drawing
-                read, _ = self.encoder((fake, labels), training=True)
-                z_share = self.latent_regression * ops.mean(ops.abs(read - noise)) / replicas
             if self.encoder is not None:  # cVAE-GAN: draw the real drawings back from the noise the encoder reads
                 mean, log_var = self.encoder((images, labels), training=True)
                 eps = tf.random.stateless_normal((size * replicas, self.noise_dim), seed=self._step_seed(3))
@@ -524,17 +580,16 @@ class _GAN(keras.Model):
                 weight = self._aux_weight_now()
                 d_loss += weight * ops.mean(ce(labels, real_classes, from_logits=True))
                 g_loss += weight * ops.mean(ce(labels, fake_classes, from_logits=True))
+                if self.aux_on_redraws:
+                    # read in inference mode: a training call would step spectral norm's power iteration again
+                    redrawn_classes = self._discriminator_scores(redrawn, labels, False)[1]
+                    g_loss += weight * ops.mean(ce(labels, redrawn_classes, from_logits=True))
             if self.encoder is not None:
                 g_loss += redraw_loss
             # The optimisers sum the replicas' gradients: of these shares, the sum is the global batch's mean.
             g_share, d_share = g_loss / replicas, d_loss / replicas
         g_vars, d_vars = self._generator_side(), self.discriminator.trainable_variables
-        g_grads = g_tape.gradient(g_share, g_vars)
-        if self.latent_regression:  # the generator's alone: an encoder trained by it could learn to read anything
-            own = self.generator.trainable_variables
-            g_grads[:len(own)] = [tf.convert_to_tensor(a) + tf.convert_to_tensor(b)  # embeddings' are sparse
-                                  for a, b in zip(g_grads[:len(own)], z_tape.gradient(z_share, own), strict=True)]
-        self.g_optimizer.apply_gradients(zip(g_grads, g_vars, strict=True))
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_share, g_vars), g_vars, strict=True))
         self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_share, d_vars), d_vars, strict=True))
         self.step_counter.assign_add(1)
         self.g_loss_tracker.update_state(g_loss)
@@ -586,13 +641,22 @@ class _GAN(keras.Model):
                 raise GANInputError(f"a label is a category name or an index, got {item!r}")
         return np.array(out, dtype=np.int32)
 
-    def generate(self, labels, n: int = 1, seed: int | None = None, truncation: float | None | str = "model"
-                 ) -> np.ndarray:
+    @property
+    def noises(self) -> tuple[str, ...]:
+        """What `generate(noise=...)` can draw from: "normal", and "fitted" once the model's FittedNoise is fitted."""
+        fitted = self.fitted_noise is not None and float(ops.convert_to_numpy(self.fitted_noise.fitted)) > 0
+        return NOISES if fitted else ("normal",)
+
+    def generate(self, labels, n: int = 1, seed: int | None = None, truncation: float | None | str = "model",
+                 noise: str = "model") -> np.ndarray:
         """`n` drawings of each label -> float32 (n, 28, 28) in [0, 1] for one label, (len(labels) * n, 28, 28)
         for a list (label by label). The same seed gives the same drawings; seed=None draws fresh noise.
         `truncation` (BigGAN's truncation trick): noise drawn from a normal cut at +-truncation, so drawings
         nearer the typical one of each label, clearer and less varied; None draws from the full normal;
         "model" (the default) uses the model's own setting, `self.truncation` (its config's).
+        `noise`: "normal" draws from N(0, 1), as the generator was trained; "fitted" from each label's normal fitted
+        to the encoder's readings of its training drawings (`FittedNoise`: more varied, as people draw; a model
+        with an encoder has it); "model" (the default): `self.noise`. Truncation cuts either.
         """
         idx = self.label_indices(labels)
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
@@ -605,7 +669,19 @@ class _GAN(keras.Model):
         if isinstance(truncation, str) and truncation == "model":
             truncation = self.truncation
         _check_truncation(truncation)
-        images = self._generate(noise_batch(len(idx) * n, self.noise_dim, seed, truncation), np.repeat(idx, n))
+        noise = self.noise if isinstance(noise, str) and noise == "model" else noise
+        if noise not in NOISES:
+            raise GANInputError(f"noise must be one of {NOISES} or 'model', got {noise!r}")
+        labels = np.repeat(idx, n)
+        if noise == "normal":
+            z = noise_batch(len(labels), self.noise_dim, seed, truncation)
+        elif "fitted" not in self.noises:
+            raise GANInputError("noise='fitted' needs a generator trained with the encoder (reconstruction > 0) and "
+                                "its noise fitted (gan.train does it; or model.fit_noise(images, labels))")
+        else:
+            unit = noise_batch(len(labels), self.fitted_noise.rank + self.noise_dim, seed, truncation)
+            z = self.fitted_noise.draw(unit, labels)
+        images = self._generate(z, labels)
         return np.clip((images[..., 0] + 1) / 2, 0, 1).astype(np.float32)
 
     def _generate(self, noise: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -624,13 +700,28 @@ class ConditionalGAN(_GAN):
         n = len(self.categories)
         self.generator = ConditionalGenerator(n, self.noise_dim, self.width, name="generator")
         self.discriminator = ProjectionDiscriminator(n, self.width, aux_classifier=self.aux_weight > 0,
-                                                     minibatch_std=self.minibatch_std, name="discriminator")
+                                                     name="discriminator")
         # Build every variable now (calling once), so a loaded file has somewhere to go.
         fake = self.generator((np.zeros((1, self.noise_dim), np.float32), np.zeros((1,), np.int32)))
         self.discriminator((fake, np.zeros((1,), np.int32)))
         if self.reconstruction > 0:
             self.encoder = ConditionalEncoder(n, self.noise_dim, self.width, name="encoder")
             self.encoder((fake, np.zeros((1,), np.int32)))
+            self.fitted_noise = FittedNoise(n, self.noise_dim, min(FittedNoise.RANK, self.noise_dim - 1),
+                                            name="fitted_noise")
+
+    def fit_noise(self, images: np.ndarray, labels: np.ndarray) -> None:
+        """Fit `fitted_noise` to the encoder's readings (means) of these drawings ([-1, 1], (N, 28, 28, 1)), every
+        label among them; `train` does it at the end with the training drawings."""
+        if self.encoder is None:
+            raise GANInputError("fit_noise needs the encoder: a model trained with reconstruction > 0")
+        counts = np.bincount(labels, minlength=len(self.categories))
+        if counts.min() < 2:
+            raise GANInputError(f"fit_noise needs at least 2 drawings of every label; "
+                                f"{self.categories[int(np.argmin(counts))]!r} has {counts.min()}")
+        codes = np.concatenate([ops.convert_to_numpy(self.encoder((images[i:i + 1024], labels[i:i + 1024]))[0])
+                                for i in range(0, len(images), 1024)])
+        self.fitted_noise.fit(codes, labels)
 
     def _generator_call(self, noise, labels, training):
         return self.generator((noise, labels), training=training)
@@ -1130,6 +1221,7 @@ def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
     if start >= config.epochs:
         model.train_history = history
         model.finalize()
+        _fit_noise(model, train_set, images if in_memory else None, labels)
         return model
     epochs, one_label = range(start, config.epochs), config.recipe == "per_label"
     if in_memory and not tf.distribute.has_strategy():  # the plain case: every batch gathered from memory
@@ -1148,7 +1240,23 @@ def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
               shuffle=False, verbose=verbose)
     model.train_history = history
     model.finalize()
+    _fit_noise(model, train_set, images if in_memory else None, labels)
     return model
+
+
+def _fit_noise(model, train_set, images, labels, per_label: int = 500) -> None:
+    """With an encoder, fit the model's FittedNoise to the training drawings: at most `per_label` of each label (a
+    seeded choice, the same on every worker), read from the files when the drawings are not in memory."""
+    if model.encoder is None:
+        return
+    rng = np.random.default_rng([model.seed, 4])
+    pick = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_label]
+                                   for c in range(len(model.categories))]))
+    if images is None:
+        images, _ = _file_loader(train_set)(pick)
+    else:
+        images = images[pick]
+    model.fit_noise(images, labels[pick])
 
 
 # --------------------------------------------------------------------------------------------------

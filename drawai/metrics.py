@@ -230,7 +230,7 @@ class GeneratorEvaluation:
 
 def evaluate_generator(generator, classifier, train_set, test_set, n_per_class: int = 80, seed: int = 0,
                        class_fid_dims: int = CLASS_FID_DIMS, truncation: float | None | str = "model",
-                       k: int = VARIETY_K) -> GeneratorEvaluation:
+                       k: int = VARIETY_K, noise: str = "model") -> GeneratorEvaluation:
     """Judge `generator` (`.categories`, `.generate(labels, n, seed)` -> canonical [0, 1] drawings, like
     `drawai.gan`'s) with `classifier` (a `drawai.classifier.Classifier`), against the real drawings of
     `train_set` (what it was trained on) and `test_set` (held out), both of the generator's categories.
@@ -263,7 +263,8 @@ def evaluate_generator(generator, classifier, train_set, test_set, n_per_class: 
       near 0 and low coverage whatever its GAN-test; noise has high recall but low precision and coverage.
 
     `truncation`: passed on to `generate` (the truncation trick: a number, or None for none); "model"
-    (the default) leaves it to the generator's own default.
+    (the default) leaves it to the generator's own default. `noise` likewise ("normal" or "fitted" for a
+    `drawai.gan` model with an encoder: `gan.FittedNoise`).
 
     Cost (2 cores): classic10 a few CPU seconds; all 345 categories about 2 CPU minutes and 2 GB.
     """
@@ -311,6 +312,8 @@ def evaluate_generator(generator, classifier, train_set, test_set, n_per_class: 
         options, truncation = {}, getattr(generator, "truncation", None)
     else:
         options = {"truncation": truncation}
+    if noise != "model":
+        options["noise"] = noise
     generated = np.concatenate([generator.generate(list(range(i, min(i + per_call, n_classes))), n_per_class, seed + i,
                                                    **options) for i in range(0, n_classes, per_call)])
     if generated.shape != (n_classes * n_per_class, 28, 28):

@@ -280,8 +280,9 @@ class GeneratorPanel(widgets.VBox):
     verdicts. `categories` (a preset or a list of names) limits the choice of category; the classifier
     still guesses among all of its own categories, so a verdict is as hard as the classifier's real job.
 
-    A generator with a `truncation` (a `drawai.gan` model) also gets a Variety choice: its own noise (the
-    presets truncate it at +-0.5: clear drawings that vary little), +-1, or the full normal (the most varied).
+    A generator with a `truncation` (a `drawai.gan` model) also gets a Variety choice: its own noise first (as
+    trained), then from clearest to most varied: truncated at +-0.5, +-1, the full normal, and for a GAN with an
+    encoder each label's noise fitted to people's drawings of it (`gan.FittedNoise`).
 
     Python access: `panel.generate()` (what the button does), `panel.images` (the last drawings),
     `panel.verdicts` (one (guess, probability) per drawing, [] without a classifier), `panel.message`.
@@ -334,7 +335,7 @@ class GeneratorPanel(widgets.VBox):
         """Draw `count` drawings of the chosen category with the chosen seed, and judge each."""
         label, n, seed = self.category.value, int(self.count.value), int(self.seed.value)
         chosen = self.variety is not None and self.variety.value != "model"  # else the generator's own default
-        noise = {"truncation": VARIETY_TRUNCATION[self.variety.value]} if chosen else {}
+        noise = VARIETY[self.variety.value] if chosen else {}
         try:
             images = np.asarray(self.generator.generate(label, n, seed=seed, **noise), dtype=np.float32)
         except Exception as e:  # shown in the widget: a callback's traceback reaches nobody
@@ -360,7 +361,11 @@ class GeneratorPanel(widgets.VBox):
     def _noise_note(self) -> str:
         if self.variety is None:
             return ""
-        cut = VARIETY_TRUNCATION.get(self.variety.value, self.generator.truncation)  # "model": its own
+        noise = VARIETY.get(self.variety.value) or {"noise": getattr(self.generator, "noise", "normal"),
+                                                     "truncation": self.generator.truncation}  # "model": its own
+        if noise.get("noise") == "fitted":
+            return ", noise fitted to people's drawings of it"
+        cut = noise["truncation"]
         return ", noise " + ("untruncated" if cut is None else f"truncated at ±{cut:g}")
 
     def _show(self, images, verdicts, message) -> None:
@@ -369,9 +374,11 @@ class GeneratorPanel(widgets.VBox):
         self.grid.value = _drawing_grid(images, verdicts, self.category.value) if images is not None else ""
 
 
-# The Variety choices besides the generator's own noise: from clearest to most varied.
-VARIETY_TRUNCATION = {"0.5": 0.5, "1": 1.0, "none": None}
-VARIETY_LABELS = {"0.5": "clearer (±0.5)", "1": "varied (±1)", "none": "most varied (untruncated)"}
+# The Variety choices besides the generator's own noise, as generate() arguments: from clearest to most varied.
+VARIETY = {"0.5": {"truncation": 0.5}, "1": {"truncation": 1.0}, "none": {"truncation": None},
+           "fitted": {"noise": "fitted", "truncation": None}}
+VARIETY_LABELS = {"0.5": "clearer (±0.5)", "1": "varied (±1)", "none": "more varied (untruncated)",
+                  "fitted": "closest to people's (fitted)"}
 
 
 def variety_choice(generator) -> widgets.Dropdown | None:
@@ -381,7 +388,9 @@ def variety_choice(generator) -> widgets.Dropdown | None:
         return None
     own = generator.truncation
     options = [(f"as trained ({'untruncated' if own is None else f'±{own:g}'})", "model")]
-    options += [(VARIETY_LABELS[key], key) for key, cut in VARIETY_TRUNCATION.items() if cut != own]
+    fitted = "fitted" in getattr(generator, "noises", ("normal",))  # a GAN with an encoder: gan.FittedNoise
+    options += [(VARIETY_LABELS[key], key) for key, noise in VARIETY.items()
+                if (noise.get("noise") == "fitted" and fitted) or ("noise" not in noise and noise["truncation"] != own)]
     choice = widgets.Dropdown(options=options, value="model", description="Variety",
                               layout=widgets.Layout(width="260px"))
     choice.add_class("drawai-generate-variety")

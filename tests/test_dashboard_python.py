@@ -152,6 +152,17 @@ def test_variety_picks_the_noise_truncation_of_a_gan(clf):
     assert [v for _, v in GeneratorPanel(NoisyGenerator(0.7), clf).variety.options] == ["model", "0.5", "1", "none"]
 
 
+def test_variety_offers_the_fitted_noise_of_a_gan_that_has_it(clf):
+    gen = NoisyGenerator(1.0)
+    gen.noises = ("normal", "fitted")
+    panel = GeneratorPanel(gen, clf, count=2)
+    assert [v for _, v in panel.variety.options] == ["model", "0.5", "none", "fitted"]
+    panel.variety.value = "fitted"
+    panel.generate()
+    assert gen.asked == [{"noise": "fitted", "truncation": None}]
+    assert "noise fitted to people's drawings of it" in panel.message
+
+
 def test_the_shipped_generator_shows_the_variety_of_real_doodles_by_default():
     """Eight fish at the Generate tab's default noise lie apart about as far as real fish do (a template would
     not), and the Variety choices move that spread the way their names say."""
@@ -167,12 +178,12 @@ def test_the_shipped_generator_shows_the_variety_of_real_doodles_by_default():
         return float(np.mean([np.linalg.norm(x[i] - x[j]) for i in range(len(x)) for j in range(i)]))
 
     drawn = {}
-    for key in ("0.5", "model", "none"):
+    for key in ("0.5", "model", "none", "fitted"):
         panel.variety.value = key
         panel.generate()
         drawn[key] = spread(panel.images)
     real = spread(bitmaps.to_canonical(data.load_sample(["fish"]).images))
-    assert drawn["0.5"] < drawn["model"] < drawn["none"]
+    assert drawn["0.5"] < drawn["model"] < min(drawn["none"], drawn["fitted"])
     assert drawn["model"] > 0.6 * real, (drawn, real)
 
 

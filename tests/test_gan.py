@@ -70,8 +70,8 @@ def test_presets_are_valid_configs_for_both_recipes():
                                  dict(aux_weight_start=-1, aux_weight=1), dict(aux_weight_start=True, aux_weight=1),
                                  dict(aux_weight_start=0.5), dict(diff_augment="yes"), dict(reconstruction=-1),
                                  dict(reconstruction=True), dict(kl_weight=-1), dict(kl_weight=True),
-                                 dict(latent_regression=-0.5, reconstruction=10.0),
-                                 dict(latent_regression=0.5), dict(minibatch_std=1),
+                                 dict(noise="uniform"),
+                                 dict(aux_on_redraws=True), dict(aux_on_redraws=1),
                                  dict(ema=1.0), dict(ema=-0.1), dict(ema=True)])
 def test_bad_config_is_a_clear_error(bad):
     with pytest.raises(gan.GANInputError, match=next(iter(bad))):
@@ -89,8 +89,6 @@ def test_aux_weight_is_for_the_conditional_recipe():
         tiny_config("per_label", reconstruction=10.0)
     with pytest.raises(gan.GANInputError, match="ema is for the conditional recipe"):
         tiny_config("per_label", ema=0.9)
-    with pytest.raises(gan.GANInputError, match="minibatch_std is for the conditional recipe"):
-        tiny_config("per_label", minibatch_std=True)
 
 
 def test_diff_augment_moves_and_blanks_drawings_by_seed():
@@ -275,40 +273,68 @@ def test_the_encoder_learns_to_read_the_noise_of_real_drawings(drawings, tmp_pat
     assert np.array_equal(loaded.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
 
 
-def test_latent_regression_teaches_the_generator_alone_to_draw_its_noise_readably(drawings, tmp_path):
-    """BicycleGAN's cLR: the encoder must read back the noise of a generated drawing; that loss moves the generator,
-    and leaves the encoder as the same step without it would (its own loss is the redrawing of real drawings)."""
+def test_the_auxiliary_loss_on_redraws_teaches_the_generator_and_encoder_not_the_discriminator(drawings):
+    """With `aux_on_redraws`, the AC head's reading of the redrawn drawings joins the generator's loss: the generator
+    and the encoder move, and the discriminator learns exactly what it would without (only real drawings teach it)."""
     images, labels = gan.training_arrays(drawings)
-    model = gan.build(tiny_config(reconstruction=10.0, latent_regression=1.0))
-    plain = gan.build(tiny_config(reconstruction=10.0))  # same seed: the same three networks to start with
+    model = gan.build(tiny_config(aux_weight=1.0, reconstruction=10.0, aux_on_redraws=True))
+    plain = gan.build(tiny_config(aux_weight=1.0, reconstruction=10.0))
     model.train_step((images[::2], labels[::2]))
     plain.train_step((images[::2], labels[::2]))
-    assert changed(weights(plain.generator.trainable_variables), weights(model.generator.trainable_variables))
-    assert not changed(weights(plain.encoder.trainable_variables), weights(model.encoder.trainable_variables))
-    gan.save(model, tmp_path / "model")
-    loaded = gan.load(tmp_path / "model")
-    assert loaded.latent_regression == 1.0
-    assert np.array_equal(loaded.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
+    for network in ("generator", "encoder"):
+        assert changed(weights(getattr(plain, network).trainable_variables),
+                       weights(getattr(model, network).trainable_variables))
+    discriminators = (weights(m.discriminator.trainable_variables) for m in (plain, model))
+    assert not changed(*discriminators)
+    with pytest.raises(gan.GANInputError, match="aux_on_redraws needs the encoder and the AC head"):
+        tiny_config(aux_on_redraws=True, reconstruction=10.0)
 
 
-def test_the_minibatch_deviation_lets_the_discriminator_see_how_alike_a_batch_is(drawings, tmp_path):
-    """ProGAN's minibatch standard deviation: a drawing's score depends on the other drawings of its batch, and
-    about none for identical copies; without the option, a score is the drawing's own."""
+def test_fitted_noise_recovers_a_known_normal_per_label():
+    """FittedNoise on readings drawn from two known normals: each label's mean and covariance come back, its main
+    direction included, and draws for a label follow that label's normal."""
+    rng = np.random.default_rng(0)
+    dim, n = 6, 4000
+    means = np.array([[2.0] * dim, [-1.0] * dim])
+    along = np.zeros(dim)
+    along[0] = 3.0  # label 1 varies mostly along the first axis
+    codes = np.concatenate([means[0] + 0.5 * rng.standard_normal((n, dim)),
+                            means[1] + 0.5 * rng.standard_normal((n, dim)) + rng.standard_normal((n, 1)) * along])
+    labels = np.repeat([0, 1], n)
+    fitted = gan.FittedNoise(2, dim, rank=2)
+    fitted.fit(codes, labels, shrink=0.0)
+    assert np.allclose(fitted.mean.numpy(), means, atol=0.15)
+    drawn = fitted.draw(rng.standard_normal((2 * n, 2 + dim)), labels)
+    for c in (0, 1):
+        assert np.allclose(drawn[labels == c].mean(0), means[c], atol=0.15)
+        assert np.allclose(np.cov(drawn[labels == c].T), np.cov(codes[labels == c].T), atol=0.3)
+    assert np.cov(drawn[labels == 1].T)[0, 0] > 8 > 1 > np.cov(drawn[labels == 0].T)[0, 0]
+    fresh = gan.FittedNoise(2, dim, rank=2)
+    fresh.load_own_variables({})  # as for a model saved before the fitted noise: left unfitted, not an error
+    assert float(fresh.fitted.numpy()) == 0
+
+
+def test_training_with_the_encoder_fits_each_labels_noise_and_generate_can_draw_from_it(drawings, tmp_path):
+    """At the end of training, a model with an encoder fits each label's noise to the encoder's readings of its
+    training drawings; generate(noise="fitted") draws from it, saved and loaded with the model."""
+    model = gan.train(drawings, tiny_config(epochs=1, reconstruction=10.0), verbose=0)
     images, labels = gan.training_arrays(drawings)
-    scored = {}
-    for on in (True, False):
-        d = gan.build(tiny_config(minibatch_std=on)).discriminator
-        d.score.kernel.assign(np.ones_like(d.score.kernel.numpy()))  # every feature counts, the added one too
-        copies = np.repeat(images[:1], 4, axis=0)
-        varied = np.concatenate([images[:1], images[8:11]])
-        scored[on] = [float(d.scores(batch, labels[:4])[0][0]) for batch in (copies, varied)]
-    assert scored[True][0] < scored[True][1] and scored[False][0] == pytest.approx(scored[False][1], abs=1e-5)
-    model = gan.build(tiny_config(minibatch_std=True))
-    model.train_step((images[::2], labels[::2]))
+    codes = model.encoder((images, labels))[0].numpy()
+    assert float(model.fitted_noise.fitted.numpy()) == 1
+    assert np.allclose(model.fitted_noise.mean.numpy(), [codes[labels == c].mean(0) for c in range(3)], atol=1e-5)
+    fitted = model.generate(CATS, 4, seed=0, noise="fitted")
+    assert fitted.shape == (12, 28, 28) and not np.array_equal(fitted, model.generate(CATS, 4, seed=0))
+    assert np.array_equal(fitted, model.generate(CATS, 4, seed=0, noise="fitted"))
     gan.save(model, tmp_path / "model")
     loaded = gan.load(tmp_path / "model")
-    assert loaded.discriminator.minibatch_std and not changed(weights(model.discriminator.variables),
-                                                               weights(loaded.discriminator.variables))
+    assert np.array_equal(loaded.generate(CATS, 4, seed=0, noise="fitted"), fitted)
+    with pytest.raises(gan.GANInputError, match="noise must be one of"):
+        model.generate(CATS, 1, noise="uniform")
+    plain = gan.build(tiny_config())
+    with pytest.raises(gan.GANInputError, match="needs a generator trained with the encoder"):
+        plain.generate(CATS, 1, noise="fitted")
+    with pytest.raises(gan.GANInputError, match="noise='fitted' needs the encoder"):
+        tiny_config(noise="fitted")
 
 
 def test_the_generator_draws_with_the_moving_average_of_its_weights(drawings, tmp_path):

@@ -232,6 +232,22 @@ def test_truncation_is_passed_on_to_generate_and_recorded(judged, fresh_eval):
     assert "noise not truncated" in metrics.verdict(fresh_eval.summary())
 
 
+def test_the_noise_to_draw_from_is_passed_on_to_generate_only_when_asked(judged):
+    clf, train, test, fresh = judged
+    asked = []
+
+    class Fitted(RealDrawingsGenerator):
+        def generate(self, labels, n=1, seed=None, **options):
+            asked.append(options)
+            return super().generate(labels, n, seed)
+
+    metrics.evaluate_generator(Fitted(fresh), clf, train, test, n_per_class=8, truncation=None, noise="fitted")
+    assert asked and all(a == {"truncation": None, "noise": "fitted"} for a in asked)
+    asked.clear()
+    metrics.evaluate_generator(Fitted(fresh), clf, train, test, n_per_class=8)
+    assert asked and all(a == {} for a in asked)  # a generator without the option is not handed it
+
+
 def test_the_classifier_is_restricted_to_the_generators_categories(judged, fresh_eval):
     """The 345-class judge and one loaded for exactly these categories give the same figures."""
     clf, train, test, fresh = judged

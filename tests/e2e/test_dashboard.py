@@ -237,7 +237,7 @@ def test_draw_and_generate_in_the_dashboard(server, browser):
         page.locator(".drawai-generate-seed input").press("Enter")
         assert generate(page, "apple") == 8
         # Variety: the full normal noise instead of the model's own truncation, said in the summary.
-        page.locator(".drawai-generate-variety select").select_option(label="most varied (untruncated)")
+        page.locator(".drawai-generate-variety select").select_option(label="more varied (untruncated)")
         page.locator(".drawai-generate-button").click()
         page.wait_for_function("""document.querySelector('.drawai-generate-summary')?.textContent
                                   .includes('noise untruncated')""")
