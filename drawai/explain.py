@@ -35,7 +35,6 @@ from drawai.io import atomic_write
 from drawai.strokes import render_strokes
 
 IG_STEPS = 8  # integrated gradients' steps from the blank canvas: 16 and 32 take 2x and 8x as long, delete no better
-SPLIT_SEED = 0  # the shared split (bench.SPLIT_SEED): neighbours come from its training drawings only
 INDEX_FORMAT = "drawai-nearest/1"  # in every saved index's key: change it when the space changes
 DELETION_KS = tuple(range(1, 51))  # % of a drawing's ink pixels blanked
 
@@ -251,7 +250,8 @@ def nearest_index(clf: Classifier, folder: str | Path | None = None) -> Index:
         except (OSError, ValueError, KeyError):  # a damaged cache is rebuilt, not trusted
             index = None
     if index is None:
-        index = build_index(clf, data.train_test(data.load_sample(clf.categories), seed=SPLIT_SEED)[0])
+        # the neighbours come from the shared split's training drawings only
+        index = build_index(clf, data.train_test(data.load_sample(clf.categories), seed=data.SPLIT_SEED)[0])
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda p: np.savez(p, digest=np.array(digest), vectors=index.vectors,
                                               labels=index.labels, images=index.images))

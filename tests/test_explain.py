@@ -26,7 +26,7 @@ def clf():
 
 @pytest.fixture(scope="module")
 def split():
-    return data.train_test(data.load_sample(NAMES), seed=explain.SPLIT_SEED)
+    return data.train_test(data.load_sample(NAMES), seed=data.SPLIT_SEED)
 
 
 @pytest.fixture(scope="module")
