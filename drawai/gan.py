@@ -19,11 +19,11 @@ Two recipes, chosen by `GANConfig.recipe`:
 Both train with their own `train_step` under `model.fit` (the keras.io "DCGAN"/"Conditional GAN"
 style) on the canonical form (`bitmaps.to_canonical`) scaled to [-1, 1], and draw with
 `generate(labels, n, seed)` -> float32 [0, 1] (N, 28, 28), ink bright on black, like the canonical form.
-`generate` samples the noise truncated at +-`truncation` (BigGAN's truncation trick; the `full` preset: 1,
-`demo`: 0.5), clearer drawings for less variety; `generate(..., truncation=None)` draws from the full normal.
+`generate` can sample the noise truncated at +-`truncation` (BigGAN's truncation trick; the `demo` preset: 0.5),
+clearer drawings for less variety; `generate(..., truncation=None)` draws from the full normal.
 A model trained with the encoder (`reconstruction`) also fits, per label, a normal to the noise the encoder reads
-from its training drawings (`FittedNoise`); `generate(..., noise="fitted")` draws from it: more varied drawings,
-like people's, and harder to read.
+from its training drawings (`FittedNoise`); `generate(..., noise="fitted")` draws from it (the `full` preset's
+default): varied drawings, like people's, which N(0, 1) does not reach.
 
 Training is seeded and resumable: the batch order of epoch e and the noise of step s are pure
 functions of (seed, e) and (seed, s), and every epoch ends with an atomically written checkpoint
@@ -81,17 +81,18 @@ MANIFEST_KIND = "drawai.gan"
 INPUT_FORM = ("canonical 28x28 float32 [0, 1], ink bright on black (drawai.bitmaps.to_canonical); "
               "trained on it scaled to [-1, 1], generate() returns it in [0, 1]")
 
-# Presets: `demo` trains in a few CPU minutes, `full` in about 70 minutes on 2 cores. Both recipes get the same data,
+# Presets: `demo` trains in a few CPU minutes, `full` in under an hour on 2 cores. Both recipes get the same data,
 # epochs and network width, so they are compared at (about) equal training time. How each setting was chosen, and
 # what else was tried: docs/experiments/gan.md.
 PRESETS: dict[str, dict] = {
     # classic10, ~1 CPU s an epoch: 150 epochs buy most of what 300 do.
     "demo": dict(categories="classic10", epochs=150, width=64, aux_weight=1.0, diff_augment=True),
-    # All 345, ~90 CPU s an epoch. The encoder's reconstruction makes every training drawing reachable from some
-    # noise, so a label's drawings differ; a small AC weight names the label without pulling it to one template,
-    # and the smaller step keeps the three losses stable. Drawn at +-1: a recognisable and varied middle.
-    "full": dict(categories="all", epochs=60, width=64, aux_weight=0.3, diff_augment=True, reconstruction=10.0,
-                 lr=5e-4, truncation=1.0),
+    # All 345, ~70 s an epoch on 2 cores. The encoder's reconstruction makes every training drawing reachable from
+    # some noise, so a label's drawings differ; a small AC weight, also on the redraws, names the label without
+    # pulling it to one template; the smaller step keeps the losses stable. Drawn from the noise fitted to people's
+    # drawings, untruncated: N(0, 1) misses the region where the encoder puts them.
+    "full": dict(categories="all", epochs=50, width=64, aux_weight=0.3, diff_augment=True, reconstruction=10.0,
+                 aux_on_redraws=True, lr=5e-4, noise="fitted", truncation=None),
 }
 # Optimiser and batch per recipe. Conditional: DCGAN's Adam beta_1=0.5 with a 10x larger step (2e-3, which
 # spectral norm keeps stable) and batch 32 learns classic10 in ~1,500 steps. The per-label baseline keeps the TF
@@ -221,9 +222,10 @@ class GANConfig:
             raise GANInputError(f"unknown preset {preset!r}; presets are {sorted(PRESETS)}")
         if recipe not in RECIPES:
             raise GANInputError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-        # A preset is tuned for the conditional recipe; the per-label baseline keeps its own optimiser and batch.
-        preset_values = {k: v for k, v in PRESETS[preset].items()
-                         if recipe == "conditional" or k not in CONDITIONAL_ONLY + ("lr", "beta_1", "batch_size")}
+        # A preset is tuned for the conditional recipe; the per-label baseline keeps its own optimiser, batch and
+        # N(0, 1) noise (it has no encoder to fit a noise to).
+        preset_values = {k: v for k, v in PRESETS[preset].items() if recipe == "conditional"
+                         or k not in CONDITIONAL_ONLY + ("lr", "beta_1", "batch_size", "noise")}
         return cls(**{**RECIPE_DEFAULTS[recipe], **preset_values, "recipe": recipe, "preset": preset, **overrides})
 
     def to_dict(self) -> dict:
@@ -855,7 +857,7 @@ def build(config: GANConfig, categories: list[str] | None = None) -> Conditional
     keras.utils.set_random_seed(config.seed)
     return GAN_CLASSES[config.recipe](categories or cats.resolve(config.categories), noise_dim=config.noise_dim,
                                       width=config.width, lr=config.lr, beta_1=config.beta_1, seed=config.seed,
-                                      truncation=config.truncation,
+                                      truncation=config.truncation, noise=config.noise,
                                       **({k: getattr(config, k) for k in CONDITIONAL_ONLY}
                                          if config.recipe == "conditional" else {}),
                                       name=f"{config.recipe}_gan")
@@ -1049,7 +1051,9 @@ class SampleGrid(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         labels = self.labels if self.labels is not None else list(range(min(10, len(self.model.categories))))
-        images = self.model.generate(labels, self.n, self.seed)
+        # the fitted noise exists only once training ends; until then, the N(0, 1) the generator trains on
+        noise = "model" if self.model.noise in self.model.noises else "normal"
+        images = self.model.generate(labels, self.n, self.seed, noise=noise)
         self.grids[epoch + 1] = images
         if self.folder:
             from PIL import Image

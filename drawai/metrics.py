@@ -416,7 +416,7 @@ def classification_accuracy_score(generator, train_set, test_set, config=None, r
     stored = run_dir / "generated.npz" if run_dir else None
     record = json.dumps({"categories": names, "counts": counts.tolist(), "seed": seed,
                          "truncation": truncation if not isinstance(truncation, str) else
-                         getattr(generator, "truncation", None)})
+                         getattr(generator, "truncation", None), "noise": getattr(generator, "noise", "normal")})
     if stored and stored.exists():
         with np.load(stored, allow_pickle=False) as npz:
             if str(npz["record"]) != record:
