@@ -454,7 +454,10 @@ def test_a_demo_stopped_with_ctrl_c_resumes_and_says_so(tmp_path):
     fake_notebook(tmp_path / "b.ipynb", "import os, time\nprint('b started', flush=True)\n"
                                         "if os.environ.get('FAKE_B_SLEEP'):\n    time.sleep(300)")
     fake = {"a": "a.ipynb", "b": "b.ipynb"}
-    proc = driver(tmp_path, fake, ["demo"], env={"FAKE_B_SLEEP": "1"}, start_new_session=True)
+    # Ctrl-C reaches a foreground job in a terminal; a test run started in the background (`make test &`) has
+    # SIGINT ignored, which its children inherit, so the demo gets the terminal's disposition back.
+    proc = driver(tmp_path, fake, ["demo"], env={"FAKE_B_SLEEP": "1"}, start_new_session=True,
+                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     said = []
     for line in proc.stdout:  # until the second job's notebook runs
         said.append(line)
