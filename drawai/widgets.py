@@ -361,12 +361,8 @@ class GeneratorPanel(widgets.VBox):
     def _noise_note(self) -> str:
         if self.variety is None:
             return ""
-        noise = VARIETY.get(self.variety.value) or {"noise": getattr(self.generator, "noise", "normal"),
-                                                     "truncation": self.generator.truncation}  # "model": its own
-        if noise.get("noise") == "fitted":
-            return ", noise fitted to people's drawings of it"
-        cut = noise["truncation"]
-        return ", noise " + ("untruncated" if cut is None else f"truncated at ±{cut:g}")
+        noise = VARIETY.get(self.variety.value) or own_noise(self.generator)
+        return ", noise " + describe_noise(noise, "fitted to people's drawings of it")
 
     def _show(self, images, verdicts, message) -> None:
         self.images, self.verdicts, self.message = images, verdicts, message
@@ -375,22 +371,34 @@ class GeneratorPanel(widgets.VBox):
 
 
 # The Variety choices besides the generator's own noise, as generate() arguments: from clearest to most varied.
-VARIETY = {"0.5": {"truncation": 0.5}, "1": {"truncation": 1.0}, "none": {"truncation": None},
-           "fitted": {"noise": "fitted", "truncation": None}}
+VARIETY = {"0.5": {"noise": "normal", "truncation": 0.5}, "1": {"noise": "normal", "truncation": 1.0},
+           "none": {"noise": "normal", "truncation": None}, "fitted": {"noise": "fitted", "truncation": None}}
 VARIETY_LABELS = {"0.5": "clearer (±0.5)", "1": "varied (±1)", "none": "more varied (untruncated)",
                   "fitted": "closest to people's (fitted)"}
 
 
+def own_noise(generator) -> dict:
+    """What `generator.generate` draws from when not told: its noise and truncation, as a VARIETY value."""
+    return {"noise": getattr(generator, "noise", "normal"), "truncation": generator.truncation}
+
+
+def describe_noise(noise: dict, fitted: str = "fitted") -> str:
+    cut = noise["truncation"]
+    cut = "untruncated" if cut is None else f"truncated at ±{cut:g}"
+    return cut if noise["noise"] == "normal" else fitted + ("" if noise["truncation"] is None else f", {cut}")
+
+
 def variety_choice(generator) -> widgets.Dropdown | None:
-    """GeneratorPanel's Variety: the generator's own noise truncation (how it was tuned to draw) first, then the
-    others from clearest to most varied; None for a generator without a `truncation` (it draws one way)."""
+    """GeneratorPanel's Variety: the generator's own noise (how it was tuned to draw) first, then the others from
+    clearest to most varied; None for a generator without a `truncation` (it draws one way)."""
     if not hasattr(generator, "truncation"):
         return None
-    own = generator.truncation
-    options = [(f"as trained ({'untruncated' if own is None else f'±{own:g}'})", "model")]
+    own = own_noise(generator)
+    short = describe_noise(own).replace("truncated at ", "")
+    options = [(f"as trained ({short})", "model")]
     fitted = "fitted" in getattr(generator, "noises", ("normal",))  # a GAN with an encoder: gan.FittedNoise
     options += [(VARIETY_LABELS[key], key) for key, noise in VARIETY.items()
-                if (noise.get("noise") == "fitted" and fitted) or ("noise" not in noise and noise["truncation"] != own)]
+                if noise != own and (noise["noise"] == "normal" or fitted)]
     choice = widgets.Dropdown(options=options, value="model", description="Variety",
                               layout=widgets.Layout(width="260px"))
     choice.add_class("drawai-generate-variety")

@@ -142,7 +142,8 @@ def test_variety_picks_the_noise_truncation_of_a_gan(clf):
     panel.variety.value = "none"
     panel.generate()
     assert "noise untruncated)" in panel.message
-    assert gen.asked == [{}, {"truncation": 1.0}, {"truncation": None}]  # the model's own: no argument
+    # the model's own: no argument; the others name their noise, whatever the model's own is
+    assert gen.asked == [{}, {"noise": "normal", "truncation": 1.0}, {"noise": "normal", "truncation": None}]
     panel.variety.value = "model"
     panel.generate()
     assert "noise truncated at ±0.5)" in panel.message
@@ -160,31 +161,39 @@ def test_variety_offers_the_fitted_noise_of_a_gan_that_has_it(clf):
     panel.variety.value = "fitted"
     panel.generate()
     assert gen.asked == [{"noise": "fitted", "truncation": None}]
-    assert "noise fitted to people's drawings of it" in panel.message
+    assert "noise fitted to people's drawings of it)" in panel.message
+    # A GAN that draws from its fitted noise by default: that is its own, and N(0, 1) at each cut is offered.
+    gen.noise, gen.truncation = "fitted", None
+    panel = GeneratorPanel(gen, clf, count=2)
+    assert panel.variety.options[0][0] == "as trained (fitted)"
+    assert [v for _, v in panel.variety.options] == ["model", "0.5", "1", "none"]
+    panel.generate()
+    assert gen.asked[-1] == {} and "noise fitted to people's drawings of it)" in panel.message
+    gen.truncation = 1.0
+    assert GeneratorPanel(gen, clf).variety.options[0][0] == "as trained (fitted, ±1)"
+    assert [v for _, v in GeneratorPanel(gen, clf).variety.options] == ["model", "0.5", "1", "none", "fitted"]
 
 
 def test_the_shipped_generator_shows_the_variety_of_real_doodles_by_default():
-    """Eight fish at the Generate tab's default noise lie apart about as far as real fish do (a template would
-    not), and the Variety choices move that spread the way their names say."""
+    """Eight fish at the Generate tab's default noise (the fitted one) lie apart about as far as real fish do (a
+    template would not), and the N(0, 1) Variety choices move that spread the way their names say."""
     from drawai import bitmaps, data, gan
 
-    path = ROOT / "models" / "generator-345"
-    if not (path / "manifest.json").exists():
-        pytest.skip("no shipped generator")
-    panel = GeneratorPanel(gan.load(path), count=8, seed=5, categories=["fish"])
+    panel = GeneratorPanel(gan.load(ROOT / "models" / "generator-345"), count=8, seed=5, categories=["fish"])
+    assert panel.variety.options[0][0] == "as trained (fitted)"
 
     def spread(x) -> float:  # mean distance of each drawing to the others
         x = np.asarray(x).reshape(len(x), -1)
         return float(np.mean([np.linalg.norm(x[i] - x[j]) for i in range(len(x)) for j in range(i)]))
 
     drawn = {}
-    for key in ("0.5", "model", "none", "fitted"):
+    for key in ("0.5", "1", "none", "model"):
         panel.variety.value = key
         panel.generate()
         drawn[key] = spread(panel.images)
     real = spread(bitmaps.to_canonical(data.load_sample(["fish"]).images))
-    assert drawn["0.5"] < drawn["model"] < min(drawn["none"], drawn["fitted"])
-    assert drawn["model"] > 0.6 * real, (drawn, real)
+    assert drawn["0.5"] < drawn["1"] < min(drawn["none"], drawn["model"])
+    assert drawn["model"] > 0.75 * real, (drawn, real)
 
 
 def test_bad_arguments_are_refused_with_a_clear_error(clf):
