@@ -234,6 +234,17 @@ def real_and_generated(real: dict[str, np.ndarray], generated: dict[str, np.ndar
     return fig
 
 
+def real_beside_generated(model, test_set, rows: int = 16, n: int = 8, seed: int = 1):
+    """Categories spread over `model`'s (every len/rows-th): `n` real test drawings of each beside `n` the model
+    draws at its default noise (`real_and_generated`); `test_set` holds the model's categories, as loaded."""
+    from drawai import bitmaps
+
+    shown = list(model.categories[:: max(1, len(model.categories) // rows)][:rows])
+    real = {name: bitmaps.to_canonical(test_set.images[test_set.labels == list(test_set.categories).index(name)][:n])
+            for name in shown}
+    return real_and_generated(real, {name: model.generate([name], n, seed=seed) for name in shown})
+
+
 def fight_rounds(result, n: int = 40, cols: int = 10):
     """The first n rounds of a fight (`drawai.fight.FightResult`): each generated drawing titled with the
     label asked for and the classifier's guess, green where it named the label, red where it did not."""

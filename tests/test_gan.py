@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -555,3 +556,24 @@ def test_checkpoint_restores_the_model(trained):
     assert np.array_equal(restored.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
     if config.recipe == "per_label":
         assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.bank, restored.bank, strict=True))
+
+
+def test_the_readme_grid_shows_real_drawings_beside_the_models_own(drawings, tmp_path):
+    """scripts/generator_grid.py: one row per category, the real test drawings on the left and what the model draws
+    at its default noise on the right; docs/generated.png is that picture of the shipped generator."""
+    import importlib.util
+
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("generator_grid", root / "scripts" / "generator_grid.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    model = gan.train(drawings, tiny_config(epochs=1), verbose=0)
+    gan.save(model, tmp_path / "model")
+    assert script.main(["--model", str(tmp_path / "model"), "--out", str(tmp_path / "grid.png")]) == 0
+    picture = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert picture.ndim == 2 and picture.shape[0] < picture.shape[1] / 4  # 3 rows of 17 drawings and a gap
+    shipped = Image.open(root / "docs" / "generated.png")
+    assert shipped.height > shipped.width * 0.8  # 16 rows of the 345 categories
+    assert "docs/generated.png" in (root / "README.md").read_text()

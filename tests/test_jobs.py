@@ -162,13 +162,17 @@ def test_train_gan_job_end_to_end(tmp_path, monkeypatch):
     assert metrics["recall_real"] > 0.8 and metrics["coverage_real"] > 0.9 and metrics["variety_k"] == 5
     assert metrics["cas_epochs"] == 10 and metrics["cas_real_top1"] > 0.3  # chance is 0.1
     assert len(metrics["per_class"]) == 10 and set(metrics["targets"].values()) <= {True, False}
-    # judged as generate() draws by default (noise truncated at 0.5), and with the full normal noise beside it
-    assert metrics["truncation"] == 0.5 and set(metrics["untruncated"]) >= {"gan_test_top1", "recall", "coverage"}
+    # judged as generate() draws by default (N(0, 1) truncated at 0.5), and with the other noises beside it (no
+    # fitted noise: the demo preset has no encoder)
+    assert (metrics["noise"], metrics["truncation"]) == ("normal", 0.5)
+    assert set(metrics["other_noises"]) == {"normal ±1", "normal untruncated"}
+    assert all(set(other) >= {"gan_test_top1", "recall", "coverage"} for other in metrics["other_noises"].values())
+    assert metrics["other_noises"]["normal untruncated"]["recall"] != metrics["recall"]
     report = nbformat.read(out / "03_gan.ipynb", as_version=4)
     texts = "".join(o.get("text", "") for c in report.cells for o in c.get("outputs", []))
     assert "GAN-test top-1 >= 0.9 of the classifier's top-1" in texts and ("PASS" in texts or "FAIL" in texts)
     assert "CAS top-1 >= 0.6 of the same recipe" in texts and "CAS top-1 " in texts
-    assert "truncation 0.5" in texts and "noise truncated at +-0.5" in texts
+    assert "own: normal 0.5" in texts and "noise truncated at +-0.5" in texts
     assert re.search(r"^epoch 1/1  g_loss \d+\.\d{3}  d_loss \d+\.\d{3}  elapsed \d+:\d\d  ETA 0:00$", texts, re.M)
     images = [o for c in report.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 6  # losses, real beside generated, GAN-test, FID, nearest pairs, variety
