@@ -46,8 +46,8 @@ from torch.utils.data import (
 from drawai import bitmaps, data, download
 from drawai import categories as cats
 from drawai.data import CorruptDataError, Drawings
+from drawai.paths import ROOT, SCRIPTS
 
-ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("train", "test", "all")
 
 
@@ -421,7 +421,7 @@ def run_train_ddp(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
     """`scripts/train_ddp.py args` in `nproc` processes started by torchrun on this machine, meeting on 127.0.0.1
     (gloo on the loopback interface unless GLOO_SOCKET_IFNAME says otherwise). Raises if it fails."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--rdzv-backend=c10d",
-           "--rdzv-endpoint=127.0.0.1:0", str(ROOT / "scripts" / "train_ddp.py"), *args]
+           "--rdzv-endpoint=127.0.0.1:0", str(SCRIPTS / "train_ddp.py"), *args]
     env = {"GLOO_SOCKET_IFNAME": "lo0" if sys.platform == "darwin" else "lo", **os.environ,  # loopback only
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     run = subprocess.run(cmd, env=env, capture_output=True, text=True)

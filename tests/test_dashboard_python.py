@@ -18,6 +18,7 @@ from PIL import Image
 
 from drawai import bitmaps, data
 from drawai import dashboard as dash
+from drawai.paths import CLASSIFIER_DIR
 from drawai.widgets import DrawingPad, FightArena, GeneratorPanel
 from tests.test_widgets import TRIANGLE, draw_with_mouse
 
@@ -227,7 +228,7 @@ def log_records():
 
 def test_model_paths_come_from_the_argument_then_the_environment_then_models(monkeypatch, tmp_path):
     monkeypatch.delenv(dash.CLASSIFIER_ENV, raising=False)
-    assert dash.model_path("classifier") == dash.DEFAULT_CLASSIFIER
+    assert dash.model_path("classifier") == CLASSIFIER_DIR
     monkeypatch.setenv(dash.CLASSIFIER_ENV, "runs/x/model")
     assert dash.model_path("classifier") == ROOT / "runs" / "x" / "model"  # relative to the project
     assert dash.model_path("classifier", tmp_path) == tmp_path
