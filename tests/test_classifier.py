@@ -7,13 +7,7 @@ import pytest
 import torch
 
 from drawai import bitmaps, classifier, data
-
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "classifier-345"
-
-
-@pytest.fixture(scope="module")
-def classic10():
-    return data.train_test(data.load_sample("classic10"), seed=0)
+from drawai.paths import CLASSIFIER_DIR
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +119,9 @@ def test_save_load_round_trip(trained, classic10, tmp_path):
 def test_restricted_to_a_subset_renormalises_over_it(monkeypatch):
     """The shipped 345-class model judging three categories: its softmax over those three logits alone."""
     monkeypatch.setattr(classifier, "native_bf16", lambda: False)  # float32, to compare with the plain network
-    full = classifier.Classifier.load(SHIPPED)
+    full = classifier.Classifier.load(CLASSIFIER_DIR)
     names = ["sun", "cat", "apple"]  # not in the model's order: the restricted one follows this order
-    small = classifier.Classifier.load(SHIPPED, categories=names)
+    small = classifier.Classifier.load(CLASSIFIER_DIR, categories=names)
     assert small.categories == names and small.manifest["restricted_from"] == 345
     images = data.load_sample(names).images[::25]
     canon = bitmaps.to_canonical(images)

@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 from drawai import bitmaps, classifier, data, distributed
 from drawai.categories import UnknownCategoryError
 from drawai.data import CorruptDataError
+from drawai.paths import ROOT, SCRIPTS
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("train_ddp", ROOT / "scripts" / "train_ddp.py")
+spec = importlib.util.spec_from_file_location("train_ddp", SCRIPTS / "train_ddp.py")
 train_ddp = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train_ddp)
 NAMES = ["cat", "dog", "apple"]

@@ -4,12 +4,11 @@ import re
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import nbformat
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from drawai.paths import ROOT
 
 
 def normalise(req: str) -> str:
