@@ -237,7 +237,7 @@ def test_heavier_strokes_keeps_every_sample_drawing_a_drawing():
     images = data.load_sample().images
     heavy = classifier.heavier_strokes(images)
     assert (heavy >= images).all() and (heavy > 0).sum() > 1.3 * (images > 0).sum()
-    ink = (heavy > 76).reshape(len(images), -1).mean(1)
+    ink = (heavy > classifier.FILL_INK_LEVEL).reshape(len(images), -1).mean(1)
     densest = np.argsort(ink)[-20:]  # the scribbled fills: still accepted by to_canonical
     assert bitmaps.to_canonical(heavy[densest]).shape == (20, 28, 28)
 
