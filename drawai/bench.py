@@ -65,6 +65,7 @@ from drawai import bitmaps, classifier, data, jobs, metrics
 from drawai import categories as cats
 from drawai.classifier import TrainConfig
 from drawai.io import new_run_folder
+from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, NOTEBOOKS, ROOT
 from drawai.strokes import render_strokes
 
 FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
@@ -87,8 +88,6 @@ BASELINE = "mlp"
 DASHBOARD_SESSIONS = (1, 3)  # pages open at once
 DASHBOARD_TARGET_S = 10  # page load to the first interactive widget, seconds
 
-CLASSIFIER_DIR = jobs.ROOT / "models" / "classifier-345"  # the judge of the generators
-GENERATOR_DIR = jobs.ROOT / "models" / "generator-345"  # the shipped generator, evaluated when it exists
 GAN_CATEGORIES, GAN_PRESET = "classic10", "demo"  # the conditional vs per-label comparison
 GAN_EVAL = {"n_per_class": 80, "seed": 0}  # evaluate_generator's arguments
 
@@ -327,7 +326,7 @@ def shipped_generator_process(spec: dict, run_root: str) -> dict:
     from drawai import gan, metrics
     from drawai.classifier import Classifier
 
-    model = gan.load(jobs.ROOT / spec["path"])
+    model = gan.load(ROOT / spec["path"])
     names = list(model.categories)
     train_set, test_set = data.train_test(data.load_sample(names), seed=SPLIT_SEED)
     judge = Classifier.load(CLASSIFIER_DIR, categories=names)
@@ -380,7 +379,7 @@ def dashboard_measure(spec: dict) -> dict:
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, baseline)
         rows = {"baseline": page_loads(baseline, "button.drawai-bench-ready", spec, Path(tmp)),
-                "dashboard": page_loads(jobs.NOTEBOOKS / "dashboard.ipynb", "canvas.drawai-pad-canvas", spec,
+                "dashboard": page_loads(NOTEBOOKS / "dashboard.ipynb", "canvas.drawai-pad-canvas", spec,
                                         Path(tmp), generate=spec["models"]["generator"]["exists"])}
     return {"rows": rows}
 
@@ -395,7 +394,7 @@ def page_loads(notebook: Path, ready: str, spec: dict, work: Path, generate: boo
     from drawai.dashboard import MAX_SESSIONS_ENV
 
     out = {}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(jobs.ROOT), os.environ.get("PYTHONPATH")])),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            MAX_SESSIONS_ENV: str(max(DASHBOARD_SESSIONS) + 1)}
     with _voila(notebook, env, work) as (url, server), playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
@@ -460,7 +459,7 @@ class _voila:
         self.server = subprocess.Popen(
             [str(Path(sys.executable).with_name("voila")), "--no-browser", "--Voila.ip=127.0.0.1",
              f"--port={self.port}", "--Voila.config_file_paths=config", str(notebook)],
-            cwd=jobs.ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self):
         import socket
@@ -559,8 +558,8 @@ def gan_cells(options: dict) -> list[Cell]:
 
 
 def shown_path(path: Path) -> str:
-    """Relative to the repository when inside it (as `jobs.ROOT / path` reads it back)."""
-    return str(path.relative_to(jobs.ROOT)) if path.is_relative_to(jobs.ROOT) else str(path)
+    """Relative to the repository when inside it (as `ROOT / path` reads it back)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def file_sha256(path: Path) -> str:
@@ -622,7 +621,7 @@ def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
 
 def environment() -> dict:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
@@ -1099,7 +1098,7 @@ def explain_process(spec: dict) -> dict:
     from drawai import explain
 
     torch.set_num_threads(1)
-    clf = classifier.Classifier.load(jobs.ROOT / spec["model"], categories=spec["categories"])
+    clf = classifier.Classifier.load(ROOT / spec["model"], categories=spec["categories"])
     _, test = data.train_test(data.load_sample(clf.categories), seed=spec["split_seed"])
     x = bitmaps.to_canonical(test.images)
     started = time.perf_counter()
@@ -1203,7 +1202,7 @@ def demo_measure(spec: dict, out: Path, progress: bool) -> dict:
     them."""
     runs = out / "demo-runs"
     started = time.perf_counter()
-    done = subprocess.run(DEMO_COMMAND, cwd=jobs.ROOT, env={**os.environ, "DRAWAI_RUNS": str(runs)}, text=True,
+    done = subprocess.run(DEMO_COMMAND, cwd=ROOT, env={**os.environ, "DRAWAI_RUNS": str(runs)}, text=True,
                           stdout=None if progress else subprocess.DEVNULL, stderr=None if progress else subprocess.PIPE)
     wall = time.perf_counter() - started
     if done.returncode:

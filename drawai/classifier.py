@@ -23,9 +23,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from drawai import bitmaps, distributed
+from drawai import bitmaps, process_group
 from drawai import categories as cats
 from drawai.data import Drawings
 
@@ -160,6 +161,9 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) 
 # lost to the numpy_bitmap rendering. GPU replica: 0.5: 55.0, 4.8; 0.4 (2 seeds): 55.5, 5.2; 0.3: 55.7, 5.3.
 # `make bench` (2 CPU cores): 0.5: 54.9 +- 0.1, 4.6; 0.45: 55.05 +- 0.5, 4.7. Seed noise is as large as the step.
 HEAVY_FRACTION = 0.45
+# Ink, of the source's 0-255, when telling a scribbled fill from a drawing: the 30 % ink threshold it was tuned with,
+# kept rather than bitmaps.INK_THRESHOLD (45 %), at which other drawings count as fills and the recipe changes.
+FILL_INK_LEVEL = int(0.3 * 255)  # 76
 
 
 def heavier_strokes(images: np.ndarray) -> np.ndarray:
@@ -174,7 +178,7 @@ def heavier_strokes(images: np.ndarray) -> np.ndarray:
     out[:, :, 1:] = np.maximum(out[:, :, 1:], x[:, :, :-1])
     out[:, 1:, 1:] = np.maximum(out[:, 1:, 1:], x[:, :-1, :-1])
     # A drawing that is mostly ink already (a scribbled fill) stays as it is.
-    dense = (out > 76).reshape(len(x), -1).mean(1) > 0.6
+    dense = (out > FILL_INK_LEVEL).reshape(len(x), -1).mean(1) > 0.6
     out[dense] = x[dense]
     return out
 
@@ -456,8 +460,8 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     batch, DDP averages the gradients, and rank 0 alone writes the checkpoint, which holds nothing that
     depends on the number of processes: any number can resume it. `device`: default the process's GPU if any.
     """
-    rank, world = distributed.rank_and_world()
-    device = torch.device(device) if device is not None else distributed.default_device()
+    rank, world = process_group.rank_and_world()
+    device = torch.device(device) if device is not None else process_group.default_device()
     extra_x, extra_y = _extra_canonical(train_set, extra_canonical)
     if canonical and not (isinstance(train_set, Drawings) and np.issubdtype(train_set.images.dtype, np.floating)
                           and train_set.images.shape[1:] == (bitmaps.SIZE, bitmaps.SIZE)):
@@ -472,7 +476,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     torch.manual_seed(config.seed)
     if streamed:  # DataLoaders; the full dataset's numpy_bitmap drawings already have heavy strokes
         if isinstance(train_set, Drawings):
-            train_data = distributed.tensor_dataset(train_set, canonical_images(train_set) if train_images is None
+            train_data = process_group.tensor_dataset(train_set, canonical_images(train_set) if train_images is None
                                                     else train_images)
             if extra_canonical is not None:
                 train_data = torch.utils.data.ConcatDataset(
@@ -480,9 +484,9 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
                                                                 torch.from_numpy(extra_y))])
         else:
             train_data = train_set
-        loader = distributed.train_loader(train_data, config.batch_size, config.seed, num_workers)
+        loader = process_group.train_loader(train_data, config.batch_size, config.seed, num_workers)
         if isinstance(test_set, Drawings):
-            test_data = distributed.tensor_dataset(test_set, canonical_images(test_set))
+            test_data = process_group.tensor_dataset(test_set, canonical_images(test_set))
         else:
             test_data = test_set
     else:
@@ -498,7 +502,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         x_test = torch.from_numpy(canonical_images(test_set))[:, None] if test_set is not None else None
     n_classes = len(train_set.categories)
     model = build_model(config.arch, n_classes, config.arch_kwargs).to(device, memory_format=torch.channels_last)
-    net = distributed.wrap(model, device)  # DDP when there are several processes
+    net = process_group.wrap(model, device)  # DDP when there are several processes
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil((len(train_set) + len(extra_y)) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
@@ -522,7 +526,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         if "torch_rng" in state:  # dropout draws from torch's global generator
             torch.set_rng_state(state["torch_rng"])
         history, start_epoch = state["history"], state["epoch"]
-    distributed.check_same(start_epoch, f"the epoch to start from ({ckpt} must be on storage every machine sees)")
+    process_group.check_same(start_epoch, f"the epoch to start from ({ckpt} must be on storage every machine sees)")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     amp = config.bf16 and device.type == "cpu" and native_bf16()  # weights and optimiser stay float32
     bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress or rank > 0,
@@ -532,7 +536,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         t0, total, correct, seen = time.perf_counter(), 0.0, 0, 0
         if streamed:  # this process's shard; its randomness seeded by (seed, epoch, rank): nothing to checkpoint
             loader.sampler.set_epoch(epoch)
-            batches, aug_gen = loader, distributed.epoch_generator(config.seed, epoch, rank)
+            batches, aug_gen = loader, process_group.epoch_generator(config.seed, epoch, rank)
         else:
             order = torch.randperm(len(x), generator=gen)
             batches = (_pick(x, x_alt, y, idx, config.augment, gen) for idx in order.split(config.batch_size))
@@ -551,12 +555,12 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
             total += loss.item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
             seen += len(yb)
-        total, correct, seen = distributed.sum_over_ranks(total, correct, seen)
-        distributed.sync_buffers(model)
+        total, correct, seen = process_group.sum_over_ranks(total, correct, seen)
+        process_group.sync_buffers(model)
         row = {"epoch": epoch + 1, "loss": total / seen, "train_top1": correct / seen,
                "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
         if test_set is not None and streamed:
-            row.update(distributed.top_k_sharded(model, test_data, device, num_workers=num_workers))
+            row.update(top_k_sharded(model, test_data, device, num_workers=num_workers))
         elif test_set is not None:
             p = Classifier(model, list(train_set.categories)).probabilities(x_test[:, 0].numpy(), canonical=True)
             row.update(top_k(p, test_set.labels))
@@ -567,7 +571,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
                                    "scheduler": sched.state_dict(), "generator": gen.get_state(),
                                    "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch + 1,
                                    "config": asdict(config)})
-        distributed.barrier()  # no process starts the next epoch (or returns) before the checkpoint is whole
+        process_group.barrier()  # no process starts the next epoch (or returns) before the checkpoint is whole
         if on_epoch:
             on_epoch(row)
     manifest = {"config": {**asdict(config), "arch_kwargs": resolved_arch_kwargs(config.arch, config.arch_kwargs)},
@@ -694,3 +698,24 @@ def evaluate(clf: Classifier, drawings: Drawings, canonical: bool = False) -> di
     np.add.at(confusion, (drawings.labels, pred), 1)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
     return {**top_k(probs, drawings.labels), "per_class": per_class, "confusion": confusion, "probs": probs}
+
+
+@torch.no_grad()
+def top_k_sharded(model: nn.Module, dataset: torch.utils.data.Dataset, device: torch.device, batch_size: int = 512,
+                  num_workers: int = 0) -> dict:
+    """Top-1/top-5 on `dataset`, each process scoring every world-th item, the counts summed over processes."""
+    rank, world = process_group.rank_and_world()
+    loader = DataLoader(Subset(dataset, range(rank, len(dataset), world)), batch_size=batch_size,
+                        num_workers=num_workers)
+    was_training = model.training
+    model.eval()
+    hits1 = hits5 = seen = 0
+    for xb, yb in loader:
+        p = mirror_probabilities(model, xb.to(device))  # as every prediction reads a drawing
+        top = p.topk(min(5, p.shape[1]), dim=1).indices.cpu()
+        hits1 += (top[:, 0] == yb).sum().item()
+        hits5 += (top == yb[:, None]).any(1).sum().item()
+        seen += len(yb)
+    model.train(was_training)
+    hits1, hits5, seen = process_group.sum_over_ranks(hits1, hits5, seen)
+    return {"top1": hits1 / seen, "top5": hits5 / seen}

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-ROOT = Path(__file__).resolve().parents[1]
+from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, ROOT
+
 CLASSIFIER_ENV, GENERATOR_ENV = "DRAWAI_CLASSIFIER", "DRAWAI_GENERATOR"
 MAX_SESSIONS_ENV = "DRAWAI_MAX_SESSIONS"
 DEFAULT_MAX_SESSIONS = 8  # kernels at once: each holds torch (and, once Generate opens, TensorFlow)
-DEFAULT_CLASSIFIER = ROOT / "models" / "classifier-345"
-DEFAULT_GENERATOR = ROOT / "models" / "generator-345"
 TABS = ("Draw", "Generate", "Fight")
 REMAKE = {
     "classifier": "python -m drawai.jobs train-classifier --publish models/classifier-345",
@@ -65,8 +64,8 @@ class Loaded:
 
 def model_path(kind: str, given: str | os.PathLike | None = None) -> Path:
     """Where the `kind` model is: `given`, else its environment variable, else the shipped folder."""
-    env, default = {"classifier": (CLASSIFIER_ENV, DEFAULT_CLASSIFIER),
-                    "generator": (GENERATOR_ENV, DEFAULT_GENERATOR)}[kind]
+    env, default = {"classifier": (CLASSIFIER_ENV, CLASSIFIER_DIR),
+                    "generator": (GENERATOR_ENV, GENERATOR_DIR)}[kind]
     path = Path(os.path.expanduser(str(given or os.environ.get(env) or default)))
     return path if path.is_absolute() else ROOT / path
 

@@ -1,6 +1,6 @@
-"""Past one machine: the full Quick, Draw! dataset through memory maps, and training across processes with DDP.
+"""Past one machine: the full Quick, Draw! dataset through memory maps, and the classifier trained across processes.
 
-Two pieces, both on PyTorch's own engines (torchrun, DistributedDataParallel, DataLoader workers):
+Three pieces, on PyTorch's own engines (torchrun, DistributedDataParallel, DataLoader workers):
 
 - `NumpyBitmapDataset`: the cached numpy_bitmap files (`drawai.download`) as a torch Dataset. Files are
   memory-mapped (`np.load(mmap_mode="r")`), so memory does not grow with the data: a batch reads its
@@ -8,9 +8,10 @@ Two pieces, both on PyTorch's own engines (torchrun, DistributedDataParallel, Da
   DataLoader worker processes when `num_workers` > 0: at ~1 ms a drawing, that is the expensive part.
 - `SimplifiedStream`: the cached `simplified` ndjson files (vector strokes) as a torch IterableDataset, read
   line by line and rendered into the same canonical form on the fly (`drawai.strokes`).
-- The process-group side of `classifier.train`: under torchrun each process trains on its own shard of
-  every epoch (`ShardedSampler`), DDP averages the gradients, rank 0 alone writes the checkpoint, and
-  nothing in the checkpoint depends on the number of processes, so any number can resume it.
+- `train_torchrun`: `classifier.train` in several processes on this machine, started by torchrun
+  (`scripts/train_ddp.py`); what the train-classifier job runs for `-p nproc 2`. The process-group side of
+  training (each process's shard of every epoch, DDP, rank 0 alone writing the checkpoint) is
+  `drawai.process_group`.
 
     torchrun --standalone --nproc_per_node=2 scripts/train_ddp.py --categories classic10 --out runs/ddp
 
@@ -32,22 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch.utils.data import (
-    DataLoader,
-    Dataset,
-    DistributedSampler,
-    IterableDataset,
-    Subset,
-    TensorDataset,
-    get_worker_info,
-)
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from drawai import bitmaps, data, download
+from drawai import bitmaps, classifier, data, download, process_group
 from drawai import categories as cats
-from drawai.data import CorruptDataError, Drawings
+from drawai.data import CorruptDataError
+from drawai.paths import ROOT, SCRIPTS
 
-ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("train", "test", "all")
 
 
@@ -224,7 +216,7 @@ class SimplifiedStream(IterableDataset):
     def __iter__(self):
         from drawai import strokes
 
-        rank, world = rank_and_world()
+        rank, world = process_group.rank_and_world()
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
         share, shares = rank * workers + worker_id, world * workers
@@ -268,160 +260,13 @@ class SimplifiedStream(IterableDataset):
             yield buffer.pop(int(rng.integers(len(buffer))))
 
 
-# --- sharding every epoch across processes -------------------------------------------------------------------
-
-class ShardedSampler(DistributedSampler):
-    """torch's DistributedSampler (same shards, padding and `set_epoch`), with its indices in a numpy array.
-
-    DistributedSampler builds a Python list of every index each epoch: at 20 M drawings, 0.9 GB more peak
-    memory per process and 3-4 s, measured here. This keeps an int64 array of the process's own shard,
-    8 bytes a drawing / N processes, after the permutation it is cut from (8 bytes a drawing) is gone:
-    0.23 GB and 1.5 s.
-    """
-
-    def __iter__(self):
-        n = len(self.dataset)
-        order = (torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).numpy()
-                 if self.shuffle else np.arange(n))
-        if self.drop_last:
-            order = order[:self.total_size]
-        elif self.total_size > n:  # pad by wrapping around, so every process gets the same number of batches
-            order = np.resize(order, self.total_size)
-        shard = order[self.rank:self.total_size:self.num_replicas].copy()  # lets the whole permutation go
-        return map(int, shard)  # one int at a time, not a list
-
-
-# --- the process group -----------------------------------------------------------------------------------------
-
-def setup() -> tuple[int, int]:
-    """Join the process group torchrun describes (env RANK, WORLD_SIZE, MASTER_ADDR...); returns (rank, world).
-
-    nccl between GPUs, gloo on CPUs. A plain `python` run (no WORLD_SIZE, or 1) stays a single process.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return rank_and_world()
-
-
-def teardown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of processes: (0, 1) outside a process group."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def default_device() -> torch.device:
-    """This process's GPU (LOCAL_RANK picks one of the machine's) when there is one, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
-def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """`model` in DistributedDataParallel when there are several processes (it averages the gradients)."""
-    if rank_and_world()[1] == 1:
-        return model
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-
-
-def train_loader(dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0) -> DataLoader:
-    """This process's batches of every epoch: `batch_size` is the global batch, split evenly across processes.
-
-    So the number of steps an epoch takes, and with it the learning-rate schedule, is ceil(N / batch_size)
-    whatever the number of processes, which is what lets a checkpoint resume on another number.
-    """
-    rank, world = rank_and_world()
-    if batch_size % world:
-        raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes ({world})")
-    sampler = ShardedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    return DataLoader(dataset, batch_size=batch_size // world, sampler=sampler, num_workers=num_workers,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
-
-
-def epoch_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
-    """Seed this process's randomness for an epoch from (seed, epoch, rank); returns the augmentation generator.
-
-    Dropout draws from torch's global generator, which is seeded here too. Different per rank, and a
-    function of the epoch alone: a resumed run draws what an uninterrupted one would, with nothing in
-    the checkpoint.
-    """
-    for_dropout, for_augment = np.random.SeedSequence([seed, epoch, rank]).generate_state(2)
-    torch.manual_seed(int(for_dropout))
-    return torch.Generator().manual_seed(int(for_augment))
-
-
-def sum_over_ranks(*numbers: float) -> list[float]:
-    if rank_and_world()[1] == 1:
-        return list(numbers)
-    t = torch.tensor(numbers, dtype=torch.float64, device=default_device())
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def check_same(value: int, what: str) -> None:
-    """Fail on every process, rather than hang later, when the processes disagree about `value`."""
-    if rank_and_world()[1] > 1:
-        t = torch.tensor([value, -value], dtype=torch.int64, device=default_device())
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        if t[0] != -t[1]:
-            raise ValueError(f"the processes disagree about {what}: from {-t[1].item()} to {t[0].item()}")
-
-
-def sync_buffers(model: torch.nn.Module) -> None:
-    """Give every process rank 0's BatchNorm running statistics (DDP syncs gradients, not these)."""
-    if rank_and_world()[1] > 1:
-        for buffer in model.buffers():
-            dist.broadcast(buffer, 0)
-
-
-def barrier() -> None:
-    if rank_and_world()[1] > 1:
-        dist.barrier()
-
-
-def tensor_dataset(drawings: Drawings, images: np.ndarray) -> TensorDataset:
-    """In-memory canonical images and labels as a Dataset, the form `train_loader` reads."""
-    return TensorDataset(torch.from_numpy(images)[:, None], torch.from_numpy(drawings.labels))
-
-
-@torch.no_grad()
-def top_k_sharded(model: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 512,
-                  num_workers: int = 0) -> dict:
-    """Top-1/top-5 on `dataset`, each process scoring every world-th item, the counts summed over processes."""
-    from drawai.classifier import mirror_probabilities  # (classifier imports this module)
-
-    rank, world = rank_and_world()
-    loader = DataLoader(Subset(dataset, range(rank, len(dataset), world)), batch_size=batch_size,
-                        num_workers=num_workers)
-    was_training = model.training
-    model.eval()
-    hits1 = hits5 = seen = 0
-    for xb, yb in loader:
-        p = mirror_probabilities(model, xb.to(device))  # as every prediction reads a drawing
-        top = p.topk(min(5, p.shape[1]), dim=1).indices.cpu()
-        hits1 += (top[:, 0] == yb).sum().item()
-        hits5 += (top == yb[:, None]).any(1).sum().item()
-        seen += len(yb)
-    model.train(was_training)
-    hits1, hits5, seen = sum_over_ranks(hits1, hits5, seen)
-    return {"top1": hits1 / seen, "top5": hits5 / seen}
-
-
-# --- how fast: images/second ---------------------------------------------------------------------------------
+# --- the classifier under torchrun on this machine -----------------------------------------------------------
 
 def run_train_ddp(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
     """`scripts/train_ddp.py args` in `nproc` processes started by torchrun on this machine, meeting on 127.0.0.1
     (gloo on the loopback interface unless GLOO_SOCKET_IFNAME says otherwise). Raises if it fails."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--rdzv-backend=c10d",
-           "--rdzv-endpoint=127.0.0.1:0", str(ROOT / "scripts" / "train_ddp.py"), *args]
+           "--rdzv-endpoint=127.0.0.1:0", str(SCRIPTS / "train_ddp.py"), *args]
     env = {"GLOO_SOCKET_IFNAME": "lo0" if sys.platform == "darwin" else "lo", **os.environ,  # loopback only
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     run = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -437,8 +282,6 @@ def train_torchrun(nproc: int, categories, config, out: str | os.PathLike, resum
 
     The processes read DataLoaders, so they train without the in-memory path's second, heavier-stroke rendering.
     """
-    from drawai import classifier
-
     names = cats.resolve(categories)
     defaults = classifier.TrainConfig(arch=config.arch)
     if (config.weight_decay, config.label_smoothing, config.arch_kwargs) != (
@@ -452,6 +295,8 @@ def train_torchrun(nproc: int, categories, config, out: str | os.PathLike, resum
     clf = classifier.Classifier.load(Path(out) / "model", categories=names)
     return clf, clf.manifest["history"]
 
+
+# --- how fast: images/second ---------------------------------------------------------------------------------
 
 def _training_rate(tmp: str, procs: int, threads: int, args: list[str]) -> float:
     """Images/s of `scripts/train_ddp.py` under torchrun on 127.0.0.1: training drawings / median epoch time,

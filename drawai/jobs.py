@@ -36,10 +36,9 @@ from pathlib import Path
 
 from drawai import categories as cats
 from drawai.io import atomic_write, new_run_folder, write_json
+from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, NOTEBOOKS, ROOT
 from drawai.progress import Heartbeat, clock
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
 RUNS = Path(os.environ.get("DRAWAI_RUNS", ROOT / "runs"))
 
 
@@ -149,7 +148,7 @@ DEMO = [
 ]
 MODEL_PARAMETERS = {"train-classifier": "classifier_path", "train-gan": "generator_path"}
 DEMO_TARGET_S = 600  # `make demo` on 2 idle cores, with the environment built (`make bench ARGS="--only demo"`)
-PUBLISHED = {"classifier": ROOT / "models" / "classifier-345", "generator": ROOT / "models" / "generator-345"}
+PUBLISHED = {"classifier": CLASSIFIER_DIR, "generator": GENERATOR_DIR}
 
 
 class JobError(RuntimeError):

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from drawai import categories as cats  # noqa: E402
-from drawai import classifier, data, distributed  # noqa: E402
+from drawai import classifier, data, distributed, process_group  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -73,7 +73,7 @@ def datasets(args) -> tuple:
 def main(argv: list[str] | None = None) -> classifier.Classifier:
     """Train as the arguments say; every process returns the (identical) classifier, rank 0 saves it."""
     args = parse_args(argv)
-    rank, world = distributed.setup()
+    rank, world = process_group.setup()
     try:
         train, test = datasets(args)
         config = classifier.TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> classifier.Classifier:
             clf.manifest["processes"] = world
             clf.save(out / "model")
             print(json.dumps(history[-1]))
-        distributed.barrier()
+        process_group.barrier()
         return clf
     finally:
-        distributed.teardown()
+        process_group.teardown()
 
 
 if __name__ == "__main__":

@@ -26,9 +26,8 @@ from drawai import bitmaps, classifier, data, download, gan, jobs, strokes, widg
 from drawai.categories import UnknownCategoryError
 from drawai.data import CorruptDataError
 from drawai.io import file_sha256
+from drawai.paths import CLASSIFIER_DIR, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "models" / "classifier-345"
 MARKER = "payload-ran"
 
 
@@ -62,17 +61,12 @@ def bad(case_id: str, error: type, match: str):
 
 def shipped_copy(tmp: Path) -> Path:
     folder = tmp / "model"
-    shutil.copytree(SHIPPED, folder)
+    shutil.copytree(CLASSIFIER_DIR, folder)
     return folder
 
 
 def drawing() -> np.ndarray:
     return data.load_sample(["cat"]).images[0]
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return classifier.Classifier.load(SHIPPED)
 
 
 # --- categories --------------------------------------------------------------------------------------------------
@@ -85,7 +79,7 @@ bad("category-wrong-case", UnknownCategoryError, r"did you mean 'cat'")(lambda t
 bad("category-preset-misspelled", UnknownCategoryError,
     r"unknown category 'clasic10'.*presets are \['all', 'classic10'\]")(lambda tmp: data.load_sample("clasic10"))
 bad("category-duplicated", UnknownCategoryError, r"listed more than once: \['cat'\]")(
-    lambda tmp: classifier.Classifier.load(SHIPPED, categories=["cat", "dog", "cat"]))
+    lambda tmp: classifier.Classifier.load(CLASSIFIER_DIR, categories=["cat", "dog", "cat"]))
 bad("category-empty-list", UnknownCategoryError, r"the category list is empty")(
     lambda tmp: gan.GANConfig(categories=[]))
 bad("category-not-a-string", UnknownCategoryError, r"category names are strings, got int")(
@@ -98,7 +92,7 @@ bad("category-not-in-model", ValueError, r"the classifier does not know \['cat'\
 # --- bitmaps (through Classifier.predict, what a user calls) -------------------------------------------------------
 
 def predict(images):
-    return classifier.Classifier.load(SHIPPED).predict(images)
+    return classifier.Classifier.load(CLASSIFIER_DIR).predict(images)
 
 
 bad("bitmap-wrong-shape", bitmaps.BadBitmapError, r"expected a drawing of shape \(28, 28\).*got shape \(3, 4\)")(
@@ -211,7 +205,7 @@ def _(tmp):
 
 @bad("model-classifier-given-as-gan", ValueError, r"is not a draw-ai GAN manifest")
 def _(tmp):
-    gan.load(SHIPPED)
+    gan.load(CLASSIFIER_DIR)
 
 
 @bad("model-pickle-as-weights", ValueError, r"model.safetensors is not a readable safetensors file")
@@ -371,11 +365,11 @@ bad("download-unknown-kind", ValueError, r"unknown kind 'raw'; the kinds are \['
 bad("download-bad-checksum", ValueError, r"checksums\['cat'\] is not a SHA-256 \(64 hex digits\)")(
     lambda tmp: download.download("cat", cache_dir=tmp, checksums={"cat": "md5:abc"}, progress=False))
 bad("predict-bad-k", ValueError, r"k must be a positive integer, got 0")(
-    lambda tmp: classifier.Classifier.load(SHIPPED).predict(drawing(), k=0))
+    lambda tmp: classifier.Classifier.load(CLASSIFIER_DIR).predict(drawing(), k=0))
 bad("pad-bad-size", ValueError, r"size must be a whole number of pixels between 56 and 2000, got 10")(
     lambda tmp: widgets.DrawingPad(size=10))
 bad("train-data-not-matching-model", ValueError, r"the drawings' categories are not the classifier's")(
-    lambda tmp: classifier.evaluate(classifier.Classifier.load(SHIPPED), data.load_sample("classic10")))
+    lambda tmp: classifier.evaluate(classifier.Classifier.load(CLASSIFIER_DIR), data.load_sample("classic10")))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

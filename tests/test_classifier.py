@@ -7,13 +7,7 @@ import pytest
 import torch
 
 from drawai import bitmaps, classifier, data
-
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "classifier-345"
-
-
-@pytest.fixture(scope="module")
-def classic10():
-    return data.train_test(data.load_sample("classic10"), seed=0)
+from drawai.paths import CLASSIFIER_DIR
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +119,9 @@ def test_save_load_round_trip(trained, classic10, tmp_path):
 def test_restricted_to_a_subset_renormalises_over_it(monkeypatch):
     """The shipped 345-class model judging three categories: its softmax over those three logits alone."""
     monkeypatch.setattr(classifier, "native_bf16", lambda: False)  # float32, to compare with the plain network
-    full = classifier.Classifier.load(SHIPPED)
+    full = classifier.Classifier.load(CLASSIFIER_DIR)
     names = ["sun", "cat", "apple"]  # not in the model's order: the restricted one follows this order
-    small = classifier.Classifier.load(SHIPPED, categories=names)
+    small = classifier.Classifier.load(CLASSIFIER_DIR, categories=names)
     assert small.categories == names and small.manifest["restricted_from"] == 345
     images = data.load_sample(names).images[::25]
     canon = bitmaps.to_canonical(images)
@@ -243,7 +237,7 @@ def test_heavier_strokes_keeps_every_sample_drawing_a_drawing():
     images = data.load_sample().images
     heavy = classifier.heavier_strokes(images)
     assert (heavy >= images).all() and (heavy > 0).sum() > 1.3 * (images > 0).sum()
-    ink = (heavy > 76).reshape(len(images), -1).mean(1)
+    ink = (heavy > classifier.FILL_INK_LEVEL).reshape(len(images), -1).mean(1)
     densest = np.argsort(ink)[-20:]  # the scribbled fills: still accepted by to_canonical
     assert bitmaps.to_canonical(heavy[densest]).shape == (20, 28, 28)
 

@@ -18,12 +18,11 @@ from PIL import Image
 
 from drawai import bitmaps, data
 from drawai import dashboard as dash
+from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, ROOT
 from drawai.widgets import DrawingPad, FightArena, GeneratorPanel
 from tests.test_widgets import TRIANGLE, draw_with_mouse
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "models" / "classifier-345"
-needs_model = pytest.mark.skipif(not (SHIPPED / "manifest.json").exists(), reason="no shipped classifier")
+needs_model = pytest.mark.skipif(not (CLASSIFIER_DIR / "manifest.json").exists(), reason="no shipped classifier")
 
 
 class SampleGenerator:
@@ -52,11 +51,11 @@ class Broken(SampleGenerator):
 
 @pytest.fixture(scope="module")
 def clf():
-    if not (SHIPPED / "manifest.json").exists():
+    if not (CLASSIFIER_DIR / "manifest.json").exists():
         pytest.skip("no shipped classifier")
     from drawai.classifier import Classifier
 
-    return Classifier.load(SHIPPED)
+    return Classifier.load(CLASSIFIER_DIR)
 
 
 def grid_images(panel) -> list[np.ndarray]:
@@ -179,7 +178,7 @@ def test_the_shipped_generator_shows_the_variety_of_real_doodles_by_default():
     template would not), and the N(0, 1) Variety choices move that spread the way their names say."""
     from drawai import bitmaps, data, gan
 
-    panel = GeneratorPanel(gan.load(ROOT / "models" / "generator-345"), count=8, seed=5, categories=["fish"])
+    panel = GeneratorPanel(gan.load(GENERATOR_DIR), count=8, seed=5, categories=["fish"])
     assert panel.variety.options[0][0] == "as trained (fitted)"
 
     def spread(x) -> float:  # mean distance of each drawing to the others
@@ -227,7 +226,7 @@ def log_records():
 
 def test_model_paths_come_from_the_argument_then_the_environment_then_models(monkeypatch, tmp_path):
     monkeypatch.delenv(dash.CLASSIFIER_ENV, raising=False)
-    assert dash.model_path("classifier") == dash.DEFAULT_CLASSIFIER
+    assert dash.model_path("classifier") == CLASSIFIER_DIR
     monkeypatch.setenv(dash.CLASSIFIER_ENV, "runs/x/model")
     assert dash.model_path("classifier") == ROOT / "runs" / "x" / "model"  # relative to the project
     assert dash.model_path("classifier", tmp_path) == tmp_path
@@ -246,7 +245,7 @@ def test_a_missing_model_gives_a_message_that_says_what_to_do(tmp_path, log_reco
 @needs_model
 def test_a_damaged_model_gives_a_message_and_the_details_go_to_the_log(tmp_path, log_records):
     broken = tmp_path / "classifier"
-    shutil.copytree(SHIPPED, broken)
+    shutil.copytree(CLASSIFIER_DIR, broken)
     (broken / "model.safetensors").write_bytes(b"not weights")
     got = dash.load_model("classifier", broken)
     assert got.model is None and "could not be loaded" in got.problem and "server log" in got.problem
@@ -416,7 +415,7 @@ def test_the_draw_tab_explains_with_the_shipped_classifier(monkeypatch):
     fake = explain.Index(np.eye(345, dtype=np.float32), train.labels[first], train.images[first])
     monkeypatch.setattr(explain, "nearest_index", lambda clf, folder=None: fake)
     monkeypatch.setattr(explain, "has_index", lambda clf, folder=None: True)
-    d = dash.Dashboard(SHIPPED)
+    d = dash.Dashboard(CLASSIFIER_DIR)
     assert not d.pad.explain_button.disabled
     draw_with_mouse(d.pad, TRIANGLE)
     d.pad.explain_button.value = True

@@ -20,12 +20,12 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader, DistributedSampler
 
-from drawai import bitmaps, classifier, data, distributed
+from drawai import bitmaps, classifier, data, distributed, process_group
 from drawai.categories import UnknownCategoryError
 from drawai.data import CorruptDataError
+from drawai.paths import ROOT, SCRIPTS
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("train_ddp", ROOT / "scripts" / "train_ddp.py")
+spec = importlib.util.spec_from_file_location("train_ddp", SCRIPTS / "train_ddp.py")
 train_ddp = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train_ddp)
 NAMES = ["cat", "dog", "apple"]
@@ -158,7 +158,7 @@ def test_sharded_sampler_is_distributed_sampler_without_the_list(n, world, shuff
     for epoch in (0, 1):
         shards = []
         for rank in range(world):
-            ours = distributed.ShardedSampler(dataset, world, rank, shuffle=shuffle, seed=7, drop_last=drop_last)
+            ours = process_group.ShardedSampler(dataset, world, rank, shuffle=shuffle, seed=7, drop_last=drop_last)
             torch_s = DistributedSampler(dataset, world, rank, shuffle=shuffle, seed=7, drop_last=drop_last)
             ours.set_epoch(epoch)
             torch_s.set_epoch(epoch)
@@ -174,7 +174,7 @@ MEMORY_PROBE = r"""
 import hashlib, json, sys
 import numpy as np
 from torch.utils.data import DataLoader
-from drawai import distributed
+from drawai import distributed, process_group
 
 def anonymous():  # bytes the process allocated itself (cheap to read after every batch)
     return int(next(line for line in open("/proc/self/status") if line.startswith("RssAnon")).split()[1]) * 1024
@@ -187,7 +187,7 @@ parts = {"train": distributed.NumpyBitmapDataset(["cat"], "train", cache_dir=sys
 result, orders = {"before": {"anonymous": anonymous(), "file_pages": file_pages()}}, {}
 peak = anonymous()
 for name, part, shuffle in (("train", "train", False), ("test", "test", False), ("shuffled", "train", True)):
-    sampler = distributed.ShardedSampler(parts[part], num_replicas=1, rank=0, shuffle=shuffle, seed=0)
+    sampler = process_group.ShardedSampler(parts[part], num_replicas=1, rank=0, shuffle=shuffle, seed=0)
     orders[name] = np.fromiter(iter(sampler), dtype=np.int64)
     digest = hashlib.sha256()
     for xb, yb in DataLoader(parts[part], batch_size=512, sampler=sampler):

@@ -3,16 +3,14 @@ training drawings builds in seconds): neighbours, saliency, bad input, and faith
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from drawai import bitmaps, classifier, data, explain, strokes
 from drawai import categories as cats
+from drawai.paths import CLASSIFIER_DIR
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "classifier-345"
 # classic10, cats and every 7th category: an index of 4,800 training drawings builds in seconds, and with 60
 # categories the probabilities are not so sure of most drawings that many read exactly alike
 NAMES = list(dict.fromkeys([*cats.resolve("classic10"), "cat", *cats.CATEGORIES[::7]]))
@@ -21,7 +19,7 @@ NAMES = list(dict.fromkeys([*cats.resolve("classic10"), "cat", *cats.CATEGORIES[
 @pytest.fixture(scope="module")
 def clf():
     torch.set_num_threads(1)
-    return classifier.Classifier.load(SHIPPED, categories=NAMES)
+    return classifier.Classifier.load(CLASSIFIER_DIR, categories=NAMES)
 
 
 @pytest.fixture(scope="module")

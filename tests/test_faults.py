@@ -21,9 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from drawai import classifier, data, jobs
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from drawai.paths import ROOT
 
 # --- a job killed with SIGKILL, then the same command again ---------------------------------------------------
 

@@ -4,7 +4,6 @@ statistics of the augmentation experiment, and a tiny experiment end to end."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,20 +12,8 @@ from fight_stubs import BlankGenerator, MarkClassifier, MarkGenerator, ReplayGen
 
 from drawai import bitmaps, classifier, data, fight
 from drawai import categories as cats
-from drawai.classifier import Classifier
 
-ROOT = Path(__file__).resolve().parents[1]
 CLASSIC10 = cats.resolve("classic10")
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return Classifier.load(ROOT / "models" / "classifier-345")
-
-
-@pytest.fixture(scope="module")
-def classic10():
-    return data.train_test(data.load_sample("classic10"), seed=0)
 
 
 @pytest.fixture(scope="module")

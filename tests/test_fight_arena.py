@@ -7,7 +7,6 @@ import asyncio
 import io
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from PIL import Image
 
 from drawai import categories as cats
 from drawai.fight import FightError
+from drawai.paths import ROOT
 from drawai.widgets import FightArena, score_text
 
 CLASSIC10 = cats.resolve("classic10")
@@ -186,9 +186,8 @@ def test_the_timer_runs_in_a_real_kernel_while_it_is_idle():
     is idle, and a browser's click on the toggle (a comm message) starts the timer too."""
     from jupyter_client.manager import start_new_kernel
 
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")])}
-    km, kc = start_new_kernel(kernel_name="python3", cwd=str(root), env=env)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(ROOT), env=env)
 
     def run(code: str) -> str:
         reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: out.append(msg))

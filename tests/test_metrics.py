@@ -1,13 +1,13 @@
 """Model-free metrics (drawai/metrics.py) against cases with known answers."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from drawai import bitmaps, classifier, data, metrics
 from drawai.classifier import Classifier
+from drawai.paths import CLASSIFIER_DIR
 
 
 @pytest.fixture
@@ -113,7 +113,6 @@ def test_bad_inputs_are_clear_errors(call, match):
 
 # --- evaluate_generator: the shipped classifier judging stub generators that draw real drawings ----------------
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "classifier-345"
 CATS = ["apple", "cloud", "door", "fish"]
 
 
@@ -139,7 +138,7 @@ def judged():
     train, test = data.train_test(data.load_sample(CATS), seed=0)
     first = np.concatenate([np.flatnonzero(train.labels == c)[:60] for c in range(len(CATS))])
     fresh = train.subset(np.setdiff1d(np.arange(len(train)), first))
-    return Classifier.load(SHIPPED), train.subset(first), test, fresh
+    return Classifier.load(CLASSIFIER_DIR), train.subset(first), test, fresh
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +250,7 @@ def test_the_noise_to_draw_from_is_passed_on_to_generate_only_when_asked(judged)
 def test_the_classifier_is_restricted_to_the_generators_categories(judged, fresh_eval):
     """The 345-class judge and one loaded for exactly these categories give the same figures."""
     clf, train, test, fresh = judged
-    small = Classifier.load(SHIPPED, categories=CATS)
+    small = Classifier.load(CLASSIFIER_DIR, categories=CATS)
     ev = metrics.evaluate_generator(RealDrawingsGenerator(fresh), small, train, test, n_per_class=20)
     assert ev.summary() == fresh_eval.summary()
 
@@ -260,7 +259,7 @@ def test_evaluate_generator_bad_inputs(judged):
     clf, train, test, fresh = judged
     gen = RealDrawingsGenerator(fresh)
     other = data.train_test(data.load_sample(["apple", "cloud", "door", "cat"]), seed=0)[1]
-    three = Classifier.load(SHIPPED, categories=CATS[:3])
+    three = Classifier.load(CLASSIFIER_DIR, categories=CATS[:3])
 
     class OneCategory:
         categories = ("apple",)

@@ -1,15 +1,16 @@
-"""The repo's own promises: environment files agree, notebooks are stripped, the sample is attributed."""
+"""The repo's own promises: environment files agree, notebooks are stripped, the sample is attributed, the
+package's modules import one another without a cycle."""
 
+import ast
 import re
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import nbformat
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from drawai.paths import ROOT
 
 
 def normalise(req: str) -> str:
@@ -67,3 +68,56 @@ def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
 def test_ruff_is_clean():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def drawai_imports() -> dict[str, set[str]]:
+    """Each module of drawai/ and the drawai modules it imports, at the top or inside a function."""
+    package = ROOT / "drawai"
+    modules = {p.stem for p in package.glob("*.py")}
+    graph = {}
+    for name in sorted(modules):
+        found = set()
+        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
+            if isinstance(node, ast.Import):  # import drawai.x (as y)
+                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("drawai.")}
+            elif isinstance(node, ast.ImportFrom):
+                path = ("drawai." * bool(node.level) + (node.module or "")).rstrip(".").split(".")
+                if path[0] != "drawai":
+                    continue
+                if len(path) > 1:  # from drawai.x import y
+                    found.add(path[1])
+                else:  # from drawai import x
+                    found |= {a.name for a in node.names}
+        graph[name] = (found & modules) - {name}
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """A cycle in `graph` as the modules along it, first one repeated at the end; [] when there is none."""
+    done, path = set(), []
+
+    def visit(name: str) -> list[str]:
+        if name in path:
+            return path[path.index(name):] + [name]
+        if name in done:
+            return []
+        path.append(name)
+        for other in sorted(graph[name]):
+            if cycle := visit(other):
+                return cycle
+        path.pop()
+        done.add(name)
+        return []
+
+    for name in sorted(graph):
+        if cycle := visit(name):
+            return cycle
+    return []
+
+
+def test_drawai_has_no_import_cycles():
+    graph = drawai_imports()
+    assert graph["classifier"] >= {"bitmaps", "process_group"}, "the import graph misses imports it should see"
+    assert "classifier" in graph["metrics"], "the import graph misses imports inside functions"
+    cycle = import_cycle(graph)
+    assert not cycle, f"drawai's modules import one another in a cycle: {' -> '.join(cycle)}"

@@ -6,12 +6,12 @@ person, and nothing about how the work was organised (issues, sessions, machines
 """
 
 import re
-from pathlib import Path
 
 import matplotlib
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from drawai.paths import CLASSIFIER_DIR, ROOT
+
 README = ROOT / "README.md"
 MAX_LINES = 260
 FIRST_PERSON = re.compile(r"\bI\b|\b(?i:me|my|we|our|ours|us)\b")  # "I have", "I tried", "we found", ...
@@ -31,7 +31,7 @@ def prose(text: str) -> str:
 
 
 def test_every_python_block_in_the_readme_runs(monkeypatch):
-    if not (ROOT / "models" / "classifier-345" / "manifest.json").exists():
+    if not (CLASSIFIER_DIR / "manifest.json").exists():
         pytest.skip("the shipped models are not here")
     blocks = python_blocks(README.read_text())
     assert len(blocks) >= 5, "the README's quickstart has lost its Python blocks"

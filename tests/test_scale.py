@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from drawai import bitmaps, data, distributed
+from drawai.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CATS = ["apple", "cloud", "door"]
 
 

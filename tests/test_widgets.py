@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import io
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from drawai import bitmaps
+from drawai.paths import CLASSIFIER_DIR
 from drawai.strokes import render_many, render_strokes
 from drawai.widgets import DrawingPad
 
@@ -322,7 +322,7 @@ def test_classic_drawings_made_on_the_pad_are_recognised_like_the_test_split():
     from drawai.bench import traced_strokes
     from drawai.classifier import Classifier
 
-    model = Classifier.load(Path(bitmaps.__file__).parents[1] / "models" / "classifier-345")
+    model = Classifier.load(CLASSIFIER_DIR)
     _, test = data.train_test(data.load_sample("classic10"))
     pad = DrawingPad(model, categories="classic10")
     direct = model.probabilities(test.images)[:, [model.categories.index(c) for c in test.categories]]
@@ -370,19 +370,18 @@ def _switches(command) -> bool:
 
 
 @pytest.fixture(scope="module")
-def classic10():
+def clf10():
     from drawai import classifier
 
-    return classifier.Classifier.load(Path(__file__).resolve().parents[1] / "models" / "classifier-345",
-                                      categories="classic10")
+    return classifier.Classifier.load(CLASSIFIER_DIR, categories="classic10")
 
 
-def test_explain_overlays_the_saliency_and_shows_the_nearest_drawings_of_the_top_two_guesses(classic10, tmp_path,
+def test_explain_overlays_the_saliency_and_shows_the_nearest_drawings_of_the_top_two_guesses(clf10, tmp_path,
                                                                                              monkeypatch):
     from drawai import explain
 
     monkeypatch.setattr(explain, "default_index_folder", lambda: tmp_path)
-    pad = DrawingPad(classic10)
+    pad = DrawingPad(clf10)
     assert not pad.explain_button.disabled and pad.explain_button.description == "Explain"
     draw_with_mouse(pad, CIRCLE)
     plain = pad.image.value
@@ -391,7 +390,7 @@ def test_explain_overlays_the_saliency_and_shows_the_nearest_drawings_of_the_top
     top, second = (label for label, _ in pad.predictions[:2])
     e = pad.explanation
     assert e["label"] == top and list(e["nearest"]) == [top, second]
-    np.testing.assert_array_equal(e["saliency"], explain.saliency(classic10, pad.bitmap, label=top, canonical=True))
+    np.testing.assert_array_equal(e["saliency"], explain.saliency(clf10, pad.bitmap, label=top, canonical=True))
     assert np.all(e["saliency"][pad.bitmap == 0] == 0)
     for label, near in e["nearest"].items():
         assert near.labels == [label] * DrawingPad.NEIGHBOURS
@@ -413,11 +412,11 @@ def test_explain_overlays_the_saliency_and_shows_the_nearest_drawings_of_the_top
     assert pad.explanation == {} and pad.neighbours.value == ""
 
 
-def test_explain_is_disabled_without_a_torch_model_and_reports_failures(clf, classic10, monkeypatch):
+def test_explain_is_disabled_without_a_torch_model_and_reports_failures(clf, clf10, monkeypatch):
     from drawai import explain
 
     assert DrawingPad(clf).explain_button.disabled and DrawingPad().explain_button.disabled
-    pad = DrawingPad(classic10)
+    pad = DrawingPad(clf10)
     monkeypatch.setattr(explain, "has_index", lambda c: True)
     monkeypatch.setattr(explain, "nearest", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     draw_with_mouse(pad, SQUARE)

@@ -23,15 +23,14 @@ import numpy as np
 import psutil
 import pytest
 
+from drawai.paths import CLASSIFIER_DIR, ROOT
 from tests.e2e.test_drawing_pad import INK_ON_CANVAS, free_port
 
 # Slow: a cold kernel per page (torch, then TensorFlow on Generate) on 2 cores; 4 tests, one shared server,
 # about 4 minutes on a loaded 2-core machine. They are the dashboard's acceptance test.
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-SHIPPED = ROOT / "models" / "classifier-345"
 VOILA = Path(sys.executable).with_name("voila")
 TIMEOUT_MS = 120_000  # a cold kernel imports torch (and, on Generate, TensorFlow) on 2 shared cores
 
@@ -111,7 +110,7 @@ def tiny_gan(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tiny_gan, tmp_path_factory):
-    if not (SHIPPED / "manifest.json").exists():
+    if not (CLASSIFIER_DIR / "manifest.json").exists():
         pytest.skip("no shipped classifier in models/")
     work = tmp_path_factory.mktemp("voila")
     with voila(work, {"DRAWAI_GENERATOR": str(tiny_gan)}) as running:
@@ -337,10 +336,10 @@ def test_rapid_clicks_and_a_reload_leave_the_server_healthy(server, browser):
 
 
 def test_damaged_and_missing_models_show_a_message_not_a_traceback_and_sessions_are_capped(browser, tmp_path):
-    if not (SHIPPED / "manifest.json").exists():
+    if not (CLASSIFIER_DIR / "manifest.json").exists():
         pytest.skip("no shipped classifier in models/")
     damaged = tmp_path / "classifier"
-    shutil.copytree(SHIPPED, damaged)
+    shutil.copytree(CLASSIFIER_DIR, damaged)
     (damaged / "model.safetensors").write_bytes(b"\0" * 100)  # truncated weights
     env = {"DRAWAI_CLASSIFIER": str(damaged), "DRAWAI_GENERATOR": str(tmp_path / "no-such-generator"),
            "DRAWAI_MAX_SESSIONS": "1"}

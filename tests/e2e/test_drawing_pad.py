@@ -23,13 +23,13 @@ import nbformat
 import numpy as np
 import pytest
 
+from drawai.paths import CLASSIFIER_DIR, ROOT
+
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 TOKEN = "drawai-e2e"
-SHIPPED_MODEL = ROOT / "models" / "classifier-345"
-HAVE_MODEL = importlib.util.find_spec("drawai.classifier") is not None and (SHIPPED_MODEL / "manifest.json").exists()
+HAVE_MODEL = importlib.util.find_spec("drawai.classifier") is not None and (CLASSIFIER_DIR / "manifest.json").exists()
 
 
 def free_port() -> int:
@@ -41,7 +41,7 @@ def free_port() -> int:
 def prepare_notebook(work: Path) -> Path:
     nb = nbformat.read(ROOT / "notebooks" / "05_draw.ipynb", as_version=4)
     params = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    injected = f"dataset_path = {str(work / 'mine.npz')!r}\nmodel_path = {str(SHIPPED_MODEL)!r}"
+    injected = f"dataset_path = {str(work / 'mine.npz')!r}\nmodel_path = {str(CLASSIFIER_DIR)!r}"
     nb.cells.insert(params + 1, nbformat.v4.new_code_cell(injected, metadata={"tags": ["injected-parameters"]}))
     if not HAVE_MODEL:
         load = next(i for i, c in enumerate(nb.cells) if "Classifier.load" in c.source)
