@@ -281,8 +281,8 @@ class GeneratorPanel(widgets.VBox):
     still guesses among all of its own categories, so a verdict is as hard as the classifier's real job.
 
     A generator with a `truncation` (a `drawai.gan` model) also gets a Variety choice: its own noise first (as
-    trained), then from clearest to most varied: truncated at +-0.5, +-1, the full normal, and for a GAN with an
-    encoder each label's noise fitted to people's drawings of it (`gan.FittedNoise`).
+    trained), then the others: N(0, 1) truncated at +-0.5, at +-1 and untruncated, and for a GAN with an encoder
+    each label's noise fitted to people's drawings of it (`gan.FittedNoise`).
 
     Python access: `panel.generate()` (what the button does), `panel.images` (the last drawings),
     `panel.verdicts` (one (guess, probability) per drawing, [] without a classifier), `panel.message`.

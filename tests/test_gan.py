@@ -4,7 +4,6 @@ import dataclasses
 import json
 import os
 import zipfile
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 from drawai import data, gan
 from drawai.categories import UnknownCategoryError
 from drawai.io import file_sha256
+from drawai.paths import ROOT, SCRIPTS
 
 CATS = ["apple", "cloud", "door"]
 
@@ -565,8 +565,7 @@ def test_the_readme_grid_shows_real_drawings_beside_the_models_own(drawings, tmp
 
     from PIL import Image
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("generator_grid", root / "scripts" / "generator_grid.py")
+    spec = importlib.util.spec_from_file_location("generator_grid", SCRIPTS / "generator_grid.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     model = gan.train(drawings, tiny_config(epochs=1), verbose=0)
@@ -574,6 +573,6 @@ def test_the_readme_grid_shows_real_drawings_beside_the_models_own(drawings, tmp
     assert script.main(["--model", str(tmp_path / "model"), "--out", str(tmp_path / "grid.png")]) == 0
     picture = np.asarray(Image.open(tmp_path / "grid.png"))
     assert picture.ndim == 2 and picture.shape[0] < picture.shape[1] / 4  # 3 rows of 17 drawings and a gap
-    shipped = Image.open(root / "docs" / "generated.png")
+    shipped = Image.open(ROOT / "docs" / "generated.png")
     assert shipped.height > shipped.width * 0.8  # 16 rows of the 345 categories
-    assert "docs/generated.png" in (root / "README.md").read_text()
+    assert "docs/generated.png" in (ROOT / "README.md").read_text()
