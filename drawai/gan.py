@@ -87,8 +87,8 @@ INPUT_FORM = ("canonical 28x28 float32 [0, 1], ink bright on black (drawai.bitma
 PRESETS: dict[str, dict] = {
     # classic10, ~1 CPU s an epoch: 150 epochs buy most of what 300 do.
     "demo": dict(categories="classic10", epochs=150, width=64, aux_weight=1.0, diff_augment=True),
-    # All 345, ~70 s an epoch on 2 cores. The encoder's reconstruction makes every training drawing reachable from
-    # some noise, so a label's drawings differ; a small AC weight, also on the redraws, names the label without
+    # All 345, ~55 s an epoch on 2 idle cores. The encoder's reconstruction makes every training drawing reachable
+    # from some noise, so a label's drawings differ; a small AC weight, also on the redraws, names the label without
     # pulling it to one template; the smaller step keeps the losses stable. Drawn from the noise fitted to people's
     # drawings, untruncated: N(0, 1) misses the region where the encoder puts them.
     "full": dict(categories="all", epochs=50, width=64, aux_weight=0.3, diff_augment=True, reconstruction=10.0,
