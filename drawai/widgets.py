@@ -383,9 +383,11 @@ def own_noise(generator) -> dict:
 
 
 def describe_noise(noise: dict, fitted: str = "fitted") -> str:
-    cut = noise["truncation"]
-    cut = "untruncated" if cut is None else f"truncated at ±{cut:g}"
-    return cut if noise["noise"] == "normal" else fitted + ("" if noise["truncation"] is None else f", {cut}")
+    """A VARIETY value in words: "truncated at ±1", "untruncated", "fitted", "fitted, truncated at ±1"."""
+    cut = "untruncated" if noise["truncation"] is None else f"truncated at ±{noise['truncation']:g}"
+    if noise["noise"] == "normal":
+        return cut
+    return fitted if noise["truncation"] is None else f"{fitted}, {cut}"
 
 
 def variety_choice(generator) -> widgets.Dropdown | None:
