@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 from drawai import bitmaps, classifier, data, jobs, metrics
 from drawai import categories as cats
 from drawai.classifier import TrainConfig
-from drawai.io import new_run_folder
+from drawai.io import file_sha256, new_run_folder, write_text
 from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, NOTEBOOKS, ROOT
 from drawai.strokes import render_strokes
 
@@ -306,7 +306,7 @@ def gan_comparison_process(spec: dict, run_root: str) -> dict:
             done[name] = {**figures, "recipe": config.recipe, "epochs": config.epochs,
                           "cpu_seconds": sum(h["cpu_seconds"] for h in history),
                           "train_seconds": sum(h["seconds"] for h in history)}
-            write_atomic(stages_path, json.dumps(done, indent=1))
+            write_text(stages_path, json.dumps(done, indent=1))
         return done[name]
 
     conditional = gan.GANConfig(**spec["configs"]["conditional"])
@@ -562,10 +562,6 @@ def shown_path(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
     """Measure one cell (in fresh processes); returns its figures. `cache` keeps inputs between cells."""
     spec = cell.spec
@@ -642,15 +638,9 @@ def load_results(out: Path) -> dict:
     return results
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_results(out: Path, results: dict, cells: list[Cell]) -> None:
-    write_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
-    write_atomic(out / "results.md", report(results, cells))
+    write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text(out / "results.md", report(results, cells))
 
 
 def run(cells: list[Cell], out: Path, options: dict, progress: bool = True) -> tuple[dict, list[str]]:

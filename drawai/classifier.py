@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from drawai import bitmaps, process_group
 from drawai import categories as cats
 from drawai.data import Drawings
+from drawai.io import atomic_write, write_json
 
 FORMAT = "drawai-classifier/1"
 
@@ -252,9 +253,7 @@ class Classifier:
         path.mkdir(parents=True, exist_ok=True)
         manifest = {**self.manifest, "format": FORMAT, "categories": self.categories}
         state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
-        tmp = path / "model.safetensors.tmp"
-        save_file(state, str(tmp))
-        os.replace(tmp, path / "model.safetensors")
+        atomic_write(path / "model.safetensors", lambda tmp: save_file(state, str(tmp)))
         write_json(path / "manifest.json", manifest)
         return path
 
@@ -386,12 +385,6 @@ def read_manifest(path: Path) -> dict:
     for name in manifest["categories"]:
         cats.check_name(name)
     return manifest
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 class ScalarLog:
@@ -629,12 +622,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
     """Write a training state atomically: into a temporary file, flushed to disk, then renamed over `path`.
     A kill at any moment leaves the previous checkpoint or the new one under `path`, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -86,7 +86,7 @@ class NumpyBitmapDataset(Dataset):
             except ValueError as e:
                 raise CorruptDataError(f"{path}: {e}; delete it and download it again") from None
             self.rows.append(min(rows, max_per_class or rows))
-            record.append(f"{name}\t{download.file_sha256(path)}\t{self.rows[-1]}")
+            record.append(f"{name}\t{download.recorded_sha256(path)}\t{self.rows[-1]}")
         record.append(f"{part}\t{test_every}")
         self.checksum = hashlib.sha256("\n".join(record).encode()).hexdigest()  # exactly the rows used
         self.source = "numpy_bitmap"

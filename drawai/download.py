@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from drawai import categories as cats
 from drawai.data import CorruptDataError, Drawings
+from drawai.io import file_sha256, write_text
 
 DEFAULT_BASE_URL = "https://storage.googleapis.com/quickdraw_dataset/full"
 DEFAULT_CACHE = Path("~/.cache/drawai/quickdraw")
@@ -181,14 +182,6 @@ def _check_file(path: Path, kind: str, name: str) -> None:
         _check_ndjson_file(path, name)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
@@ -204,17 +197,14 @@ def _read_sidecar(path: Path) -> str | None:
 
 def _write_sidecar(path: Path, digest: str, target_name: str | None = None) -> None:
     """Record `digest` as `sha256sum` would (so `sha256sum -c <file>.sha256` checks it too), atomically."""
-    side = _sidecar(path)
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(f"{digest}  {target_name or path.name}\n")
-    os.replace(tmp, side)
+    write_text(_sidecar(path), f"{digest}  {target_name or path.name}\n")
 
 
-def file_sha256(path: Path) -> str:
+def recorded_sha256(path: Path) -> str:
     """`path`'s SHA-256 from its sidecar, hashing the file (and recording it, where writable) when there is none."""
     digest = _read_sidecar(path)
     if digest is None:
-        digest = sha256_file(path)
+        digest = file_sha256(path)
         try:
             _write_sidecar(path, digest)
         except OSError:  # a read-only cache still loads; it just hashes again next time
@@ -228,7 +218,7 @@ def _cached_ok(path: Path, kind: str, name: str, expected: str | None, rehash: b
         _check_file(path, kind, name)
         recorded = _read_sidecar(path)
         if recorded is None or rehash:  # no record (a file put there by hand), or asked to hash again
-            actual = sha256_file(path)
+            actual = file_sha256(path)
             if recorded is not None and actual != recorded:
                 raise ValueError(f"its SHA-256 {actual[:12]}... is not the {recorded[:12]}... recorded when "
                                  "it was downloaded")
@@ -365,7 +355,7 @@ def _download_file(url: str, path: Path, kind: str, name: str, expected: str | N
         if total is not None and size != total:
             raise ValueError(f"it is {size} bytes, the server said {total}")
         _check_file(part, kind, name)
-        digest = sha256_file(part)
+        digest = file_sha256(part)
         if expected is not None and digest != expected.lower():
             raise ValueError(f"its SHA-256 {digest[:12]}... is not the expected {expected[:12]}...")
     except ValueError as e:
@@ -449,7 +439,7 @@ def load_numpy_bitmap(categories, cache_dir: str | os.PathLike | None = None, ma
         except ValueError as e:
             raise CorruptDataError(f"{path}: {e}; delete it and download it again") from None
         arrays.append(array[:max_per_class])  # a view of the map: nothing is read yet
-        record.append(f"{name}\t{file_sha256(path)}\t{len(arrays[-1])}")
+        record.append(f"{name}\t{recorded_sha256(path)}\t{len(arrays[-1])}")
     counts = [len(a) for a in arrays]
     images = np.empty((sum(counts), 28, 28), dtype=np.uint8)
     labels = np.repeat(np.arange(len(names), dtype=np.int64), counts)

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from drawai import bitmaps, classifier
 from drawai import categories as cats
 from drawai.data import Drawings
+from drawai.io import write_json
 
 
 class FightError(ValueError):
@@ -445,7 +446,7 @@ def augmentation_experiment(generator, train_set: Drawings, test_set: Drawings, 
                      "n_generated": n_generated, "unreadable_generated": unreadable if k else 0,
                      "n_train": len(train_set) + n_generated, "train_cpu_seconds": round(time.process_time() - t0, 1)})
         if results_path:
-            classifier.write_json(Path(results_path), {"settings": settings, "runs": runs})
+            write_json(Path(results_path), {"settings": settings, "runs": runs})
         bar.update()
         bar.set_postfix(k=k, seed=seed, top1=round(runs[-1]["top1"], 3))
         if on_run:

@@ -1005,11 +1005,11 @@ def _save_compact(model: _GAN, path: Path) -> None:
     finally:
         for v, value in zip(slots, kept, strict=True):
             v.assign(value)
-    packed = path.with_name(path.name + ".zip")
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as dst:
-        for item in src.infolist():
-            dst.writestr(item.filename, src.read(item))
-    os.replace(packed, path)
+    with zipfile.ZipFile(path) as src:  # Keras stores; deflate the zeros away, in place
+        items = [(item.filename, src.read(item)) for item in src.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name, data_ in items:
+            dst.writestr(name, data_)
 
 
 def _load_keras(path: Path) -> ConditionalGAN | PerLabelGAN:

@@ -31,9 +31,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     return path
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """`text` as a UTF-8 file, atomically."""
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
 def write_json(path: str | os.PathLike, obj) -> Path:
     """`obj` as indented JSON, atomically."""
-    return atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1) + "\n"))
+    return write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 def file_sha256(path: str | os.PathLike) -> str:

