@@ -14,6 +14,8 @@ import inspect
 import json
 import math
 import os
+import shlex
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,12 +28,12 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from drawai import bitmaps, process_group
+from drawai import bitmaps, model_folder, process_group
 from drawai import categories as cats
 from drawai.data import Drawings
-from drawai.io import atomic_write, write_json
+from drawai.io import atomic_write
 
-FORMAT = "drawai-classifier/1"
+WEIGHTS_FILE = "model.safetensors"
 
 
 # --- models ------------------------------------------------------------------------------------------
@@ -247,14 +249,22 @@ class Classifier:
         result = [[(self.categories[j], float(row[j])) for j in idx] for row, idx in zip(p, top)]
         return result[0] if single else result
 
-    # Saving: a folder with safetensors weights and a JSON manifest; nothing that can run code.
+    # Saving: a model folder (drawai.model_folder) with safetensors weights; nothing that can run code.
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
+        """Write `path/model.safetensors`, then `path/manifest.json`; a folder that holds anything but a draw-ai
+        classifier is refused untouched."""
+        path = model_folder.check_writable(path, "classifier")
         path.mkdir(parents=True, exist_ok=True)
-        manifest = {**self.manifest, "format": FORMAT, "categories": self.categories}
         state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
-        atomic_write(path / "model.safetensors", lambda tmp: save_file(state, str(tmp)))
-        write_json(path / "manifest.json", manifest)
+        weights = atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+        made = self.manifest
+        manifest = model_folder.make_manifest(
+            "classifier", self.categories, weights, made.get("data", {}), made.get("config", {}),
+            made.get("metrics", {}), made.get("command") or shlex.join(sys.argv),
+            **{k: v for k, v in made.items() if k not in (*model_folder.REQUIRED, "created", "versions")},
+            versions={"torch": torch.__version__})
+        self.manifest = manifest
+        model_folder.write(path, manifest)
         return path
 
     def restricted_to(self, categories: str | list[str]) -> Classifier:
@@ -284,7 +294,7 @@ class Classifier:
         """Load a saved classifier; with `categories`, restricted to those (`restricted_to`): every one of
         them must be among the categories it was trained on."""
         path = Path(path)
-        manifest = read_manifest(path)
+        manifest = model_folder.read(path, "classifier")
         names = manifest["categories"]
         wanted = cats.resolve(categories) if categories is not None else names
         if not set(wanted) <= set(names):
@@ -300,9 +310,9 @@ class Classifier:
             raise ValueError(f"{path}: weights do not fit a {arch} for {len(names)} categories: manifest.json's "
                              f"arch_kwargs {sorted(arch_kwargs)} are not a {arch}'s ({e})") from None
         try:
-            state = load_file(str(path / "model.safetensors"))
-        except FileNotFoundError:
-            raise ValueError(f"{path} has no model.safetensors") from None
+            state = load_file(str(model_folder.weights_path(path, manifest)))
+        except model_folder.ModelFolderError:
+            raise
         except Exception as e:  # safetensors raises its own error types for bad headers / truncation
             raise ValueError(f"{path}/model.safetensors is not a readable safetensors file: {e}") from None
         try:
@@ -367,24 +377,6 @@ def resolved_arch_kwargs(arch: str, arch_kwargs: dict | None = None) -> dict:
            and p.default is not inspect.Parameter.empty}
     out.update(arch_kwargs or {})
     return json.loads(json.dumps(out))  # tuples -> lists, as the file will hold them
-
-
-def read_manifest(path: Path) -> dict:
-    file = path / "manifest.json"
-    if not file.exists():
-        raise ValueError(f"{path} is not a draw-ai model folder: it has no manifest.json")
-    try:
-        manifest = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{file} is not valid JSON: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a draw-ai classifier (manifest format {manifest.get('format')!r}, "
-                         f"expected {FORMAT!r})" if isinstance(manifest, dict) else f"{file} is not a manifest")
-    if not isinstance(manifest.get("categories"), list) or not manifest["categories"]:
-        raise ValueError(f"{file} has no list of categories: not a complete draw-ai manifest")
-    for name in manifest["categories"]:
-        cats.check_name(name)
-    return manifest
 
 
 class ScalarLog:

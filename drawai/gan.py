@@ -32,7 +32,7 @@ per-label bank its dropout seeds too), so `resume=True` continues after a kill f
 checkpoint and ends where an uninterrupted run would have.
 
 A model on disk is a folder: `model.keras` (loaded with safe_mode=True, never executes pickled code)
-and `manifest.json` (categories, recipe, config, data checksum, metrics, command, SHA-256 of the weights).
+and `manifest.json` in the schema of every draw-ai model folder (`drawai.model_folder`).
 
 Past one machine (docs/scaling.md): `train` also takes the cached full dataset (`distributed.NumpyBitmapDataset`,
 memory-mapped .npy files read through a `tf.data` pipeline that canonicalises each batch as it goes), and runs
@@ -65,9 +65,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from drawai import bitmaps, data
+from drawai import bitmaps, data, model_folder
 from drawai import categories as cats
-from drawai.io import atomic_write, file_sha256, write_json
+from drawai.io import atomic_write, write_json
 
 RECIPES = ("conditional", "per_label")
 NOISES = ("normal", "fitted")  # what generate() draws its noise from (see FittedNoise)
@@ -76,8 +76,6 @@ CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment", "reconstru
                     "aux_on_redraws", "ema")
 MAX_GENERATE = 10_000  # drawings per generate() call: more is almost surely a mistake (and memory)
 MODEL_FILE = "model.keras"
-MANIFEST_FILE = "manifest.json"
-MANIFEST_KIND = "drawai.gan"
 INPUT_FORM = ("canonical 28x28 float32 [0, 1], ink bright on black (drawai.bitmaps.to_canonical); "
               "trained on it scaled to [-1, 1], generate() returns it in [0, 1]")
 
@@ -1269,70 +1267,50 @@ def _fit_noise(model, train_set, images, labels, per_label: int = 500) -> None:
 
 def save(model: ConditionalGAN | PerLabelGAN, path: str | Path, config: GANConfig | None = None,
          data_checksum: str | None = None, metrics: dict | None = None, command: str | None = None) -> Path:
-    """Write `path/model.keras` and `path/manifest.json` (atomically, manifest last). Config and data
-    default to what `train` recorded. A folder that holds anything but a draw-ai GAN is refused untouched.
+    """Write `path/model.keras` and then `path/manifest.json` (`drawai.model_folder`). Config and data default to
+    what `train` recorded. A folder that holds anything but a draw-ai generator is refused untouched.
     With several workers (MultiWorkerMirroredStrategy), every worker calls this and only the chief writes."""
     path = Path(path)
     if not _is_chief(model.distribute_strategy):
         _take_part_in_save(model)
         return path
-    if path.exists():
-        if not path.is_dir():
-            raise ModelFileError(f"{path} exists and is not a folder; nothing was overwritten")
-        if any(path.iterdir()) and _manifest_kind(path) != MANIFEST_KIND:
-            raise ModelFileError(f"{path} is not empty and is not a draw-ai GAN folder; "
-                                 "nothing was overwritten (choose another path)")
-    record = getattr(model, "train_record", None) or getattr(model, "manifest", None) or {}
+    try:
+        model_folder.check_writable(path, "generator")
+    except model_folder.ModelFolderError as e:
+        raise ModelFileError(str(e)) from None
+    record = getattr(model, "train_record", None) or {}
+    made = getattr(model, "manifest", None) or {}  # a loaded model saved again keeps what its manifest says
     history = getattr(model, "train_history", None) or []
     path.mkdir(parents=True, exist_ok=True)
-    atomic_write(path / MODEL_FILE, lambda p: _save_compact(model, p))
-    manifest = {
-        "kind": MANIFEST_KIND, "format": 1, "recipe": model.recipe, "categories": list(model.categories),
-        "input_form": INPUT_FORM, "config": config.to_dict() if config else record.get("config", model.get_config()),
-        "data_checksum": data_checksum if data_checksum is not None else record.get("data_checksum", ""),
-        "data_source": record.get("data_source", ""), "n_train": record.get("n_train"),
-        "metrics": {**({"epochs": history[-1]["epoch"], "last_epoch": history[-1],
-                        "train_seconds": round(sum(h["seconds"] for h in history), 1),
-                        "train_cpu_seconds": round(sum(h.get("cpu_seconds", 0) for h in history), 1)}
-                       if history else {}),
-                    **(metrics or {})},
-        "command": command if command is not None else shlex.join(sys.argv),
-        "weights": {"file": MODEL_FILE, "sha256": file_sha256(path / MODEL_FILE)},
-        "versions": {"keras": keras.__version__, "tensorflow": tf.__version__},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    write_json(path / MANIFEST_FILE, manifest)
+    weights = atomic_write(path / MODEL_FILE, lambda p: _save_compact(model, p))
+    data = {"source": record.get("data_source", made.get("data", {}).get("source", "")),
+            "checksum": data_checksum if data_checksum is not None else
+            record.get("data_checksum", made.get("data", {}).get("checksum", "")),
+            "train_drawings": record.get("n_train", made.get("data", {}).get("train_drawings"))}
+    trained = ({"epochs": history[-1]["epoch"], "last_epoch": history[-1],
+                "train_seconds": round(sum(h["seconds"] for h in history), 1),
+                "train_cpu_seconds": round(sum(h.get("cpu_seconds", 0) for h in history), 1)} if history else {})
+    manifest = model_folder.make_manifest(
+        "generator", model.categories, weights, data,
+        config.to_dict() if config else record.get("config") or made.get("config") or model.get_config(),
+        {**(made.get("metrics", {}) if not history else {}), **trained, **(metrics or {})},
+        command if command is not None else shlex.join(sys.argv),
+        recipe=model.recipe, input_form=INPUT_FORM, versions={"keras": keras.__version__, "tensorflow": tf.__version__})
+    model_folder.write(path, manifest)
     return path
-
-
-def _manifest_kind(folder: Path) -> str | None:
-    try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest.get("kind") if isinstance(manifest, dict) else None
 
 
 def load(path: str | Path) -> ConditionalGAN | PerLabelGAN:
     """Load a model folder written by `save`, checking the manifest against the weights (safe_mode=True)."""
     path = Path(path)
     try:
-        manifest = json.loads((path / MANIFEST_FILE).read_text())
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"{path} is not a draw-ai GAN folder: cannot read {MANIFEST_FILE} ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
-        raise ModelFileError(f"{path / MANIFEST_FILE} is not a draw-ai GAN manifest "
-                             f"(kind {manifest.get('kind') if isinstance(manifest, dict) else None!r})")
-    weights = path / MODEL_FILE
-    if not weights.exists():
-        raise ModelFileError(f"{weights} is missing")
-    expected = manifest.get("weights", {}).get("sha256")
-    if file_sha256(weights) != expected:
-        raise ModelFileError(f"{weights} does not match its manifest (SHA-256 differs): corrupt, or replaced "
-                             "by another model's file")
+        manifest = model_folder.read(path, "generator")
+        weights = model_folder.weights_path(path, manifest)
+    except model_folder.ModelFolderError as e:
+        raise ModelFileError(str(e)) from None
     model = _load_keras(weights)
-    if model.recipe != manifest.get("recipe") or list(model.categories) != manifest.get("categories"):
+    if model.recipe != manifest.get("recipe") or list(model.categories) != manifest["categories"]:
         raise ModelFileError(f"{weights} ({model.recipe}, {len(model.categories)} categories) does not match its "
-                             f"manifest ({manifest.get('recipe')}, {len(manifest.get('categories') or [])})")
+                             f"manifest ({manifest.get('recipe')}, {len(manifest['categories'])})")
     model.manifest = manifest
     return model

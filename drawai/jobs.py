@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drawai import categories as cats
+from drawai import model_folder
 from drawai.io import new_run_folder, write_json, write_text
 from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, NOTEBOOKS, ROOT
 from drawai.progress import Heartbeat, clock
@@ -65,7 +66,6 @@ def check_classifier_params(p: dict) -> None:
 
 def check_gan_params(p: dict) -> None:
     from drawai import gan
-    from drawai.classifier import read_manifest
 
     overrides = {"seed": p["seed"]}
     if p["categories"] is not None:
@@ -81,7 +81,7 @@ def check_gan_params(p: dict) -> None:
         raise ValueError(f"train-gan needs at least 2 categories (its metrics compare them), got {names}")
     if not isinstance(p["classifier_path"], str):
         raise ValueError(f"classifier_path must be a folder path, got {p['classifier_path']!r}")
-    known = read_manifest(NOTEBOOKS / p["classifier_path"])["categories"]  # an absolute path stays itself
+    known = model_folder.read(NOTEBOOKS / p["classifier_path"], "classifier")["categories"]  # absolute stays itself
     missing = [n for n in names if n not in known]
     if missing:
         raise ValueError(f"the classifier at {p['classifier_path']!r} does not know {missing[:5]}, "
@@ -103,11 +103,9 @@ def check_fight_params(p: dict) -> None:
                              ("classifier", "classifier_path", "train-classifier --publish models/classifier-345")):
         folder = NOTEBOOKS / p[param]  # the notebook runs in notebooks/; an absolute path stays as it is
         try:
-            manifest = json.loads((folder / "manifest.json").read_text())
-            names = list(manifest["categories"])
-        except (OSError, ValueError, KeyError, TypeError):
-            raise ValueError(f"{param} {p[param]!r} is not a {role} model folder (no readable manifest.json at "
-                             f"{folder.resolve()}); make one: python -m drawai.jobs {job}") from None
+            names = model_folder.read(folder, role)["categories"]
+        except model_folder.ModelFolderError as e:
+            raise ValueError(f"{param}: {e}; make one: python -m drawai.jobs {job}") from None
         models[role] = SimpleNamespace(categories=names, generate=None, probabilities=None)
     fight.playable_labels(models["generator"], models["classifier"], p["categories"])
     fight.check_generator_draws(models["generator"], cats.resolve(p["experiment_categories"]))
@@ -118,6 +116,7 @@ class Job:
     notebook: str
     defaults: dict  # every parameter the notebook accepts, with its default
     model_dir: str | None = None  # where in the run folder the notebook saves its model
+    model_kind: str | None = None  # the kind of model folder it is (drawai.model_folder.KINDS)
     check: Callable[[dict], None] | None = None  # raises ValueError on parameters that cannot work
 
 
@@ -125,10 +124,11 @@ JOBS = {
     "data": Job("01_data.ipynb", {"categories": "classic10", "seed": 0}),
     "train-classifier": Job("02_classifier.ipynb", {
         "categories": "all", **_classifier_recipe(), "nproc": 1, "resume": True}, model_dir="model",
-        check=check_classifier_params),
+        model_kind="classifier", check=check_classifier_params),
     "train-gan": Job("03_gan.ipynb", {
         "preset": "demo", "recipe": "conditional", "categories": None, "epochs": 0, "seed": 0,
         "classifier_path": "../models/classifier-345", "cas_epochs": 30, "resume": True}, model_dir="model",
+        model_kind="generator",
         check=check_gan_params),
     "fight": Job("04_fight.ipynb", {
         "generator_path": "../models/generator-345", "classifier_path": "../models/classifier-345", "categories": None,
@@ -425,11 +425,10 @@ def check_publish_target(job_name: str, dest: Path) -> None:
     someone's other files."""
     if not JOBS[job_name].model_dir:
         raise JobError(f"{job_name} makes no model to publish")
-    if dest.exists() and not dest.is_dir():
-        raise JobError(f"--publish {dest}: it is a file, not a folder; nothing was changed")
-    if dest.is_dir() and any(dest.iterdir()) and not (dest / "manifest.json").exists():
-        raise JobError(f"--publish {dest}: that folder holds files and is not a draw-ai model folder (no "
-                       "manifest.json), so it is not replaced; choose a new or a model folder")
+    try:
+        model_folder.check_writable(dest, JOBS[job_name].model_kind)
+    except model_folder.ModelFolderError as e:
+        raise JobError(f"--publish: {e}") from None
 
 
 def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
@@ -437,12 +436,11 @@ def publish_model(src: Path, dest: Path, job_name: str, params: dict) -> None:
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
-    manifest_path = tmp / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
+    manifest = model_folder.read(tmp, JOBS[job_name].model_kind)
     args = " ".join(f"-p {k} {v!r}" if isinstance(v, str) else f"-p {k} {v}"
                     for k, v in params.items() if v != JOBS[job_name].defaults[k])
     manifest["command"] = f"python -m drawai.jobs {job_name} {args} --publish {dest}".replace("  ", " ")
-    write_json(manifest_path, manifest)
+    model_folder.write(tmp, manifest)
     # Swap by renames, so an interruption leaves a whole model under `dest`, `dest.old` or `dest.tmp`.
     old = dest.with_name(dest.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -568,8 +566,8 @@ def run_demo(params: dict | None = None, fresh: bool = False) -> dict[str, Path]
 
 def _published_metrics(kind: str) -> dict:
     try:
-        return json.loads((PUBLISHED[kind] / "manifest.json").read_text()).get("metrics") or {}
-    except (OSError, ValueError, AttributeError):
+        return model_folder.read(PUBLISHED[kind], kind)["metrics"]
+    except model_folder.ModelFolderError:
         return {}
 
 

@@ -26,7 +26,7 @@ from drawai import bitmaps, classifier, data, download, gan, jobs, strokes, widg
 from drawai.categories import UnknownCategoryError
 from drawai.data import CorruptDataError
 from drawai.io import file_sha256
-from drawai.paths import CLASSIFIER_DIR, ROOT
+from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, ROOT
 
 MARKER = "payload-ran"
 
@@ -59,9 +59,16 @@ def bad(case_id: str, error: type, match: str):
     return register
 
 
-def shipped_copy(tmp: Path) -> Path:
+def shipped_copy(tmp: Path, old_schema: bool = False) -> Path:
+    """The shipped classifier's folder, copied; `old_schema`: its manifest as the schema before (no weights hash),
+    so that the weights reach the safetensors reader unchecked."""
     folder = tmp / "model"
     shutil.copytree(CLASSIFIER_DIR, folder)
+    if old_schema:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        for key in ("kind", "weights", "created", "versions"):
+            manifest.pop(key, None)
+        (folder / "manifest.json").write_text(json.dumps({**manifest, "format": "drawai-classifier/1"}))
     return folder
 
 
@@ -146,14 +153,14 @@ def _(tmp):
     classifier.Classifier.load(tmp / "holiday")
 
 
-@bad("model-manifest-not-json", ValueError, r"manifest.json is not valid JSON")
+@bad("model-manifest-not-json", ValueError, r"manifest.json cannot be read as JSON")
 def _(tmp):
     folder = shipped_copy(tmp)
     (folder / "manifest.json").write_text("{'format': 'drawai-classifier/1',")
     classifier.Classifier.load(folder)
 
 
-@bad("model-manifest-without-categories", ValueError, r"has no list of categories")
+@bad("model-manifest-without-categories", ValueError, r"not a complete draw-ai manifest \(missing or bad: \['categ")
 def _(tmp):
     folder = shipped_copy(tmp)
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -162,9 +169,17 @@ def _(tmp):
     classifier.Classifier.load(folder)
 
 
-@bad("model-weights-truncated", ValueError, r"model.safetensors is not a readable safetensors file")
+@bad("model-weights-truncated", ValueError, r"model.safetensors does not match its manifest \(SHA-256 differs\)")
 def _(tmp):
     folder = shipped_copy(tmp)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    classifier.Classifier.load(folder)
+
+
+@bad("model-weights-truncated-old-manifest", ValueError, r"model.safetensors is not a readable safetensors file")
+def _(tmp):
+    folder = shipped_copy(tmp, old_schema=True)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     classifier.Classifier.load(folder)
@@ -196,21 +211,19 @@ def _(tmp):
     classifier.Classifier.load(folder)
 
 
-@bad("model-gan-given-as-classifier", ValueError, r"is not a draw-ai classifier \(manifest format None")
+@bad("model-gan-given-as-classifier", ValueError, r"holds a draw-ai generator, not a classifier")
 def _(tmp):
-    (tmp / "gan").mkdir()
-    (tmp / "gan" / "manifest.json").write_text(json.dumps({"kind": "drawai.gan", "categories": ["cat"]}))
-    classifier.Classifier.load(tmp / "gan")
+    classifier.Classifier.load(GENERATOR_DIR)
 
 
-@bad("model-classifier-given-as-gan", ValueError, r"is not a draw-ai GAN manifest")
+@bad("model-classifier-given-as-gan", ValueError, r"holds a draw-ai classifier, not a generator")
 def _(tmp):
     gan.load(CLASSIFIER_DIR)
 
 
 @bad("model-pickle-as-weights", ValueError, r"model.safetensors is not a readable safetensors file")
 def _(tmp):
-    folder = shipped_copy(tmp)
+    folder = shipped_copy(tmp, old_schema=True)  # past the hash check: the reader itself must refuse it
     (folder / "model.safetensors").write_bytes(pickle.dumps(Payload(tmp)))
     classifier.Classifier.load(folder)
 
@@ -242,7 +255,7 @@ def fake_gan_folder(tmp: Path, write) -> Path:
     folder.mkdir()
     write(folder / "model.keras")
     (folder / "manifest.json").write_text(json.dumps({
-        "kind": gan.MANIFEST_KIND, "recipe": "conditional", "categories": ["cat"],
+        "kind": "drawai.gan", "format": 1, "recipe": "conditional", "categories": ["cat"],  # the schema before
         "weights": {"file": "model.keras", "sha256": file_sha256(folder / "model.keras")}}))
     return folder
 
@@ -311,13 +324,13 @@ bad("job-unknown-job", jobs.JobError, r"unknown job 'train-classifer' \(did you 
     lambda tmp: run_job(tmp, "train-classifer", {}))
 
 
-@bad("job-publish-onto-a-file", jobs.JobError, r"--publish .*notes.txt: it is a file, not a folder; nothing was")
+@bad("job-publish-onto-a-file", jobs.JobError, r"--publish: .*notes.txt exists and is not a folder; nothing was")
 def _(tmp):
     (tmp / "notes.txt").write_text("mine")
     run_job(tmp, "train-classifier", {}, publish=str(tmp / "notes.txt"))
 
 
-@bad("job-publish-onto-other-files", jobs.JobError, r"holds files and is not a draw-ai model folder.*not replaced")
+@bad("job-publish-onto-other-files", jobs.JobError, r"thesis is not empty and is not a draw-ai classifier folder")
 def _(tmp):
     (tmp / "thesis").mkdir()
     (tmp / "thesis" / "chapter1.tex").write_text("years of work")

@@ -144,7 +144,7 @@ def test_foreign_model_files_are_refused(trained, tmp_path):
         classifier.Classifier.load(tmp_path)
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "manifest.json").write_text('{"format": "something-else"}')
-    with pytest.raises(ValueError, match="not a draw-ai classifier"):
+    with pytest.raises(ValueError, match="not a draw-ai model manifest"):
         classifier.Classifier.load(tmp_path / "x")
     # truncated weights
     w = tmp_path / "m" / "model.safetensors"

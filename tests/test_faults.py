@@ -213,7 +213,7 @@ def test_a_kill_during_a_checkpoint_write_never_leaves_half_a_checkpoint(tmp_pat
     path = tmp_path / "checkpoint" / "checkpoint.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     rng = random.Random(0)
-    mid_write, last = 0, 0
+    mid_write, last, left = 0, 0, set()
     for _ in range(4):
         proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(path)], env=env, stderr=subprocess.PIPE)
         try:
@@ -224,7 +224,9 @@ def test_a_kill_during_a_checkpoint_write_never_leaves_half_a_checkpoint(tmp_pat
         finally:
             proc.kill()
             proc.wait()
-        mid_write += path.with_suffix(".tmp").exists()  # the kill came between opening and renaming
+        temporary = set(path.parent.glob(f".{path.stem}.tmp-*{path.suffix}"))  # io.atomic_write's, one per process
+        mid_write += bool(temporary - left)  # this kill came between opening and renaming
+        left |= temporary
         state = classifier.load_checkpoint(path)  # raises if the file is not a whole checkpoint
         epoch = state["epoch"]
         assert epoch > last and torch.equal(state["model"]["w"], torch.full((2_000_000,), float(epoch)))

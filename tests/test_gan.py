@@ -9,9 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from drawai import data, gan
+from drawai import data, gan, model_folder
 from drawai.categories import UnknownCategoryError
-from drawai.io import file_sha256
 from drawai.paths import ROOT, SCRIPTS
 
 CATS = ["apple", "cloud", "door"]
@@ -429,7 +428,7 @@ def test_save_load_round_trip(trained, tmp_path, drawings):
     assert np.array_equal(loaded.generate(CATS, 3, seed=5), model.generate(CATS, 3, seed=5))
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["categories"] == CATS and manifest["recipe"] == config.recipe
-    assert manifest["config"] == config.to_dict() and manifest["data_checksum"] == drawings.checksum
+    assert manifest["config"] == config.to_dict() and manifest["data"]["checksum"] == drawings.checksum
     assert manifest["metrics"]["epochs"] == 1 and manifest["metrics"]["last_epoch"]["images_per_s"] > 0
     assert manifest["command"] == "pytest"
     # Shipped compact: the optimisers' state is zeroed in the file (and only there), the archive deflated.
@@ -440,8 +439,8 @@ def test_save_load_round_trip(trained, tmp_path, drawings):
     # Saving again over a draw-ai GAN folder is allowed; config and data default to what train() recorded.
     gan.save(model, folder)
     again = gan.load(folder)
-    assert again.manifest["config"] == config.to_dict() and again.manifest["data_checksum"] == drawings.checksum
-    assert again.manifest["n_train"] == len(drawings)
+    assert again.manifest["config"] == config.to_dict() and again.manifest["data"]["checksum"] == drawings.checksum
+    assert again.manifest["data"]["train_drawings"] == len(drawings)
     assert sorted(os.listdir(folder)) == ["manifest.json", "model.keras"]  # no temp files left
 
 
@@ -456,9 +455,8 @@ def fake_gan_folder(folder, write_model):
     """A folder whose manifest claims a draw-ai GAN, around a model.keras written by `write_model`."""
     folder.mkdir()
     write_model(folder / "model.keras")
-    manifest = {"kind": gan.MANIFEST_KIND, "recipe": "conditional", "categories": CATS,
-                "weights": {"file": "model.keras", "sha256": file_sha256(folder / "model.keras")}}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    model_folder.write(folder, model_folder.make_manifest("generator", CATS, folder / "model.keras", {}, {}, {},
+                                                         "pytest", recipe="conditional"))
     return folder
 
 

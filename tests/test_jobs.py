@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from drawai import categories as cats
-from drawai import jobs
+from drawai import jobs, model_folder
 from drawai.classifier import Classifier
 
 
@@ -204,7 +204,7 @@ def test_demo_feeds_the_models_it_trains_to_the_later_jobs(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("params, match", [
-    ({"generator_path": "/nonexistent/gan"}, "not a generator model folder"),
+    ({"generator_path": "/nonexistent/gan"}, "/nonexistent/gan is not a draw-ai model folder: it has no manif"),
     ({"rounds": 0}, "rounds must be"),
     ({"seeds": [0]}, "at least two seeds"),
     ({"ks": [0, -1]}, "every k"),
@@ -215,7 +215,8 @@ def test_fight_job_bad_parameters_fail_before_anything_runs(params, match, tmp_p
     monkeypatch.setattr(jobs, "RUNS", tmp_path / "runs")
     generator = tmp_path / "gan"  # the check reads the manifest's categories only
     generator.mkdir()
-    manifest = {"kind": "drawai.gan", "categories": cats.resolve("classic10")}
+    manifest = {"format": model_folder.FORMAT, "kind": "generator", "categories": cats.resolve("classic10"),
+                **dict.fromkeys(("data", "weights", "config", "metrics"), {}), "command": ""}
     (generator / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(jobs.JobError, match=match):
         jobs.run("fight", {"generator_path": str(generator), **params})
@@ -369,7 +370,7 @@ def fake_notebook(path, *sources: str) -> None:
 DRIVER = """
 import json, sys
 from pathlib import Path
-from drawai import jobs
+from drawai import jobs, model_folder
 cfg = json.loads(sys.argv[1])
 jobs.NOTEBOOKS, jobs.RUNS = Path(cfg["notebooks"]), Path(cfg["runs"])
 if cfg["jobs"]:
@@ -547,7 +548,9 @@ def test_the_demo_summary_sets_its_figures_beside_the_published_ones(tmp_path, m
                  "generator": {"epochs": 60, "categories": 345, "gan_test_top1": 0.5676, "real_test_top1": 0.5567}}
     for kind, metrics in published.items():
         (tmp_path / kind).mkdir()
-        (tmp_path / kind / "manifest.json").write_text(json.dumps({"metrics": metrics}))
+        (tmp_path / kind / "manifest.json").write_text(json.dumps({
+            "format": model_folder.FORMAT, "kind": kind, "categories": ["cat"], "metrics": metrics,
+            **dict.fromkeys(("data", "weights", "config"), {}), "command": ""}))
     monkeypatch.setattr(jobs, "PUBLISHED", {kind: tmp_path / kind for kind in published})
     gan_metrics = {"epochs": 150, "categories": 10, "gan_test_top1": 0.9, "real_test_top1": 0.955,
                    "precision_ratio": 1.02, "recall_ratio": 0.41, "density_ratio": 0.876, "coverage_ratio": 0.8,
