@@ -15,8 +15,9 @@ those. y grows downwards in both (canvas and Google alike), so it is the bitmap'
 `simplify` is Google's preprocessing of the `simplified` dataset; `render_strokes` draws its
 centreline through `bitmaps.draw_centreline`, the same brush that `bitmaps.to_canonical` uses, so a
 drawing looks the same to the models whether it arrives as strokes or as a bitmap.
-`save_drawings`, `load_drawings` and `append_drawing` keep drawings made on the DrawingPad in a small
-file (strokes, canonical bitmaps, labels).
+`traced_strokes` goes the other way, for drawings that have no strokes: a bitmap's skeleton walked into the
+strokes a DrawingPad would send. `save_drawings`, `load_drawings` and `append_drawing` keep drawings made on the
+DrawingPad in a small file (strokes, canonical bitmaps, labels).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.morphology import skeletonize
 
 from drawai import categories as cats
-from drawai.bitmaps import CENTRELINE_LONG_SIDE, SIZE, EmptyDrawingError, draw_centreline
+from drawai.bitmaps import CENTRELINE_LONG_SIDE, SIZE, EmptyDrawingError, draw_centreline, to_canonical
 from drawai.data import Drawings
 from drawai.io import atomic_write
 
@@ -37,7 +41,7 @@ RDP_EPSILON = 2.0  # Google's Ramer-Douglas-Peucker tolerance, on that 0-255 sca
 SAMPLE_SPACING = 0.25  # output px between brush dabs along a segment (draw_centreline needs <= 0.5)
 
 __all__ = ["BadStrokesError", "EmptyDrawingError", "parse_strokes", "rdp", "simplify", "render_strokes", "render_many",
-           "SavedDrawings", "save_drawings", "load_drawings", "append_drawing"]
+           "traced_strokes", "SavedDrawings", "save_drawings", "load_drawings", "append_drawing"]
 
 
 class BadStrokesError(ValueError):
@@ -191,6 +195,42 @@ def render_many(drawings, layout: str = "auto") -> np.ndarray:
     if not points:
         return np.zeros((0, SIZE, SIZE), dtype=np.float32)
     return draw_centreline(points)
+
+
+# --- strokes traced from a bitmap ------------------------------------------------------------------
+
+PAD_CANVAS, PAD_SPACING = 280, 4.0  # the DrawingPad's default size; pointer events a few pixels apart
+
+
+def traced_strokes(image, canvas: int = PAD_CANVAS, spacing: float = PAD_SPACING) -> list[np.ndarray]:
+    """A bitmap drawing as the DrawingPad would send it: strokes of (x, y) points on a `canvas`-px pad,
+    about `spacing` px apart.
+
+    The embedded sample has no strokes, so they are traced: the skeleton of the drawing's canonical
+    bitmap enlarged to the pad, walked pixel by pixel, each walk starting at a line's end.
+    """
+    small = torch.from_numpy(to_canonical(image))[None, None]
+    big = F.interpolate(small, size=(canvas, canvas), mode="bilinear", align_corners=False)[0, 0].numpy()
+    pixels = [tuple(p) for p in np.argwhere(skeletonize(big >= 0.5)).tolist()]
+    todo = set(pixels)
+    steps = [(0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1)]  # straight before diagonal
+    degree = {p: sum((p[0] + dy, p[1] + dx) in todo for dy, dx in steps) for p in pixels}
+    strokes = []
+    for start in sorted(pixels, key=lambda p: (degree[p], p)):  # line ends (degree 1) first
+        if start not in todo:
+            continue
+        path, p = [start], start
+        todo.discard(p)
+        while True:
+            p = next(((p[0] + dy, p[1] + dx) for dy, dx in steps if (p[0] + dy, p[1] + dx) in todo), None)
+            if p is None:
+                break
+            todo.discard(p)
+            path.append(p)
+        if len(path) >= 3 or not strokes:  # 1-2 pixel walks are skeleton spurs, not strokes
+            keep = path[::max(1, round(spacing))] + ([path[-1]] if (len(path) - 1) % round(spacing) else [])
+            strokes.append(np.array(keep, dtype=np.float64)[:, ::-1] + 0.5)  # (row, col) -> (x, y) centres
+    return strokes
 
 
 # --- stroke drawings on disk -----------------------------------------------------------------------

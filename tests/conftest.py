@@ -1,4 +1,4 @@
-"""Fixtures that several test modules share: the classic10 split and the shipped classifier."""
+"""Fixtures that several test modules share: the classic10 split, the shipped classifier, a fresh index cache."""
 
 import pytest
 
@@ -19,3 +19,13 @@ def shipped():
     from drawai import classifier  # torch: loaded only by the tests that ask for the model
 
     return classifier.Classifier.load(CLASSIFIER_DIR)
+
+
+@pytest.fixture(autouse=True)
+def fresh_nearest_indexes(monkeypatch):
+    """Each test starts with no nearest-drawing index in memory, so whether one is built and saved does not
+    depend on which tests ran before."""
+    import sys
+
+    if "drawai.explain" in sys.modules:
+        monkeypatch.setattr(sys.modules["drawai.explain"], "_indexes", {})

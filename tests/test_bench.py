@@ -1,5 +1,5 @@
-"""drawai.bench: the tables, ratios and PASS/FAIL on synthetic results, resuming, the traced strokes, and a tiny
-real run. No test here times anything against a threshold: the bench reports timings, it does not assert them."""
+"""drawai.bench: the tables, ratios and PASS/FAIL on synthetic results, resuming, and a tiny real run. No test
+here times anything against a threshold: the bench reports timings, it does not assert them."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drawai import bench, bitmaps, data, gan, jobs
+from drawai import bench, gan, jobs
+from drawai.bench import cells as bench_cells
+from drawai.bench import cli, measurements
 from drawai.classifier import TrainConfig
-from drawai.strokes import render_strokes
 
 SMALL = {"quick": False, "only": ["accuracy"], "seeds": 2, "categories": ["classic10"], "recipes": ["cnn", "mlp"],
          "epochs": None, "reps": 100}
@@ -71,8 +72,8 @@ def test_tables_ratios_and_targets_on_synthetic_results():
     assert cnn_10[2] == "2" and cnn_10[3] == "94.0 ± 1.4" and cnn_10[-1] == "1.25×"
     # the recipes as TrainConfig gives them, read at run time
     cnn_recipe = table_rows(text, "draw-ai CNN | cnn")[0]
-    epochs = bench.TrainConfig().epochs  # and classic10 trains CLASSIC10_EPOCH_FACTOR times as many
-    assert cnn_recipe[4:7] == [f"{bench.TrainConfig().lr:g}", str(bench.TrainConfig().batch_size),
+    epochs = TrainConfig().epochs  # and classic10 trains CLASSIC10_EPOCH_FACTOR times as many
+    assert cnn_recipe[4:7] == [f"{TrainConfig().lr:g}", str(TrainConfig().batch_size),
                                f"{epochs} (classic10: {epochs * bench.CLASSIC10_EPOCH_FACTOR})"]
     assert {c.spec["config"]["epochs"] for c in cells if c.spec.get("categories") == "classic10"
             and c.spec["recipe"] == "cnn"} == {epochs * bench.CLASSIC10_EPOCH_FACTOR}
@@ -125,7 +126,7 @@ def test_resume_skips_measured_cells(tmp_path, monkeypatch):
     assert [c.key for c in cells] == ["accuracy/classic10/cnn/seed0", "accuracy/classic10/mlp/seed0",
                                       "accuracy/classic10/cnn/seed1", "accuracy/classic10/mlp/seed1"]
     calls = []
-    monkeypatch.setattr(bench, "measure", fake_measure(calls, stop_after=2))
+    monkeypatch.setattr(cli, "measure", fake_measure(calls, stop_after=2))
     with pytest.raises(Stop):
         bench.run(cells, tmp_path, SMALL, progress=False)
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -133,13 +134,13 @@ def test_resume_skips_measured_cells(tmp_path, monkeypatch):
     assert "| 10 (classic10) | draw-ai CNN | 1 |" in (tmp_path / "results.md").read_text()
 
     calls.clear()
-    monkeypatch.setattr(bench, "measure", fake_measure(calls, fail={cells[3].key}))
+    monkeypatch.setattr(cli, "measure", fake_measure(calls, fail={cells[3].key}))
     results, failures = bench.run(cells, tmp_path, SMALL, progress=False)
     assert calls == [cells[2].key, cells[3].key]  # only what was missing
     assert failures == [f"{cells[3].key}: RuntimeError: out of memory"] and cells[3].key not in results["cells"]
 
     calls.clear()
-    monkeypatch.setattr(bench, "measure", fake_measure(calls))
+    monkeypatch.setattr(cli, "measure", fake_measure(calls))
     results, failures = bench.run(cells, tmp_path, SMALL, progress=False)
     assert calls == [cells[3].key] and not failures and results["finished"]  # the failed cell is retried
 
@@ -154,11 +155,11 @@ def test_resume_skips_measured_cells(tmp_path, monkeypatch):
 def test_make_bench_again_resumes_the_unfinished_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(jobs, "RUNS", tmp_path)
     calls = []
-    monkeypatch.setattr(bench, "measure", fake_measure(calls, stop_after=0, stop=KeyboardInterrupt))
+    monkeypatch.setattr(cli, "measure", fake_measure(calls, stop_after=0, stop=KeyboardInterrupt))
     args = ["--only", "accuracy", "--categories", "classic10", "--recipes", "mlp", "--seeds", "2", "--no-progress"]
     assert bench.main(args) == 130
     first = list((tmp_path / "bench").iterdir())
-    monkeypatch.setattr(bench, "measure", fake_measure(calls))
+    monkeypatch.setattr(cli, "measure", fake_measure(calls))
     assert bench.main(args) == 0
     assert list((tmp_path / "bench").iterdir()) == first and calls == ["accuracy/classic10/mlp/seed0",
                                                                        "accuracy/classic10/mlp/seed1"]
@@ -177,21 +178,6 @@ def test_bad_options_are_refused(args, message, capsys, tmp_path):
     assert message in capsys.readouterr().err
 
 
-def test_traced_strokes_redraw_the_drawing():
-    _, test = data.train_test(data.load_sample("classic10"), seed=0)
-    corr = []
-    for img in test.images[::20]:
-        strokes = bench.traced_strokes(img)
-        assert strokes and all(s.ndim == 2 and s.shape[1] == 2 for s in strokes)
-        points = np.concatenate(strokes)
-        assert points.min() >= 0 and points.max() <= bench.PAD_CANVAS
-        gaps = np.concatenate([np.hypot(*np.diff(s, axis=0).T) for s in strokes if len(s) > 1])
-        assert gaps.max() <= bench.PAD_SPACING * np.sqrt(2) + 1e-9  # pointer-event spacing, not pixel by pixel
-        corr.append(np.corrcoef(render_strokes(strokes, layout="points").ravel(),
-                                bitmaps.to_canonical(img).ravel())[0, 1])
-    assert np.mean(corr) > 0.8 and min(corr) > 0.5  # measured: mean 0.90, min 0.61 over 100 drawings
-
-
 def test_recipes_follow_trainconfig_defaults(monkeypatch):
     @dataclass
     class Retuned(TrainConfig):  # the lead changes the defaults: the bench follows
@@ -199,7 +185,7 @@ def test_recipes_follow_trainconfig_defaults(monkeypatch):
         batch_size: int = 96
         lr: float = 2e-3
 
-    monkeypatch.setattr(bench, "TrainConfig", Retuned)
+    monkeypatch.setattr(bench_cells, "TrainConfig", Retuned)
     book = bench.recipes()
     assert book["cnn"] == Retuned()
     assert (book["mlp"].arch, book["mlp"].epochs, book["mlp"].batch_size, book["mlp"].lr) == ("mlp", 7, 96, 3e-3)
@@ -263,7 +249,7 @@ def gan_summary(top1, fid, shuffled, cpu, epochs, real_top1=0.975, recall=0.6, c
 
 def test_gan_section_plan_table_and_targets(tmp_path, monkeypatch):
     options = {**SMALL, "only": ["gan"], "categories": ["all", "classic10"]}
-    monkeypatch.setattr(bench, "GENERATOR_DIR", tmp_path / "generator-345")
+    monkeypatch.setattr(bench_cells, "GENERATOR_DIR", tmp_path / "generator-345")
     cells = bench.plan(options)
     assert [c.key for c in cells] == ["gan/classic10"]  # nothing published: nothing to evaluate
     spec = cells[0].spec
@@ -416,12 +402,12 @@ jobs = {"train-classifier": {"wall_seconds": 0.1}, "fight": {"wall_seconds": 0.2
 
 
 def test_the_demo_section_times_the_demos_command_and_reads_its_record(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "DEMO_COMMAND", [sys.executable, "-c", FAKE_DEMO, "ok"])
+    monkeypatch.setattr(measurements, "DEMO_COMMAND", [sys.executable, "-c", FAKE_DEMO, "ok"])
     figures = bench.demo_measure(bench.demo_cell().spec, tmp_path, progress=False)
     assert 0.3 <= figures["wall_seconds"] < 60 and figures["cpus"] == os.cpu_count()
     assert figures["jobs"] == {"train-classifier": 0.1, "fight": 0.2}
     assert Path(figures["runs"]) == tmp_path / "demo-runs"
-    monkeypatch.setattr(bench, "DEMO_COMMAND", [sys.executable, "-c", FAKE_DEMO, "fail"])
+    monkeypatch.setattr(measurements, "DEMO_COMMAND", [sys.executable, "-c", FAKE_DEMO, "fail"])
     with pytest.raises(bench.BenchError, match="^the demo stopped with exit code 1: error: the embedded sample is "
                                                "missing$"):
         bench.demo_measure(bench.demo_cell().spec, tmp_path, progress=False)
@@ -430,10 +416,10 @@ def test_the_demo_section_times_the_demos_command_and_reads_its_record(tmp_path,
 def test_the_full_bench_runs_the_demo_and_the_quick_one_does_not(tmp_path, monkeypatch):
     monkeypatch.setattr(jobs, "RUNS", tmp_path)
     planned = {}
-    monkeypatch.setattr(bench, "run", lambda cells, out, options, progress: (planned.update(
+    monkeypatch.setattr(cli, "run", lambda cells, out, options, progress: (planned.update(
         {options["quick"]: [c.key for c in cells]}) or {"cells": {}}, []))
-    monkeypatch.setattr(bench, "report", lambda results, cells: "")
-    monkeypatch.setattr(bench, "plan", lambda options: [bench.Cell(s, {"kind": s}) for s in options["only"]])
+    monkeypatch.setattr(cli, "report", lambda results, cells: "")
+    monkeypatch.setattr(cli, "plan", lambda options: [bench.Cell(s, {"kind": s}) for s in options["only"]])
     assert bench.main(["--no-progress"]) == 0 and bench.main(["--quick", "--no-progress"]) == 0
     assert planned[False] == list(bench.SECTIONS) and planned[True] == [s for s in bench.SECTIONS if s != "demo"]
 

@@ -71,24 +71,26 @@ def test_ruff_is_clean():
 
 
 def drawai_imports() -> dict[str, set[str]]:
-    """Each module of drawai/ and the drawai modules it imports, at the top or inside a function."""
+    """Each module of drawai/ (a package's as "widgets.pad", its __init__ as "widgets") and the drawai modules it
+    imports, at the top or inside a function."""
     package = ROOT / "drawai"
-    modules = {p.stem for p in package.glob("*.py")}
+    paths = {".".join(p.relative_to(package).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in package.rglob("*.py")}
     graph = {}
-    for name in sorted(modules):
+    for name, path in sorted(paths.items()):
         found = set()
-        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):  # import drawai.x (as y)
-                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("drawai.")}
+                found |= {a.name.removeprefix("drawai.") for a in node.names if a.name.startswith("drawai.")}
             elif isinstance(node, ast.ImportFrom):
-                path = ("drawai." * bool(node.level) + (node.module or "")).rstrip(".").split(".")
-                if path[0] != "drawai":
+                module = ("drawai." * bool(node.level) + (node.module or "")).rstrip(".")
+                if module.split(".")[0] != "drawai":
                     continue
-                if len(path) > 1:  # from drawai.x import y
-                    found.add(path[1])
-                else:  # from drawai import x
-                    found |= {a.name for a in node.names}
-        graph[name] = (found & modules) - {name}
+                module = module.removeprefix("drawai").removeprefix(".")
+                for a in node.names:  # from drawai.x import y: y may be a module of the package x
+                    inner = f"{module}.{a.name}".lstrip(".")
+                    found.add(inner if inner in paths else module)
+        graph[name] = (found & set(paths)) - {name}
     return graph
 
 

@@ -89,7 +89,7 @@ def test_the_readme_links_point_at_files_that_exist():
 def test_the_layout_names_every_file_in_the_package_and_scripts():
     text = README.read_text()
     layout = text[text.index("## Layout"):text.index("## Development")]
-    names = [p.name for p in (ROOT / "drawai").glob("*.py")] + [p.name for p in (ROOT / "scripts").glob("*.py")]
+    names = [p.name for p in (ROOT / "drawai").rglob("*.py")] + [p.name for p in (ROOT / "scripts").glob("*.py")]
     names += [p.stem for p in (ROOT / "notebooks").glob("*.ipynb")]
     names += [p.name for p in (ROOT / "docs").glob("*") if p.is_file()]
     names += [p.stem for p in (ROOT / "tests").glob("*.py") if p.name != "__init__.py"]

@@ -319,8 +319,8 @@ def test_classic_drawings_made_on_the_pad_are_recognised_like_the_test_split():
     since the sample has no strokes; pointer events 4 px apart on the 280 px pad), get top-3 guesses from
     the shipped classifier about as right as the same drawings given as bitmaps."""
     from drawai import data
-    from drawai.bench import traced_strokes
     from drawai.classifier import Classifier
+    from drawai.strokes import traced_strokes
 
     model = Classifier.load(CLASSIFIER_DIR)
     _, test = data.train_test(data.load_sample("classic10"))
