@@ -535,6 +535,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
             loss = loss_fn(logits.float(), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            step_lr = opt.param_groups[0]["lr"]  # the history records what the epoch's last step used
             opt.step()
             sched.step()
             total += loss.item() * len(yb)
@@ -543,7 +544,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         total, correct, seen = process_group.sum_over_ranks(total, correct, seen)
         process_group.sync_buffers(model)
         row = {"epoch": epoch + 1, "loss": total / seen, "train_top1": correct / seen,
-               "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+               "lr": step_lr, "seconds": time.perf_counter() - t0}
         if test_set is not None and streamed:
             row.update(top_k_sharded(model, test_data, device, num_workers=num_workers))
         elif test_set is not None:

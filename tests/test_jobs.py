@@ -152,7 +152,7 @@ def test_train_gan_job_end_to_end(tmp_path, monkeypatch):
                    publish=str(tmp_path / "published"), progress=False)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["categories"] == 10 and metrics["epochs"] == 1 and metrics["eval_per_class"] == 80
-    assert 0 <= metrics["gan_test_top1"] <= metrics["gan_test_top5"] <= 1
+    assert metrics["gan_test_top1"] <= metrics["gan_test_top5"]
     assert metrics["real_test_top1"] > 0.9  # the shipped classifier on classic10's held-out drawings
     # after one epoch the drawings are far from real ones; real drawings are close to each other
     assert metrics["fid"] > 5 * metrics["fid_real_floor"] > 0
