@@ -27,12 +27,8 @@ SIZE = 28  # the models' input is SIZE x SIZE
 INK_LONG_SIDE = 25.0  # the source's ink box is scaled to this (its centreline ends up ~24 px)
 STROKE_WIDTH = 1.5  # brush diameter in output pixels: Google's numpy_bitmap lines are 16/304*28 = 1.47
 SUPERSAMPLE = 4  # the centreline is found on a canvas SUPERSAMPLE times finer
-# A pixel is ink at >= this fraction of the drawing's brightest pixel: about where an anti-aliased
-# line's edge is. Lower, the soft edges of thick strokes (numpy_bitmap's) count as ink, fatten the lines
-# and merge close ones. Measured on all 345 categories, the model shipped before, mirror-averaged:
-# 0.3 / 0.45 / 0.6 scored 53.8 / 53.8 / 42.3 % top-1 on the test split and 47.9 / 50.5 / 35.5 % on it
-# re-rendered like numpy_bitmap. Retrained at 0.45 (`make bench`, 3 seeds, HEAVY_FRACTION 0.5), the gap is 4.6, against
-# 6.8 at 0.3 (single view then; mirror averaging is worth ~0.4 of the difference).
+# A pixel is ink at >= this fraction of the drawing's brightest pixel, about where an anti-aliased line's edge is:
+# lower, thick strokes' soft edges fatten the lines (docs/experiments/classifier.md, "The ink threshold").
 INK_THRESHOLD = 0.45
 # A vector drawing (no stroke width) is scaled so its centreline spans this; a bitmap's ink box
 # spans INK_LONG_SIDE, and its centreline ends up ~0.5 px shorter (the ink at INK_THRESHOLD reaches
@@ -40,8 +36,7 @@ INK_THRESHOLD = 0.45
 # correlate best with to_canonical of the same strokes drawn like the sample (tests/test_strokes.py).
 CENTRELINE_LONG_SIDE = INK_LONG_SIDE - 0.5
 MIN_PEAK = 0.1  # a bitmap whose brightest pixel is below this (of full scale) is empty
-MAX_INK_FRACTION = 0.8  # more ink than this is not a line drawing (inverted colours, a photo). At INK_THRESHOLD:
-# the sample's most, 0.74; its drawings inverted, 0.28-1 (median 0.87): 87 % of them are caught
+MAX_INK_FRACTION = 0.8  # more ink than this is not a line drawing (inverted colours, a photo): above the sample's most
 
 
 class BadBitmapError(ValueError):

@@ -159,10 +159,8 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-# The share of each augmented batch drawn from the heavier-stroke rendering: it trades plain accuracy for
-# robustness to thick strokes. All 345 categories, mirror-averaged, 3 seeds unless said; top-1 %, and points
-# lost to the numpy_bitmap rendering. GPU replica: 0.5: 55.0, 4.8; 0.4 (2 seeds): 55.5, 5.2; 0.3: 55.7, 5.3.
-# `make bench` (2 CPU cores): 0.5: 54.9 +- 0.1, 4.6; 0.45: 55.05 +- 0.5, 4.7. Seed noise is as large as the step.
+# The share of each augmented batch drawn from the heavier-stroke rendering: more of it buys robustness to thick
+# strokes with plain accuracy (docs/experiments/classifier.md, "The ink threshold").
 HEAVY_FRACTION = 0.45
 # Ink, of the source's 0-255, when telling a scribbled fill from a drawing: the 30 % ink threshold it was tuned with,
 # kept rather than bitmaps.INK_THRESHOLD (45 %), at which other drawings count as fills and the recipe changes.
@@ -216,8 +214,8 @@ class Classifier:
             raise bitmaps.BadBitmapError(f"canonical input must be 28x28, got {x.shape[1:]}")
         model = self._inference_model()
         out = []
-        # bfloat16 where the CPU computes it natively, as in training's forward passes: 1.9x faster on all 345
-        # categories' test split, 99.5 % of top-1 answers unchanged, top-1 55.70 -> 55.67 % (the rest near-ties)
+        # bfloat16 where the CPU computes it natively, as training's forward passes do: faster, and it changes
+        # only near-ties (the measurement: CHANGELOG.md, Classifier)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16()):
             for i in range(0, len(x), batch):
                 t = torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))[:, None]
@@ -228,10 +226,9 @@ class Classifier:
         """(N, C) class probabilities (or (C,) for one image).
 
         Each is the mean over the drawing and its mirror image. The models learn with mirrored drawings
-        (`augment`), so both are fair readings, and averaging them is worth +0.7 points of top-1 on all
-        345 categories (53.2 -> 53.8 %, and 79.2 -> 80.1 % top-5, for the model shipped before it; a
-        second forward pass in the same batch, +0.4 ms for one drawing). A drawing and its mirror
-        image get the same answer. `features` stay those of the drawing alone."""
+        (`augment`), so both are fair readings, and their mean reads drawings better than either
+        (docs/experiments/classifier.md) for a second forward pass in the same batch. A drawing and its
+        mirror image get the same answer. `features` stay those of the drawing alone."""
         p, single = self._forward(images, canonical)
         return p[0] if single else p
 

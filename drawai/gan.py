@@ -23,7 +23,8 @@ style) on the canonical form (`bitmaps.to_canonical`) scaled to [-1, 1], and dra
 clearer drawings for less variety; `generate(..., truncation=None)` draws from the full normal.
 A model trained with the encoder (`reconstruction`) also fits, per label, a normal to the noise the encoder reads
 from its training drawings (`FittedNoise`); `generate(..., noise="fitted")` draws from it (the `full` preset's
-default): varied drawings, like people's, which N(0, 1) does not reach.
+default): varied drawings, like people's, which N(0, 1) does not reach. Last, every model fits an `InkCurve`, the
+map of its pixel values onto its training drawings' that `generate` applies (crisper strokes, nothing moved).
 
 Training is seeded and resumable: the batch order of epoch e and the noise of step s are pure
 functions of (seed, e) and (seed, s), and every epoch ends with an atomically written checkpoint
@@ -386,6 +387,51 @@ class FittedNoise(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="drawai")
+class InkCurve(layers.Layer):
+    """A monotone map of the generator's pixel values onto those of its training drawings (histogram matching),
+    fitted after training and applied by `generate`.
+
+    The canonical form draws every stroke with one brush whose core is full ink; the generator's strokes come out
+    dimmer and softer, so a classifier trained on its drawings reads real ones worse (CAS). Matching the two
+    distributions of pixel values brightens the stroke cores and clears the faint haze around them; it moves no
+    stroke, so what a drawing shows stays what the generator drew.
+    """
+
+    LEVELS = 257  # quantiles matched: enough for a smooth curve between 0 and full ink
+    PER_LABEL = 20  # generated drawings per label that the curve is fitted on
+
+    def __init__(self, levels: int = LEVELS, **kwargs):
+        super().__init__(**kwargs)
+        self.levels = levels
+        self.source = self.add_weight(shape=(levels,), initializer="zeros", trainable=False, name="source")
+        self.target = self.add_weight(shape=(levels,), initializer="zeros", trainable=False, name="target")
+        self.fitted = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fitted")
+        self.built = True
+
+    def load_own_variables(self, store):
+        if len(store.keys()):  # none in a model saved before the curve: it stays unfitted, the identity
+            super().load_own_variables(store)
+
+    def fit(self, generated: np.ndarray, real: np.ndarray) -> None:
+        """Map the quantiles of `generated`'s pixel values onto `real`'s (both in [0, 1])."""
+        q = np.linspace(0, 1, self.levels)
+        source = np.quantile(np.asarray(generated, np.float64), q)
+        source = np.maximum.accumulate(source + q * 1e-6)  # strictly increasing where many pixels tie (at 0)
+        self.source.assign(source.astype(np.float32))
+        self.target.assign(np.quantile(np.asarray(real, np.float64), q).astype(np.float32))
+        self.fitted.assign(1.0)
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        if float(ops.convert_to_numpy(self.fitted)) == 0:
+            return images
+        source, target = (ops.convert_to_numpy(v) for v in (self.source, self.target))
+        return np.interp(images, source, target).astype(np.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "levels": self.levels}
+
+
+@keras.saving.register_keras_serializable(package="drawai")
 class ConditionalEncoder(keras.Model):
     """(image, label) -> (mean, log-variance) of the noise that draws it: the discriminator's conv features and
     the label's embedding, then one Dense layer."""
@@ -482,6 +528,7 @@ class _GAN(keras.Model):
         self.aux_on_redraws = bool(aux_on_redraws)
         self.encoder = None  # the cVAE-GAN's, built by _build_networks when reconstruction > 0
         self.fitted_noise = None  # FittedNoise, with the encoder
+        self.ink_curve = InkCurve(name="ink_curve")  # fitted after training (fit_ink); until then the identity
         self.ema = float(ema)
         _check_truncation(truncation)
         self.truncation = truncation  # generate()'s default
@@ -682,7 +729,17 @@ class _GAN(keras.Model):
             unit = noise_batch(len(labels), self.fitted_noise.rank + self.noise_dim, seed, truncation)
             z = self.fitted_noise.draw(unit, labels)
         images = self._generate(z, labels)
-        return np.clip((images[..., 0] + 1) / 2, 0, 1).astype(np.float32)
+        return self.ink_curve.apply(np.clip((images[..., 0] + 1) / 2, 0, 1).astype(np.float32))
+
+    def fit_ink(self, images: np.ndarray) -> None:
+        """Fit `ink_curve` to these drawings ([-1, 1], e.g. the training drawings) against `InkCurve.PER_LABEL`
+        drawings of every label generated from the model's default noise, untruncated (seeded; so a truncation set
+        later draws through the same curve); `train` does it last."""
+        self.ink_curve.fitted.assign(0.0)  # fitted on what the generator draws itself
+        n, per_call = len(self.categories), MAX_GENERATE // InkCurve.PER_LABEL
+        generated = np.concatenate([self.generate(list(range(i, min(i + per_call, n))), InkCurve.PER_LABEL,
+                                                  seed=self.seed + i, truncation=None) for i in range(0, n, per_call)])
+        self.ink_curve.fit(generated, (np.asarray(images) + 1) / 2)
 
     def _generate(self, noise: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return np.concatenate([ops.convert_to_numpy(self._generator_call(noise[i:i + 1024], labels[i:i + 1024],
@@ -1223,7 +1280,7 @@ def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
     if start >= config.epochs:
         model.train_history = history
         model.finalize()
-        _fit_noise(model, train_set, images if in_memory else None, labels)
+        _fit_after_training(model, train_set, images if in_memory else None, labels)
         return model
     epochs, one_label = range(start, config.epochs), config.recipe == "per_label"
     if in_memory and not tf.distribute.has_strategy():  # the plain case: every batch gathered from memory
@@ -1242,15 +1299,14 @@ def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
               shuffle=False, verbose=verbose)
     model.train_history = history
     model.finalize()
-    _fit_noise(model, train_set, images if in_memory else None, labels)
+    _fit_after_training(model, train_set, images if in_memory else None, labels)
     return model
 
 
-def _fit_noise(model, train_set, images, labels, per_label: int = 500) -> None:
-    """With an encoder, fit the model's FittedNoise to the training drawings: at most `per_label` of each label (a
-    seeded choice, the same on every worker), read from the files when the drawings are not in memory."""
-    if model.encoder is None:
-        return
+def _fit_after_training(model, train_set, images, labels, per_label: int = 500) -> None:
+    """Fit the model's FittedNoise (with an encoder), then its InkCurve, to the training drawings: at most
+    `per_label` of each label (a seeded choice, the same on every worker), read from the files when the drawings
+    are not in memory."""
     rng = np.random.default_rng([model.seed, 4])
     pick = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_label]
                                    for c in range(len(model.categories))]))
@@ -1258,7 +1314,9 @@ def _fit_noise(model, train_set, images, labels, per_label: int = 500) -> None:
         images, _ = _file_loader(train_set)(pick)
     else:
         images = images[pick]
-    model.fit_noise(images, labels[pick])
+    if model.encoder is not None:
+        model.fit_noise(images, labels[pick])
+    model.fit_ink(images)
 
 
 # --------------------------------------------------------------------------------------------------

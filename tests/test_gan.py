@@ -314,6 +314,43 @@ def test_fitted_noise_recovers_a_known_normal_per_label():
     assert float(fresh.fitted.numpy()) == 0
 
 
+def test_the_ink_curve_maps_pixel_values_onto_the_real_distribution_and_moves_no_stroke():
+    """InkCurve.fit on a known pair: dim, soft pixel values come out with the real ones' quantiles, in the same
+    order (a monotone map: the brightest pixel stays the brightest); unfitted, and as loaded from a model saved
+    before it, it is the identity."""
+    rng = np.random.default_rng(0)
+    real = np.where(rng.random(20_000) < 0.2, 1.0, 0.0)  # full ink or none, as the canonical form's core
+    generated = np.where(rng.random(20_000) < 0.25, rng.uniform(0.3, 0.9, 20_000), rng.uniform(0, 0.05, 20_000))
+    curve = gan.InkCurve()
+    assert np.array_equal(curve.apply(generated.astype(np.float32)), generated.astype(np.float32))
+    curve.fit(generated, real)
+    mapped = curve.apply(generated.astype(np.float32))
+    assert abs((mapped > 0.5).mean() - 0.2) < 0.01 and (mapped[generated < 0.05] < 0.01).all()
+    order = np.argsort(generated)
+    assert (np.diff(mapped[order]) >= 0).all()
+    fresh = gan.InkCurve()
+    fresh.load_own_variables({})
+    assert float(fresh.fitted.numpy()) == 0
+
+
+def test_training_fits_the_ink_curve_last_and_generate_applies_it(trained, drawings):
+    """After training, generate's pixel values follow the training drawings' (the curve fitted on the model's own
+    drawings); the raw output, with the curve switched off, does not."""
+    model = trained[0]
+    images, _ = gan.training_arrays(drawings)
+    real = (images + 1) / 2
+    assert float(model.ink_curve.fitted.numpy()) == 1
+    drawn = model.generate(list(CATS), gan.InkCurve.PER_LABEL, seed=model.seed)
+    model.ink_curve.fitted.assign(0.0)
+    try:
+        raw = model.generate(list(CATS), gan.InkCurve.PER_LABEL, seed=model.seed)
+    finally:
+        model.ink_curve.fitted.assign(1.0)
+    q = [0.5, 0.8, 0.9, 0.95]
+    assert np.abs(np.quantile(drawn, q) - np.quantile(real, q)).max() < 0.03  # exact at 257 levels, linear between
+    assert np.abs(np.quantile(raw, q) - np.quantile(real, q)).max() > 0.05  # the curve had something to do
+
+
 def test_training_with_the_encoder_fits_each_labels_noise_and_generate_can_draw_from_it(drawings, tmp_path):
     """At the end of training, a model with an encoder fits each label's noise to the encoder's readings of its
     training drawings; generate(noise="fitted") draws from it, saved and loaded with the model. With
@@ -354,6 +391,7 @@ def test_the_generator_draws_with_the_moving_average_of_its_weights(drawings, tm
     finished = gan.train(drawings, config, run_dir=tmp_path / "run", resume=True, verbose=0)
     assert np.array_equal(finished.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
     plain = gan.train(drawings, tiny_config(epochs=2), verbose=0)  # the same run without the average
+    trained.fit_ink(gan.training_arrays(drawings)[0])  # as training does after its last checkpoint
     assert np.array_equal(plain.generate(CATS, 2, seed=0), trained.generate(CATS, 2, seed=0))
 
 
@@ -547,10 +585,11 @@ def test_resume_continues_from_the_last_checkpoint(drawings, tmp_path):
                                                       done.generate("apple", 3, seed=1, truncation=0.5))
 
 
-def test_checkpoint_restores_the_model(trained):
+def test_checkpoint_restores_the_model(trained, drawings):
     model, config, run_dir = trained
     epoch, restored, history = gan._resume_point(run_dir, json.loads((run_dir / "run.json").read_text()))
     assert epoch == 1 and [h["epoch"] for h in history] == [1]
+    restored.fit_ink(gan.training_arrays(drawings)[0])  # what training does after its last checkpoint
     assert np.array_equal(restored.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
     if config.recipe == "per_label":
         assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.bank, restored.bank, strict=True))

@@ -21,8 +21,7 @@ SHIFT_SEED = 0  # numpy_bitmap_style's per-drawing jitter of size and stroke wid
 SECTIONS = ("accuracy", "latency", "gan", "dashboard", "scale", "explain", "demo")
 CATEGORY_SETS = ("all", "classic10")
 # classic10's 800 training drawings are 4 batches an epoch (all 345 categories: 108), so on classic10 every
-# recipe trains this many times its epochs (the draw-ai CNN: 30 -> 150 epochs, 600 steps; 96 % top-1 with
-# seed 0, where 30 epochs gave 86 %).
+# recipe trains this many times its epochs, enough steps to converge there.
 CLASSIC10_EPOCH_FACTOR = 5
 EXPLAIN_DRAWINGS = {"quick": 50, "full": 300}  # test drawings in the deletion and randomisation checks
 WARMUP = 20  # calls before timing starts (first calls allocate and fill caches)
