@@ -173,6 +173,18 @@ def _canonical_chunk(x: np.ndarray, first: int | None) -> np.ndarray:
     return draw_centreline(points)
 
 
+SHIFT_SEED = 0  # the rendering-shifted test's jitter of size and stroke width: one seed, so its figures compare
+
+
+def rendering_shifted(drawings):
+    """The rendering-shifted test: `drawings` (a `data.Drawings`) re-rendered like Google's numpy_bitmap files
+    (`numpy_bitmap_style`, seed SHIFT_SEED), as every notebook, job and benchmark scores it."""
+    from drawai.data import Drawings
+
+    return Drawings(numpy_bitmap_style(drawings.images, seed=SHIFT_SEED), drawings.labels, drawings.categories,
+                    "numpy_bitmap style", drawings.checksum)
+
+
 def numpy_bitmap_style(images, long_side: float = 26.0, stroke: float = 2.0, seed: int | None = None) -> np.ndarray:
     """Re-render bitmaps the way Google's `numpy_bitmap` files look: centred, long side ~26 px,
     ~2 px anti-aliased strokes. Returns uint8 (N, 28, 28).

@@ -424,8 +424,8 @@ def augmentation_experiment(generator, train_set: Drawings, test_set: Drawings, 
 
     # Both test sets in the canonical form once (evaluate then takes them as they are).
     real = Drawings(bitmaps.to_canonical(test_set.images), test_set.labels, test_set.categories, test_set.source)
-    shifted = Drawings(bitmaps.to_canonical(bitmaps.numpy_bitmap_style(test_set.images, seed=0)), test_set.labels,
-                       test_set.categories, "numpy_bitmap style")
+    shifted = bitmaps.rendering_shifted(test_set)
+    shifted = Drawings(bitmaps.to_canonical(shifted.images), shifted.labels, shifted.categories, shifted.source)
     todo = [(k, s) for s in seeds for k in ks if (k, s) not in done]
     bar = tqdm(total=len(ks) * len(seeds), initial=len(ks) * len(seeds) - len(todo), desc="augmentation",
                unit="run", disable=not progress)

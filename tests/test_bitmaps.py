@@ -132,3 +132,11 @@ def test_readable_leaves_out_empty_and_mostly_ink_images():
     images[2] = 1  # all ink
     images[3, 3:25, 14] = 0.8  # another line
     assert bitmaps.readable(images).tolist() == [1, 3]
+
+
+def test_the_rendering_shifted_test_is_one_seeded_rendering_with_the_same_labels(classic10):
+    test = classic10[1]
+    shifted = bitmaps.rendering_shifted(test)
+    assert np.array_equal(shifted.images, bitmaps.numpy_bitmap_style(test.images, seed=bitmaps.SHIFT_SEED))
+    assert np.array_equal(shifted.labels, test.labels) and shifted.categories == test.categories
+    assert shifted.images.dtype == np.uint8 and not np.array_equal(shifted.images, test.images)

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from drawai import data, jobs
+from drawai import bitmaps, data, jobs
 from drawai.classifier import TrainConfig
 from drawai.io import file_sha256
 from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, ROOT
@@ -17,7 +17,6 @@ from drawai.strokes import PAD_CANVAS, PAD_SPACING
 
 FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
 SPLIT_SEED = data.SPLIT_SEED  # the shared split every notebook and job uses
-SHIFT_SEED = 0  # numpy_bitmap_style's per-drawing jitter of size and stroke width
 SECTIONS = ("accuracy", "latency", "gan", "dashboard", "scale", "explain", "demo")
 CATEGORY_SETS = ("all", "classic10")
 # classic10's 800 training drawings are 4 batches an epoch (all 345 categories: 108), so on classic10 every
@@ -99,7 +98,7 @@ def plan(options: dict) -> list[Cell]:
                     cells.append(Cell(f"accuracy/{categories}/{name}/seed{seed}", {
                         "format": FORMAT, "kind": "accuracy", "categories": categories, "recipe": name, "seed": seed,
                         "config": asdict(config), "epochs_overridden": bool(options["epochs"]),
-                        "split_seed": SPLIT_SEED, "shift_seed": SHIFT_SEED, "data": checksum}))
+                        "split_seed": SPLIT_SEED, "shift_seed": bitmaps.SHIFT_SEED, "data": checksum}))
     if "gan" in options["only"]:
         cells += gan_cells(options)
     if "scale" in options["only"]:  # images/s in 1 and 2 processes (torchrun on 127.0.0.1)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from drawai import bitmaps, classifier, data
 from drawai import categories as cats
 from drawai.bench.browser import dashboard_measure
-from drawai.bench.cells import SHIFT_SEED, SPLIT_SEED, WARMUP, BenchError, Cell, shown_path
+from drawai.bench.cells import SPLIT_SEED, WARMUP, BenchError, Cell, shown_path
 from drawai.classifier import TrainConfig
 from drawai.io import write_text
 from drawai.paths import CLASSIFIER_DIR, ROOT
@@ -98,7 +98,7 @@ def in_fresh_process(fn, *args):
 def shifted_test(categories: str) -> np.ndarray:
     """The held-out drawings re-rendered like Google's numpy_bitmap files (uint8)."""
     _, test = data.train_test(data.load_sample(categories), seed=SPLIT_SEED)
-    return bitmaps.numpy_bitmap_style(test.images, seed=SHIFT_SEED)
+    return bitmaps.rendering_shifted(test).images
 
 
 # --- the measurements -------------------------------------------------------------------------------------------------

@@ -10,15 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drawai import bitmaps, metrics
 from drawai import categories as cats
-from drawai import metrics
 from drawai.bench.cells import (
     CATEGORY_SETS,
     GAN_CATEGORIES,
     GAN_EVAL,
     GAN_PRESET,
     RECIPE_NAMES,
-    SHIFT_SEED,
     SPLIT_SEED,
     WARMUP,
     Cell,
@@ -79,7 +78,7 @@ def report(results: dict, cells: list[Cell]) -> str:
         parts += ["### Accuracy\n\nThe embedded sample (100 drawings per category), the shared split "
                   f"(`data.split(seed={SPLIT_SEED})`: 80 train / 20 test per category), mean ± std over training "
                   "seeds. *Shifted*: the test drawings re-rendered like Google's numpy_bitmap files "
-                  f"(`bitmaps.numpy_bitmap_style(seed={SHIFT_SEED})`); *gap*: top-1 minus shifted top-1. "
+                  f"(`bitmaps.rendering_shifted`, seed {bitmaps.SHIFT_SEED}); *gap*: top-1 minus shifted top-1. "
                   "*Train min*: wall-clock of `classifier.train` (canonicalising the training set included).",
                   accuracy_table(summary) + resumed_note(summary),
                   "Recipes (every one trained by `classifier.train`: AdamW with a one-cycle schedule, 25 % warm-up; "
