@@ -424,6 +424,7 @@ def test_the_full_bench_runs_the_demo_and_the_quick_one_does_not(tmp_path, monke
     assert planned[False] == list(bench.SECTIONS) and planned[True] == [s for s in bench.SECTIONS if s != "demo"]
 
 
+@pytest.mark.slow
 def test_explain_section_on_a_tiny_real_run_its_table_and_targets(tmp_path, monkeypatch):
     monkeypatch.setattr(jobs, "RUNS", tmp_path)  # where the index of training drawings is cached
     cells = bench.plan({**SMALL, "only": ["explain"], "quick": True})

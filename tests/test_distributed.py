@@ -200,6 +200,7 @@ print(json.dumps(result))
 """
 
 
+@pytest.mark.slow
 def test_mmap_dataset_memory_stays_flat_and_yields_the_file_s_rows(tmp_path):
     n = 200_000
     path = tmp_path / "numpy_bitmap" / "cat.npy"

@@ -62,6 +62,7 @@ def test_label_restricts_the_neighbours_to_that_category(clf, split, index):
         assert cats.distances[0] >= anywhere.distances[0]
 
 
+@pytest.mark.slow
 def test_the_index_is_saved_without_pickle_and_reused(clf, tmp_path):
     explain._indexes.clear()
     built = explain.nearest_index(clf, tmp_path)

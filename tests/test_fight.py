@@ -192,6 +192,7 @@ def test_generated_drawings_stay_as_generated_and_unreadable_ones_are_left_out(c
     assert np.bincount(fight.first_per_class(drawings, 2).labels).tolist() == [2] * 10
 
 
+@pytest.mark.slow
 def test_a_tiny_experiment_end_to_end_and_resumed(classic10, tmp_path, monkeypatch):
     """Real training (2 short epochs), a generator of other real drawings, a results file that a rerun reads."""
     train, test = classic10

@@ -181,6 +181,7 @@ def test_a_failing_round_on_the_timer_shows_a_message_and_stops():
     assert arena.rounds == 3 and "weights are gone" in arena.message
 
 
+@pytest.mark.slow
 def test_the_timer_runs_in_a_real_kernel_while_it_is_idle():
     """In ipykernel (what JupyterLab and Voila run): start() from a cell, rounds go on while the kernel
     is idle, and a browser's click on the toggle (a comm message) starts the timer too."""

@@ -351,6 +351,7 @@ def test_training_fits_the_ink_curve_last_and_generate_applies_it(trained, drawi
     assert np.abs(np.quantile(raw, q) - np.quantile(real, q)).max() > 0.05  # the curve had something to do
 
 
+@pytest.mark.slow
 def test_training_with_the_encoder_fits_each_labels_noise_and_generate_can_draw_from_it(drawings, tmp_path):
     """At the end of training, a model with an encoder fits each label's noise to the encoder's readings of its
     training drawings; generate(noise="fitted") draws from it, saved and loaded with the model. With
@@ -378,6 +379,7 @@ def test_training_with_the_encoder_fits_each_labels_noise_and_generate_can_draw_
         tiny_config(noise="fitted")
 
 
+@pytest.mark.slow
 def test_the_generator_draws_with_the_moving_average_of_its_weights(drawings, tmp_path):
     """With `ema`, training ends with the generator's weights replaced by their moving average over the steps (the
     checkpoints keep the trained weights and the average, so a resumed or finished run ends the same way)."""
@@ -550,6 +552,7 @@ class KillAt(keras.callbacks.Callback):
             raise KeyboardInterrupt("killed")
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(drawings, tmp_path):
     # Every step weighs the auxiliary loss anew, augments what the discriminator sees and samples the encoder's noise:
     # all from the step counter.
@@ -595,6 +598,7 @@ def test_checkpoint_restores_the_model(trained, drawings):
         assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.bank, restored.bank, strict=True))
 
 
+@pytest.mark.slow
 def test_the_readme_grid_shows_real_drawings_beside_the_models_own(drawings, tmp_path):
     """scripts/generator_grid.py: one row per category, the real test drawings on the left and what the model draws
     at its default noise on the right; docs/generated.png is that picture of the shipped generator."""

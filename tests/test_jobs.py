@@ -391,6 +391,7 @@ def driver(tmp_path, jobs_: dict | None, argv: list[str], env: dict | None = Non
                             env={**os.environ, "PYTHONPATH": str(jobs.ROOT), **(env or {})}, **popen)
 
 
+@pytest.mark.slow
 def test_a_job_streams_its_lines_hides_framework_noise_and_shows_real_errors(tmp_path):
     """The kernel writes noise and real lines at the C level (file descriptor 2, as TensorFlow does) and Python's
     stderr, then fails: the terminal gets the printed line, the real ones, and the failing cell named in one line."""

@@ -299,6 +299,7 @@ def cas_fresh(judged, tmp_path_factory):
                                                  progress=False), run_dir
 
 
+@pytest.mark.slow
 def test_cas_of_real_drawings_is_about_the_real_trained_score(cas_fresh):
     got, run_dir = cas_fresh
     assert set(got) == {"cas_top1", "cas_top5", "cas_real_top1", "cas_real_top5", "cas_ratio", "cas_epochs"}
@@ -309,6 +310,7 @@ def test_cas_of_real_drawings_is_about_the_real_trained_score(cas_fresh):
         assert npz["images"].shape == (240, 28, 28) and np.bincount(npz["labels"]).tolist() == [60] * 4
 
 
+@pytest.mark.slow
 def test_cas_of_one_template_per_label_is_low(judged, cas_fresh):
     _, train, test, fresh = judged
     config = classifier.TrainConfig(**CAS_CONFIG)

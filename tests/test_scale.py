@@ -41,6 +41,7 @@ def write_bitmap_files(cache: Path, drawings: data.Drawings) -> None:
 
 # --- the GAN over the memory-mapped files ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_gan_trains_from_the_files_as_from_the_same_drawings_in_memory(tmp_path):
     """The tf.data pipeline reads and canonicalises each batch from the memory-mapped files as it goes; the
     result is the in-memory result for the same drawings, exactly, and its checkpoints resume the same way."""
@@ -61,6 +62,7 @@ def test_the_gan_trains_from_the_files_as_from_the_same_drawings_in_memory(tmp_p
     assert [h["epoch"] for h in resumed.train_history] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_distributed_training_refuses_what_cannot_be_split(tmp_path):
     """Checked in a child process, where TensorFlow can still be given two logical CPUs."""
     script = r"""
