@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from drawai import bitmaps, model_folder, process_group
 from drawai import categories as cats
+from drawai.checks import is_whole
 from drawai.data import Drawings
 from drawai.io import atomic_write
 
@@ -575,7 +576,7 @@ def train_on_own_drawings(own, categories="classic10", repeat: int = 10,
 
     if len(own) == 0:
         raise ValueError("there are no drawings of your own to train on: draw and save some first")
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+    if not is_whole(repeat, 1):
         raise ValueError(f"repeat must be a positive integer, got {repeat!r}")
     names = list(cats.resolve(categories))
     names += [n for n in dict.fromkeys(own.labels) if n not in names]  # a category new to the set joins it

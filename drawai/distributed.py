@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from drawai import bitmaps, classifier, data, download, process_group
 from drawai import categories as cats
+from drawai.checks import is_whole
 from drawai.data import CorruptDataError
 from drawai.paths import ROOT, SCRIPTS
 
@@ -74,7 +75,7 @@ class NumpyBitmapDataset(Dataset):
         if part not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, got {part!r}")
         for name, value, low in (("max_per_class", max_per_class, 1), ("test_every", test_every, 2)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            if value is not None and not is_whole(value, low):
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.categories = tuple(cats.resolve(categories))
         self.part, self.test_every, self.canonical = part, test_every, canonical
@@ -185,7 +186,7 @@ class SimplifiedStream(IterableDataset):
                  render_batch: int = 256):
         for name, value, low in (("max_per_class", max_per_class, 1), ("shuffle_buffer", shuffle_buffer, 0),
                                  ("render_batch", render_batch, 1)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            if value is not None and not is_whole(value, low):
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.categories = tuple(cats.resolve(categories))
         self.paths = cached_files(self.categories, "simplified", cache_dir)

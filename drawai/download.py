@@ -50,6 +50,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from drawai import categories as cats
+from drawai.checks import is_whole
 from drawai.data import CorruptDataError, Drawings
 from drawai.io import file_sha256, write_text
 
@@ -418,8 +419,7 @@ def load_numpy_bitmap(categories, cache_dir: str | os.PathLike | None = None, ma
     `download=True`. `checksum` identifies exactly the rows used (each file's SHA-256 and row count).
     """
     names = cats.resolve(categories)
-    if max_per_class is not None and (isinstance(max_per_class, bool) or not isinstance(max_per_class, int)
-                                      or max_per_class < 1):
+    if max_per_class is not None and not is_whole(max_per_class, 1):
         raise ValueError(f"max_per_class must be a positive integer or None, got {max_per_class!r}")
     paths = [cached_path(n, "numpy_bitmap", cache_dir) for n in names]
     missing = [n for n, p in zip(names, paths, strict=True) if not p.exists()]

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from drawai import bitmaps, data
+from drawai.checks import is_whole
 from drawai.classifier import Classifier, for_inference
 from drawai.io import atomic_write
 from drawai.strokes import render_strokes
@@ -263,7 +264,7 @@ def nearest(clf: Classifier, drawing, k: int = 5, label=None, canonical: bool = 
             index: Index | None = None) -> Neighbours:
     """The `k` training drawings (the shared split's) that `clf` reads most like `drawing`; with `label` (a
     category name or index), only drawings of that category."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if not is_whole(k, 1):
         raise ValueError(f"k must be a positive integer, got {k!r}")
     x = canonical_form(drawing, canonical)
     index = index or nearest_index(clf)

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from drawai import bitmaps, classifier
 from drawai import categories as cats
+from drawai.checks import is_whole
 from drawai.data import Drawings
 from drawai.io import write_json
 
@@ -221,7 +222,7 @@ class FightResult:
 
 
 def _check_count(name: str, value, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+    if not is_whole(value, low):
         raise FightError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
 

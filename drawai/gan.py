@@ -68,6 +68,7 @@ from keras import layers, ops
 
 from drawai import bitmaps, data, model_folder
 from drawai import categories as cats
+from drawai.checks import is_whole
 from drawai.io import atomic_write, write_json
 
 RECIPES = ("conditional", "per_label")
@@ -169,7 +170,7 @@ class GANConfig:
         cats.resolve(self.categories)  # raises UnknownCategoryError (a ValueError) with suggestions
         for name, low in (("epochs", 1), ("batch_size", 2), ("noise_dim", 1), ("width", 4), ("seed", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            if not is_whole(value, low):
                 raise GANInputError(f"GANConfig.{name} must be an integer >= {low}, got {value!r}")
         if self.width % 4:
             raise GANInputError(f"GANConfig.width must be a multiple of 4 (it is halved twice), got {self.width}")
@@ -706,12 +707,12 @@ class _GAN(keras.Model):
         with an encoder has it); "model" (the default): `self.noise`. Truncation cuts either.
         """
         idx = self.label_indices(labels)
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        if not is_whole(n, 1):
             raise GANInputError(f"n (drawings per label) must be a positive integer, got {n!r}")
         if len(idx) * n > MAX_GENERATE:
             raise GANInputError(f"{len(idx)} labels x n={n} is {len(idx) * n} drawings; at most {MAX_GENERATE} "
                                 "per call (call generate in a loop for more)")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+        if seed is not None and not is_whole(seed, 0):
             raise GANInputError(f"seed must be a non-negative integer or None, got {seed!r}")
         if isinstance(truncation, str) and truncation == "model":
             truncation = self.truncation

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from drawai import categories as cats
 from drawai import model_folder
+from drawai.checks import is_whole
 from drawai.io import new_run_folder, write_json, write_text
 from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, NOTEBOOKS, ROOT
 from drawai.progress import Heartbeat, clock
@@ -73,7 +74,7 @@ def check_gan_params(p: dict) -> None:
     if p["epochs"] != 0:
         overrides["epochs"] = p["epochs"]
     config = gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
-    if isinstance(p["cas_epochs"], bool) or not isinstance(p["cas_epochs"], int) or p["cas_epochs"] < 0:
+    if not is_whole(p["cas_epochs"], 0):
         raise ValueError(f"cas_epochs must be a whole number >= 0 (0 skips CAS), got {p['cas_epochs']!r}")
     # The notebook ends by judging the GAN with this classifier: a wrong path must fail now, not after training.
     names = cats.resolve(config.categories)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import linalg
 
+from drawai.checks import is_whole
 from drawai.io import atomic_write
 
 
@@ -131,7 +132,7 @@ def precision_recall_density_coverage(real, generated, k: int = 5) -> dict[str, 
     """
     real, generated = _features(real, "real"), _features(generated, "generated")
     _same_width(real, generated, "real and generated features")
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+    if not is_whole(k, 1):
         raise MetricInputError(f"k must be a positive integer, got {k!r}")
     for name, x in (("real", real), ("generated", generated)):
         if k >= len(x):
@@ -285,10 +286,9 @@ def evaluate_generator(generator, classifier, train_set, test_set, n_per_class: 
             raise MetricInputError(f"the classifier does not know {len(missing)} of the generator's categories "
                                    f"({missing[:5]}): judge it with a classifier trained on all of them")
         classifier = classifier.restricted_to(names)
-    if isinstance(n_per_class, bool) or not isinstance(n_per_class, int | np.integer) or not (
-            2 <= n_per_class <= MAX_PER_CLASS):
+    if not is_whole(n_per_class, 2) or n_per_class > MAX_PER_CLASS:
         raise MetricInputError(f"n_per_class must be an integer in [2, {MAX_PER_CLASS}], got {n_per_class!r}")
-    if isinstance(class_fid_dims, bool) or not isinstance(class_fid_dims, int | np.integer) or class_fid_dims < 1:
+    if not is_whole(class_fid_dims, 1):
         raise MetricInputError(f"class_fid_dims must be a positive integer, got {class_fid_dims!r}")
     n_classes = len(names)
     train_counts = np.bincount(train_set.labels, minlength=n_classes)
@@ -297,7 +297,7 @@ def evaluate_generator(generator, classifier, train_set, test_set, n_per_class: 
         raise MetricInputError(f"every category needs at least 2 training and 2 test drawings; "
                                f"{names[int(np.argmin(np.minimum(train_counts, test_counts)))]!r} has "
                                f"{train_counts.min()} / {test_counts.min()}")
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+    if not is_whole(k, 1):
         raise MetricInputError(f"k must be a positive integer, got {k!r}")
     half = int(min((train_counts + test_counts).min() // 2, n_per_class))
     if half <= k:

@@ -13,6 +13,7 @@ from ipycanvas import Canvas
 
 from drawai import categories as cats
 from drawai.bitmaps import SIZE
+from drawai.checks import is_whole
 from drawai.fight import FightError, Referee
 from drawai.widgets.common import _png, one_torch_thread, redraw_on_client_ready
 
@@ -46,7 +47,7 @@ class FightArena(widgets.VBox):
                 self.MIN_INTERVAL <= interval <= self.MAX_INTERVAL):
             raise FightError(f"interval must be a number of seconds between {self.MIN_INTERVAL} and "
                              f"{self.MAX_INTERVAL}, got {interval!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if not is_whole(seed, 0):
             raise FightError(f"seed must be a non-negative integer, got {seed!r}")
         self.referee = Referee(generator, classifier, categories)  # every check, before a widget exists
         self.generator, self.classifier = generator, classifier

@@ -11,6 +11,7 @@ import numpy as np
 import traitlets
 
 from drawai import categories as cats
+from drawai.checks import is_whole
 from drawai.widgets.common import _png, one_torch_thread
 
 
@@ -48,7 +49,7 @@ class GeneratorPanel(widgets.VBox):
             unknown = [n for n in names if n not in classifier.categories]
             if unknown:
                 raise ValueError(f"the classifier does not know {unknown}, so it cannot judge those drawings")
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= self.MAX_COUNT:
+        if not is_whole(count, 1) or count > self.MAX_COUNT:
             raise ValueError(f"count must be a whole number from 1 to {self.MAX_COUNT}, got {count!r}")
         self.generator, self.classifier = generator, classifier
 
