@@ -34,6 +34,12 @@ from drawai.strokes import render_strokes, traced_strokes
 DEMO_COMMAND = [sys.executable, "-m", "drawai.jobs", "demo", "--fresh"]  # what `make demo` runs, always from scratch
 
 
+def checkpoint_dir(out: Path, name: str, spec: dict) -> Path:
+    """Where a cell's training resumes from: named for the cell and its spec, so a changed spec starts afresh."""
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    return out / "checkpoints" / f"{name.replace('/', '-')}-{digest}"
+
+
 def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
     """Measure one cell (in fresh processes); returns its figures. `cache` keeps inputs between cells."""
     spec = cell.spec
@@ -50,24 +56,17 @@ def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
                                          per_class=spec["per_class"], epochs=spec["epochs"],
                                          batch_size=spec["batch_size"], workers=spec["workers"], verbose=progress)
         return json.loads(json.dumps(figures))  # int keys -> str, as results.json stores them
-    if spec["kind"] == "gan":
-        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-        run_root = out / "checkpoints" / f"{cell.key.replace('/', '-')}-{digest}"
-        result = in_fresh_process(gan_comparison_process, spec, str(run_root))
-        shutil.rmtree(run_root, ignore_errors=True)
-        return result
-    if spec["kind"] == "gan-shipped":
-        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-        run_root = out / "checkpoints" / f"gan-shipped-{digest}"
-        result = in_fresh_process(shipped_generator_process, spec, str(run_root))
+    if spec["kind"] in ("gan", "gan-shipped"):
+        run_root = checkpoint_dir(out, cell.key if spec["kind"] == "gan" else "gan-shipped", spec)
+        process = gan_comparison_process if spec["kind"] == "gan" else shipped_generator_process
+        result = in_fresh_process(process, spec, str(run_root))
         shutil.rmtree(run_root, ignore_errors=True)
         return result
     if spec["kind"] == "accuracy":
         categories = spec["categories"]
         if categories not in cache:
             cache[categories] = shifted_test(categories)
-        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-        checkpoints = out / "checkpoints" / f"{cell.key.replace('/', '-')}-{digest}"
+        checkpoints = checkpoint_dir(out, cell.key, spec)
         result = in_fresh_process(accuracy_process, categories, spec["config"], cache[categories], str(checkpoints),
                                   progress)
         shutil.rmtree(checkpoints, ignore_errors=True)
