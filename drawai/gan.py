@@ -21,7 +21,7 @@ style) on the canonical form (`bitmaps.to_canonical`) scaled to [-1, 1], and dra
 `generate(labels, n, seed)` -> float32 [0, 1] (N, 28, 28), ink bright on black, like the canonical form.
 `generate` can sample the noise truncated at +-`truncation` (BigGAN's truncation trick; the `demo` preset: 0.5),
 clearer drawings for less variety; `generate(..., truncation=None)` draws from the full normal.
-A model trained with the encoder (`reconstruction`) also fits, per label, a normal to the noise the encoder reads
+A model trained with the encoder (`reconstruction`) also fits, per label, a density to the noise the encoder reads
 from its training drawings (`FittedNoise`); `generate(..., noise="fitted")` draws from it (the `full` preset's
 default): varied drawings, like people's, which N(0, 1) does not reach. Last, every model fits an `InkCurve`, the
 map of its pixel values onto its training drawings' that `generate` applies (crisper strokes, nothing moved).
@@ -73,6 +73,7 @@ from drawai.io import atomic_write, write_json
 
 RECIPES = ("conditional", "per_label")
 NOISES = ("normal", "fitted")  # what generate() draws its noise from (see FittedNoise)
+CENTRE_STREAM = 7  # generate(seed) picks FittedNoise's centres from the stream [seed, 7], apart from its noise
 # GANConfig fields the per-label recipe lacks
 CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment", "reconstruction", "kl_weight",
                     "aux_on_redraws", "ema")
@@ -155,7 +156,7 @@ class GANConfig:
     # No preset uses it: on the full preset's recipe it changed no figure measurably.
     ema: float = 0.0
     truncation: float | None = None  # generate()'s default noise truncation (the truncation trick); None: none
-    # generate()'s default noise: "normal", the N(0, 1) it was trained on, or "fitted", each label's own normal fitted
+    # generate()'s default noise: "normal", the N(0, 1) it was trained on, or "fitted", each label's own density fitted
     # to the encoder's readings of its training drawings after training (FittedNoise; needs `reconstruction`).
     noise: str = "normal"
     width: int = PRESETS["demo"]["width"]  # generator channels after the Dense layer (the tutorial's 256)
@@ -331,60 +332,90 @@ class ProjectionDiscriminator(keras.Model):
 
 @keras.saving.register_keras_serializable(package="drawai")
 class FittedNoise(layers.Layer):
-    """Per label, a normal fitted to the noise the encoder reads from the label's training drawings, to draw from
-    instead of N(0, 1) (Ghosh et al. 2020's ex-post density estimation).
+    """Per label, the noise the encoder reads from the label's training drawings, as a density to draw from instead
+    of N(0, 1) (Ghosh et al. 2020's ex-post density estimation).
 
     The encoder's readings of one label fill a region of the noise space that N(0, 1) mostly misses, which is why
-    the generator redraws held-out drawings far more varied than it draws from random noise. Each label's normal
-    is probabilistic PCA (Tipping & Bishop 1999) of its readings: the mean, `rank` principal directions and one
-    variance for the rest, so a label costs noise_dim x (rank + 1) numbers rather than a full covariance.
+    the generator redraws held-out drawings far more varied than it draws from random noise. The density is a
+    kernel density estimate (Parzen 1962) over the readings: a draw picks one of the label's readings and adds
+    a draw from the label's own normal around it. The kernel is the normal fitted to all of the label's readings,
+    as probabilistic PCA (Tipping & Bishop 1999): `rank` principal directions and one variance for the rest, so
+    a label costs noise_dim x (rank + 1) numbers rather than a full covariance. Drawn around the readings rather
+    than around their mean, the noise reaches the label's several forms (a bathtub with legs and without) that
+    one normal blurs into their average; the kernel's width keeps the drawings as far from the training drawings
+    as unseen drawings are (`metrics`' memorisation ratio).
     """
 
     RANK = 16  # the principal directions kept per label: 16 of 100 held as much as the full covariance
+    CENTRES = 80  # readings kept per label as kernel centres: all of the sample's 80, a seeded choice of more
 
-    def __init__(self, n_classes: int, noise_dim: int = 100, rank: int = RANK, **kwargs):
+    def __init__(self, n_classes: int, noise_dim: int = 100, rank: int = RANK, centres: int = CENTRES, **kwargs):
         super().__init__(**kwargs)
         if not 1 <= rank < noise_dim:
             raise GANInputError(f"FittedNoise's rank must be in [1, noise_dim), got {rank} for noise_dim {noise_dim}")
-        self.n_classes, self.noise_dim, self.rank = n_classes, noise_dim, rank
+        if not is_whole(centres, 1):
+            raise GANInputError(f"FittedNoise's centres must be a positive integer, got {centres!r}")
+        self.n_classes, self.noise_dim, self.rank, self.centres = n_classes, noise_dim, rank, centres
         self.mean = self.add_weight(shape=(n_classes, noise_dim), initializer="zeros", trainable=False, name="mean")
         self.directions = self.add_weight(shape=(n_classes, noise_dim, rank), initializer="zeros", trainable=False,
                                           name="directions")
         self.rest = self.add_weight(shape=(n_classes,), initializer="ones", trainable=False, name="rest")
         self.fitted = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fitted")
+        self.readings = self.add_weight(shape=(n_classes, centres, noise_dim), initializer="zeros", trainable=False,
+                                        name="readings")
+        self.counts = self.add_weight(shape=(n_classes,), initializer="zeros", trainable=False, dtype="int32",
+                                      name="counts")
         self.built = True
 
     def load_own_variables(self, store):
-        if len(store.keys()):  # none in a model saved before the fitted noise: it stays unfitted
+        if len(store.keys()) == 4:  # saved before the kernel centres: one normal per label, as it was drawn then
+            for i, variable in enumerate((self.mean, self.directions, self.rest, self.fitted)):
+                variable.assign(store[str(i)])
+        elif len(store.keys()):  # none in a model saved before the fitted noise: it stays unfitted
             super().load_own_variables(store)
 
-    def fit(self, codes: np.ndarray, labels: np.ndarray, shrink: float = 0.1) -> None:
-        """Fit each label's normal to its `codes` (encoder means), its covariance shrunk by `shrink` towards the
-        diagonal of the covariance pooled over labels (a few dozen readings in 100 dimensions are too few alone)."""
+    def fit(self, codes: np.ndarray, labels: np.ndarray, shrink: float = 0.1, seed: int = 0) -> None:
+        """Fit each label's kernel to its `codes` (encoder means), its covariance shrunk by `shrink` towards the
+        diagonal of the covariance pooled over labels (a few dozen readings in 100 dimensions are too few alone),
+        and keep up to `centres` of its codes (a choice seeded by `seed` where it has more) as the centres."""
         codes, labels = np.asarray(codes, np.float64), np.asarray(labels)
         means = np.stack([codes[labels == c].mean(0) for c in range(self.n_classes)])
         pooled = np.diag(np.var(codes - means[labels], axis=0))
+        rng = np.random.default_rng(seed)
         directions, rest = [], []
+        readings = np.zeros((self.n_classes, self.centres, self.noise_dim))
+        counts = np.zeros(self.n_classes, np.int32)
         for c in range(self.n_classes):
-            cov = (1 - shrink) * np.cov(codes[labels == c].T) + shrink * pooled
+            own = codes[labels == c]
+            cov = (1 - shrink) * np.cov(own.T) + shrink * pooled
             values, vectors = np.linalg.eigh(cov)
             values, vectors = values[::-1], vectors[:, ::-1]
             rest.append(values[self.rank:].mean())
             directions.append(vectors[:, :self.rank] * np.sqrt(np.maximum(values[:self.rank] - rest[-1], 0)))
+            kept = own[np.sort(rng.permutation(len(own))[:self.centres])]
+            readings[c, :len(kept)], counts[c] = kept, len(kept)
         self.mean.assign(means.astype(np.float32))
         self.directions.assign(np.stack(directions).astype(np.float32))
         self.rest.assign(np.sqrt(rest).astype(np.float32))
+        self.readings.assign(readings.astype(np.float32))
+        self.counts.assign(counts)
         self.fitted.assign(1.0)
 
-    def draw(self, unit: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """(n, rank + noise_dim) standard normal draws (truncated or not) -> (n, noise_dim) noise for `labels`."""
-        mean, directions, rest = (ops.convert_to_numpy(v) for v in (self.mean, self.directions, self.rest))
+    def draw(self, unit: np.ndarray, labels: np.ndarray, choice: np.ndarray) -> np.ndarray:
+        """(n, rank + noise_dim) standard normal draws (truncated or not) and (n,) uniform [0, 1) draws that pick
+        each one's centre -> (n, noise_dim) noise for `labels`. A label without centres (a model saved before
+        them) is drawn around its mean."""
+        mean, directions, rest, readings, counts = (ops.convert_to_numpy(v) for v in (
+            self.mean, self.directions, self.rest, self.readings, self.counts))
+        pick = np.minimum((np.asarray(choice) * counts[labels]).astype(np.int64), np.maximum(counts[labels] - 1, 0))
+        centre = np.where(counts[labels, None] > 0, readings[labels, pick], mean[labels])
         along, around = unit[:, :self.rank], unit[:, self.rank:]
-        return (mean[labels] + np.einsum("ndr,nr->nd", directions[labels], along)
+        return (centre + np.einsum("ndr,nr->nd", directions[labels], along)
                 + rest[labels, None] * around).astype(np.float32)
 
     def get_config(self):
-        return {**super().get_config(), "n_classes": self.n_classes, "noise_dim": self.noise_dim, "rank": self.rank}
+        return {**super().get_config(), "n_classes": self.n_classes, "noise_dim": self.noise_dim, "rank": self.rank,
+                "centres": self.centres}
 
 
 @keras.saving.register_keras_serializable(package="drawai")
@@ -702,9 +733,10 @@ class _GAN(keras.Model):
         `truncation` (BigGAN's truncation trick): noise drawn from a normal cut at +-truncation, so drawings
         nearer the typical one of each label, clearer and less varied; None draws from the full normal;
         "model" (the default) uses the model's own setting, `self.truncation` (its config's).
-        `noise`: "normal" draws from N(0, 1), as the generator was trained; "fitted" from each label's normal fitted
+        `noise`: "normal" draws from N(0, 1), as the generator was trained; "fitted" from each label's density fitted
         to the encoder's readings of its training drawings (`FittedNoise`: more varied, as people draw; a model
-        with an encoder has it); "model" (the default): `self.noise`. Truncation cuts either.
+        with an encoder has it); "model" (the default): `self.noise`. Truncation cuts either (for "fitted", the
+        kernel's draws around each reading).
         """
         idx = self.label_indices(labels)
         if not is_whole(n, 1):
@@ -728,7 +760,8 @@ class _GAN(keras.Model):
                                 "its noise fitted (gan.train does it; or model.fit_noise(images, labels))")
         else:
             unit = noise_batch(len(labels), self.fitted_noise.rank + self.noise_dim, seed, truncation)
-            z = self.fitted_noise.draw(unit, labels)
+            choice = np.random.default_rng(None if seed is None else [seed, CENTRE_STREAM]).random(len(labels))
+            z = self.fitted_noise.draw(unit, labels, choice)
         images = self._generate(z, labels)
         return self.ink_curve.apply(np.clip((images[..., 0] + 1) / 2, 0, 1).astype(np.float32))
 
@@ -779,7 +812,7 @@ class ConditionalGAN(_GAN):
                                 f"{self.categories[int(np.argmin(counts))]!r} has {counts.min()}")
         codes = np.concatenate([ops.convert_to_numpy(self.encoder((images[i:i + 1024], labels[i:i + 1024]))[0])
                                 for i in range(0, len(images), 1024)])
-        self.fitted_noise.fit(codes, labels)
+        self.fitted_noise.fit(codes, labels, seed=self.seed)
 
     def _generator_call(self, noise, labels, training):
         return self.generator((noise, labels), training=training)

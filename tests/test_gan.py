@@ -290,9 +290,10 @@ def test_the_auxiliary_loss_on_redraws_teaches_the_generator_and_encoder_not_the
         tiny_config(aux_on_redraws=True, reconstruction=10.0)
 
 
-def test_fitted_noise_recovers_a_known_normal_per_label():
-    """FittedNoise on readings drawn from two known normals: each label's mean and covariance come back, its main
-    direction included, and draws for a label follow that label's normal."""
+def test_fitted_noise_draws_around_each_labels_readings_with_the_labels_own_normal_as_kernel():
+    """FittedNoise on readings drawn from two known normals: each label's mean and covariance come back as its
+    kernel, its main direction included; a draw is a reading (the one its uniform draw picks) plus a draw from
+    that kernel, so draws for a label spread like the readings plus the kernel (twice the readings' covariance)."""
     rng = np.random.default_rng(0)
     dim, n = 6, 4000
     means = np.array([[2.0] * dim, [-1.0] * dim])
@@ -301,17 +302,46 @@ def test_fitted_noise_recovers_a_known_normal_per_label():
     codes = np.concatenate([means[0] + 0.5 * rng.standard_normal((n, dim)),
                             means[1] + 0.5 * rng.standard_normal((n, dim)) + rng.standard_normal((n, 1)) * along])
     labels = np.repeat([0, 1], n)
-    fitted = gan.FittedNoise(2, dim, rank=2)
+    fitted = gan.FittedNoise(2, dim, rank=2, centres=n)
     fitted.fit(codes, labels, shrink=0.0)
     assert np.allclose(fitted.mean.numpy(), means, atol=0.15)
-    drawn = fitted.draw(rng.standard_normal((2 * n, 2 + dim)), labels)
+    assert list(fitted.counts.numpy()) == [n, n]
+    at_centres = fitted.draw(np.zeros((2, 2 + dim)), np.array([0, 1]), np.array([0.0, (7 + 0.5) / n]))
+    assert np.allclose(at_centres, [codes[0], codes[n + 7]], atol=1e-5)
+    drawn = fitted.draw(rng.standard_normal((2 * n, 2 + dim)), labels, rng.random(2 * n))
     for c in (0, 1):
-        assert np.allclose(drawn[labels == c].mean(0), means[c], atol=0.15)
-        assert np.allclose(np.cov(drawn[labels == c].T), np.cov(codes[labels == c].T), atol=0.3)
-    assert np.cov(drawn[labels == 1].T)[0, 0] > 8 > 1 > np.cov(drawn[labels == 0].T)[0, 0]
-    fresh = gan.FittedNoise(2, dim, rank=2)
+        assert np.allclose(drawn[labels == c].mean(0), means[c], atol=0.2)
+        assert np.allclose(np.cov(drawn[labels == c].T), 2 * np.cov(codes[labels == c].T), atol=0.6)
+    assert np.cov(drawn[labels == 1].T)[0, 0] > 16 > 1 > np.cov(drawn[labels == 0].T)[0, 0]
+
+
+def test_fitted_noise_keeps_a_seeded_choice_of_centres_and_loads_models_saved_before_them():
+    """More readings than `centres`: a seeded choice of them is kept. A model saved before the centres (four
+    variables) draws around each label's mean, as it did; one saved before the fitted noise stays unfitted."""
+    rng = np.random.default_rng(1)
+    codes, labels = rng.standard_normal((30, 4)), np.repeat([0, 1], 15)
+    kept = []
+    for _ in range(2):
+        fitted = gan.FittedNoise(2, 4, rank=1, centres=5)
+        fitted.fit(codes, labels, seed=3)
+        kept.append(fitted.readings.numpy())
+    assert list(fitted.counts.numpy()) == [5, 5] and np.array_equal(kept[0], kept[1])
+    for c in (0, 1):  # each centre is one of its own label's readings, none twice
+        nearest = np.abs(kept[0][c][:, None] - codes[labels == c][None]).max(-1).argmin(1)
+        assert np.allclose(kept[0][c], codes[labels == c][nearest], atol=1e-6) and len(set(nearest)) == 5
+    old = gan.FittedNoise(2, 4, rank=1)
+    old.load_own_variables({str(i): v.numpy() for i, v in enumerate(
+        (fitted.mean, fitted.directions, fitted.rest, fitted.fitted))})
+    assert float(old.fitted.numpy()) == 1 and old.counts.numpy().sum() == 0
+    unit = rng.standard_normal((2, 5))
+    expected = fitted.mean.numpy() + np.einsum("ndr,nr->nd", fitted.directions.numpy(), unit[:, :1]) \
+        + fitted.rest.numpy()[:, None] * unit[:, 1:]
+    assert np.allclose(old.draw(unit, np.array([0, 1]), np.array([0.3, 0.9])), expected, atol=1e-5)
+    fresh = gan.FittedNoise(2, 4, rank=1)
     fresh.load_own_variables({})  # as for a model saved before the fitted noise: left unfitted, not an error
     assert float(fresh.fitted.numpy()) == 0
+    with pytest.raises(gan.GANInputError, match="centres"):
+        gan.FittedNoise(2, 4, rank=1, centres=0)
 
 
 def test_the_ink_curve_maps_pixel_values_onto_the_real_distribution_and_moves_no_stroke():
@@ -364,6 +394,9 @@ def test_training_with_the_encoder_fits_each_labels_noise_and_generate_can_draw_
     codes = model.encoder((images, labels))[0].numpy()
     assert float(model.fitted_noise.fitted.numpy()) == 1
     assert np.allclose(model.fitted_noise.mean.numpy(), [codes[labels == c].mean(0) for c in range(3)], atol=1e-5)
+    counts = np.bincount(labels)
+    assert np.array_equal(model.fitted_noise.counts.numpy(), counts)  # the kernel centres: every reading
+    assert np.allclose(model.fitted_noise.readings.numpy()[0, :counts[0]], codes[labels == 0], atol=1e-5)
     fitted = model.generate(CATS, 4, seed=0, noise="fitted")
     assert fitted.shape == (12, 28, 28) and not np.array_equal(fitted, model.generate(CATS, 4, seed=0, noise="normal"))
     assert np.array_equal(fitted, model.generate(CATS, 4, seed=0))
