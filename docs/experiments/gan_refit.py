@@ -1,10 +1,11 @@
-"""generator-345 given its ink curve, as it was done (docs/experiments/gan.md, "The ink curve"): the published model,
-trained before `gan.train` fitted an `InkCurve` last, gets the one `train` now fits (`fit_ink` on its training
-drawings), is judged as notebook 03 judges a trained generator (its default noise and the two N(0, 1) noises;
-CAS with the classifier recipe's 30 epochs), and is saved with those figures to OUT, weights and manifest; the
-figures are printed. `models/generator-345` is OUT copied over it.
+"""The published generator given again what `gan.train` fits last, as it was done (docs/experiments/gan.md, "The
+ink curve" and "Kernel noise"): each label's noise (`fit_noise`, the encoder's readings of its training drawings)
+and then the ink curve (`fit_ink`), on its training drawings, with the network's weights unchanged; judged as
+notebook 03 judges a trained generator (its default noise and the two N(0, 1) noises; CAS with the classifier
+recipe's 30 epochs), and saved with those figures to OUT, weights and manifest; the figures are printed.
+`models/generator-345` is OUT copied over it.
 
-    python docs/experiments/gan_ink_curve.py [OUT]      # OUT: runs/gan-ink-curve/model
+    python docs/experiments/gan_refit.py [OUT]      # OUT: runs/gan-refit/model
 """
 
 import json
@@ -15,11 +16,13 @@ from drawai import data, gan, metrics, model_folder
 from drawai.classifier import Classifier, TrainConfig
 from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, ROOT
 
-out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "gan-ink-curve" / "model"
+out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "runs" / "gan-refit" / "model"
 model = gan.load(GENERATOR_DIR)
 published = model_folder.read(GENERATOR_DIR)
 train_set, test_set = data.train_test(data.load_sample(list(model.categories)))
-model.fit_ink(gan.training_arrays(train_set)[0])
+images, labels = gan.training_arrays(train_set)
+model.fit_noise(images, labels)
+model.fit_ink(images)
 
 judge = Classifier.load(CLASSIFIER_DIR, categories=list(model.categories))
 summary = metrics.evaluate_generator(model, judge, train_set, test_set, seed=0).summary()
@@ -29,6 +32,7 @@ for name, noise in {"normal ±1": {"noise": "normal", "truncation": 1.0},
                     "normal untruncated": {"noise": "normal", "truncation": None}}.items():
     judged = metrics.evaluate_generator(model, judge, train_set, test_set, seed=0, **noise).summary()
     other_noises[name] = {k: judged[k] for k in keys}
+print(json.dumps(summary | {"other_noises": other_noises}, indent=1, ensure_ascii=False), flush=True)
 summary |= metrics.classification_accuracy_score(model, train_set, test_set, TrainConfig(epochs=30),
                                                  out.parent / "cas", progress=False)
 trained = {k: published["metrics"][k] for k in ("epochs", "last_epoch", "train_seconds", "train_cpu_seconds",
