@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None):
     args = parse_args(argv)
     from drawai import categories as cats
     from drawai import data, distributed, gan
+    from drawai.gan.data import is_chief
 
     names = cats.resolve([n for arg in args.categories for n in cats.resolve(arg)])
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("width", args.width))
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None):
     used = sys.argv[1:] if argv is None else argv
     gan.save(model, out / "model", config,  # every worker calls it; the chief writes
              command=f"python scripts/train_gan_distributed.py {shlex.join(used)}  # {launcher}")
-    if gan._is_chief(strategy):
+    if is_chief(strategy):
         print(json.dumps(model.train_history[-1]))
     return model
 

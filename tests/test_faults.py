@@ -153,15 +153,17 @@ GAN_JOB = {"epochs": 12}  # the demo preset: classic10, the conditional recipe
 def test_killed_gan_job_resumes_from_its_last_checkpoint_and_ends_as_an_uninterrupted_run(tmp_path):
     """~2-3 min on 2 busy cores: two runs of the papermill job (killed, then resumed) and one in-process run."""
     from drawai import gan
+    from drawai.gan.io import load_keras
+    from drawai.gan.training import checkpoints
 
     runs = tmp_path / "runs"
     run_dir, _ = kill_job_mid_training("train-gan", GAN_JOB, runs, "train/checkpoints/epoch-0001.keras",
                                        lambda run_dir: 0.5)
-    done = gan._checkpoints(run_dir / "train")
+    done = checkpoints(run_dir / "train")
     epochs = GAN_JOB["epochs"]
     assert done and done[-1][0] < epochs and not (run_dir / "metrics.json").exists()
     for _, path in done:
-        gan._load_keras(path)  # every checkpoint under its final name is whole
+        load_keras(path)  # every checkpoint under its final name is whole
 
 
     said = run_job("train-gan", GAN_JOB, runs)
@@ -266,11 +268,12 @@ GAN_SAVE_LOOP = r"""
 import sys
 from pathlib import Path
 from drawai import gan
+from drawai.gan.training import checkpoints
 from drawai.io import atomic_write
 
 folder = Path(sys.argv[1])
 model = gan.build(gan.GANConfig(categories=["apple", "cloud"], width=32, noise_dim=16, batch_size=8))
-epoch = max((e for e, _ in gan._checkpoints(folder.parent)), default=0)
+epoch = max((e for e, _ in checkpoints(folder.parent)), default=0)
 while True:  # the write EpochLog does after every epoch, and nothing else
     epoch += 1
     atomic_write(folder / f"epoch-{epoch:04d}.keras", model.save)
@@ -281,7 +284,8 @@ while True:  # the write EpochLog does after every epoch, and nothing else
 def test_a_kill_during_a_gan_checkpoint_write_never_leaves_half_a_checkpoint(tmp_path):
     """~30 s (each kill is a new process importing TensorFlow): every epoch-XXXX.keras loads after every kill;
     what a kill cuts short is a hidden temporary file, and resuming removes it."""
-    from drawai import gan
+    from drawai.gan.io import load_keras
+    from drawai.gan.training import checkpoints, resume_point
 
     run_dir = tmp_path / "run"
     folder = run_dir / "checkpoints"
@@ -291,19 +295,19 @@ def test_a_kill_during_a_gan_checkpoint_write_never_leaves_half_a_checkpoint(tmp
     for _ in range(3):
         proc = subprocess.Popen([sys.executable, "-c", GAN_SAVE_LOOP, str(folder)], env=env, stderr=subprocess.PIPE)
         try:
-            assert wait_for(lambda seen=seen: len(gan._checkpoints(run_dir)) > seen + 1, 300, proc), \
+            assert wait_for(lambda seen=seen: len(checkpoints(run_dir)) > seen + 1, 300, proc), \
                 proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "no checkpoint was written"
             time.sleep(rng.uniform(0, 0.2))
         finally:
             proc.kill()
             proc.wait()
         mid_write += any(p.name.startswith(".") for p in folder.iterdir())
-        checkpoints = gan._checkpoints(run_dir)
-        for _, path in checkpoints[seen:]:
-            gan._load_keras(path)  # raises ModelFileError if it is not whole
-        seen = len(checkpoints)
+        written = checkpoints(run_dir)
+        for _, path in written[seen:]:
+            load_keras(path)  # raises ModelFileError if it is not whole
+        seen = len(written)
     assert mid_write >= 1, "no kill landed inside a write: the test did not test that"
-    epoch, model, _ = gan._resume_point(run_dir, {})
+    epoch, model, _ = resume_point(run_dir, {})
     assert epoch == seen and model is not None
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # the leftovers are gone
 
@@ -313,6 +317,7 @@ def test_a_gan_run_whose_last_checkpoint_is_unreadable_resumes_from_the_one_befo
     """A last checkpoint damaged after it was written (a disk error, a copy cut short): skipped with a warning,
     the run goes on from the one before and ends as an uninterrupted run does (~25 s of CPU: three tiny runs)."""
     from drawai import gan
+    from drawai.gan.io import load_keras
 
     sample = data.load_sample(["apple", "cloud", "door"])
     drawings = sample.subset(np.concatenate([np.flatnonzero(sample.labels == c)[:8] for c in range(3)]))
@@ -327,7 +332,7 @@ def test_a_gan_run_whose_last_checkpoint_is_unreadable_resumes_from_the_one_befo
     assert [h["epoch"] for h in resumed.train_history] == [1, 2]
     for a, b in zip(straight.generator.variables, resumed.generator.variables, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
-    gan._load_keras(last)  # written again, whole
+    load_keras(last)  # written again, whole
 
 
 # --- a write interrupted half-way (what a kill or a full disk does to one file) ----------------------------------

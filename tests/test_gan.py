@@ -1,4 +1,4 @@
-"""The generator (drawai/gan.py): tiny models on a few real drawings, so the whole file runs in well under 2 minutes."""
+"""The generator (drawai/gan/): tiny models on a few real drawings, so the whole file runs in well under 2 minutes."""
 
 import dataclasses
 import json
@@ -11,6 +11,7 @@ import pytest
 
 from drawai import data, gan, model_folder
 from drawai.categories import UnknownCategoryError
+from drawai.gan.training import checkpoints, record_differences, resume_point
 from drawai.paths import ROOT, SCRIPTS
 
 CATS = ["apple", "cloud", "door"]
@@ -132,9 +133,9 @@ def test_aux_weight_grows_from_its_start_over_the_run():
 def test_a_run_recorded_before_a_config_field_existed_had_its_default():
     record = {"kind": "drawai.gan.run", "config": tiny_config().to_dict()}
     old = {**record, "config": {k: v for k, v in record["config"].items() if k != "aux_weight_start"}}
-    assert gan._record_differences(old, record) == []
+    assert record_differences(old, record) == []
     ramped = {**record, "config": {**record["config"], "aux_weight": 1.0, "aux_weight_start": 0.0}}
-    assert gan._record_differences(old, ramped) == ["config.aux_weight", "config.aux_weight_start"]
+    assert record_differences(old, ramped) == ["config.aux_weight", "config.aux_weight_start"]
 
 
 def test_unknown_category_or_preset_in_config():
@@ -418,7 +419,7 @@ def test_the_generator_draws_with_the_moving_average_of_its_weights(drawings, tm
     checkpoints keep the trained weights and the average, so a resumed or finished run ends the same way)."""
     config = tiny_config(epochs=2, ema=0.5)
     model = gan.train(drawings, config, run_dir=tmp_path / "run", verbose=0)
-    _, trained, _ = gan._resume_point(tmp_path / "run", json.loads((tmp_path / "run" / "run.json").read_text()))
+    _, trained, _ = resume_point(tmp_path / "run", json.loads((tmp_path / "run" / "run.json").read_text()))
     average = trained.g_optimizer._model_variables_moving_average
     assert all(np.array_equal(a.numpy(), b.numpy())
                for a, b in zip(average, model.generator.trainable_variables, strict=True))
@@ -598,7 +599,7 @@ def test_resume_continues_from_the_last_checkpoint(drawings, tmp_path):
     run_dir = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         gan.train(drawings, config, run_dir=run_dir, verbose=0, callbacks=[KillAt(2)])
-    assert [p.name for _, p in gan._checkpoints(run_dir)] == ["epoch-0001.keras"]
+    assert [p.name for _, p in checkpoints(run_dir)] == ["epoch-0001.keras"]
     assert not [p for p in (run_dir / "checkpoints").iterdir() if ".tmp" in p.name]
     with pytest.raises(gan.ModelFileError, match="resume=True"):
         gan.train(drawings, config, run_dir=run_dir, verbose=0)  # would overwrite: refused
@@ -623,7 +624,7 @@ def test_resume_continues_from_the_last_checkpoint(drawings, tmp_path):
 
 def test_checkpoint_restores_the_model(trained, drawings):
     model, config, run_dir = trained
-    epoch, restored, history = gan._resume_point(run_dir, json.loads((run_dir / "run.json").read_text()))
+    epoch, restored, history = resume_point(run_dir, json.loads((run_dir / "run.json").read_text()))
     assert epoch == 1 and [h["epoch"] for h in history] == [1]
     restored.fit_ink(gan.training_arrays(drawings)[0])  # what training does after its last checkpoint
     assert np.array_equal(restored.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))

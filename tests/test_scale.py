@@ -96,13 +96,14 @@ import numpy as np
 sys.path.insert(0, sys.argv[1])
 from test_scale import small_sample, tiny_config
 from drawai import gan
+from drawai.gan.data import streamed_dataset
 
 drawings, config = small_sample(), tiny_config()
 plain = gan.train(drawings, config, verbose=0)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 images, labels = gan.training_arrays(drawings)
 with strategy.scope():
-    stream, _, _ = gan._streamed_dataset(lambda i: (images[i], labels[i]), labels, range(1), 8, config.seed, False)
+    stream, _, _ = streamed_dataset(lambda i: (images[i], labels[i]), labels, range(1), 8, config.seed, False)
     first = [t.numpy().tolist() for t in strategy.experimental_local_results(next(iter(stream))[1])]
     mirrored = gan.train(drawings, config, verbose=0)
 batch = gan.epoch_batches(labels, 0, 8, config.seed, False)[0]
@@ -183,6 +184,7 @@ def test_two_workers_train_the_gan_as_one_process_and_share_its_checkpoints(tmp_
     processes start TensorFlow twice). Both workers end with the same weights, those of one process trained on
     the same batches; only the chief writes; a second run of the same command resumes from the chief's checkpoint."""
     from drawai import gan
+    from drawai.gan.training import checkpoints
 
     common = ["--source", "sample", "--categories", *CATS, "--per-class", "20", "--batch-size", "8", "--width", "8",
               "--seed", "3", "--verbose", "0"]
@@ -191,7 +193,7 @@ def test_two_workers_train_the_gan_as_one_process_and_share_its_checkpoints(tmp_
     two_workers(lambda i: [*common, "--epochs", "2", "--out", str(run if i == 0 else tmp_path / "elsewhere")],
                 tmp_path, tmp_path / "first")
     assert not (tmp_path / "elsewhere").exists()
-    assert [p.name for _, p in gan._checkpoints(run)] == ["epoch-0001.keras", "epoch-0002.keras"]
+    assert [p.name for _, p in checkpoints(run)] == ["epoch-0001.keras", "epoch-0002.keras"]
     chief, other = worker_weights(tmp_path / "first", 0), worker_weights(tmp_path / "first", 1)
     for a, b in zip(chief, other, strict=True):
         np.testing.assert_array_equal(a, b)

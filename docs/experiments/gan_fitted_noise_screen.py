@@ -21,8 +21,8 @@ x, y = gan.training_arrays(train_set)
 judge = Classifier.load("models/classifier-345")
 for name in sys.argv[1:]:
     last = sorted((Path("runs/variety-screen") / name / "checkpoints").glob("epoch-*.keras"))[-1]
-    model = gan._load_keras(last)
-    gan._fit_noise(model, train_set, x, y)
+    model = gan.io.load_keras(last)
+    model.fit_noise(x, y)
     row = {"name": name, "checkpoint": last.name}
     for truncation in (None, 1.0):
         s = metrics.evaluate_generator(model, judge, train_set, test_set, truncation=truncation,

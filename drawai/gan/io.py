@@ -1,0 +1,121 @@
+"""A GAN on disk. A model folder is `model.keras` and `manifest.json` in the schema of every draw-ai model folder
+(`drawai.model_folder`): `save` writes one, `load` reads one. `load_keras` is the one way a GAN's `.keras` file is
+opened, a model folder's or a run's checkpoint: safe_mode=True (never executes pickled code), and anything but a
+draw-ai GAN is a ModelFileError."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from drawai import model_folder
+from drawai.gan.config import INPUT_FORM, MODEL_FILE, GANConfig, ModelFileError
+from drawai.gan.data import is_chief
+from drawai.gan.model import GAN_CLASSES, ConditionalGAN, PerLabelGAN
+from drawai.io import atomic_write
+
+
+def take_part_in_save(model) -> None:
+    """What a worker other than the chief does where the chief saves: the same save, into a folder that is then
+    deleted. Under MultiWorkerMirroredStrategy reading some variables is a collective op every worker must join."""
+    with tempfile.TemporaryDirectory(prefix="drawai-save-") as tmp:
+        model.save(Path(tmp) / MODEL_FILE)
+
+
+def _save_compact(model: ConditionalGAN | PerLabelGAN, path: Path) -> None:
+    """Save `model` for shipping: the networks as they are, the optimisers' state zeroed, deflated.
+
+    Adam's moments are two thirds of the file and only matter for continuing training, which resumes
+    from the run's checkpoints, not from a shipped model; zeros deflate to almost nothing (345-category
+    conditional GAN: 20.8 MB as a checkpoint, about a third of that here). Loads like any `.keras` file.
+    """
+    slots = [v for opt in (model.g_optimizer, model.d_optimizer) for v in opt.variables]
+    kept = [v.numpy() for v in slots]
+    try:
+        for v in slots:
+            v.assign(np.zeros(v.shape, v.dtype))
+        model.save(path)
+    finally:
+        for v, value in zip(slots, kept, strict=True):
+            v.assign(value)
+    with zipfile.ZipFile(path) as src:  # Keras stores; deflate the zeros away, in place
+        items = [(item.filename, src.read(item)) for item in src.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name, data_ in items:
+            dst.writestr(name, data_)
+
+
+def save(model: ConditionalGAN | PerLabelGAN, path: str | Path, config: GANConfig | None = None,
+         data_checksum: str | None = None, metrics: dict | None = None, command: str | None = None) -> Path:
+    """Write `path/model.keras` and then `path/manifest.json` (`drawai.model_folder`). Config and data default to
+    what `train` recorded. A folder that holds anything but a draw-ai generator is refused untouched.
+    With several workers (MultiWorkerMirroredStrategy), every worker calls this and only the chief writes."""
+    path = Path(path)
+    if not is_chief(model.distribute_strategy):
+        take_part_in_save(model)
+        return path
+    try:
+        model_folder.check_writable(path, "generator")
+    except model_folder.ModelFolderError as e:
+        raise ModelFileError(str(e)) from None
+    record = getattr(model, "train_record", None) or {}
+    made = getattr(model, "manifest", None) or {}  # a loaded model saved again keeps what its manifest says
+    history = getattr(model, "train_history", None) or []
+    path.mkdir(parents=True, exist_ok=True)
+    weights = atomic_write(path / MODEL_FILE, lambda p: _save_compact(model, p))
+    data = {"source": record.get("data_source", made.get("data", {}).get("source", "")),
+            "checksum": data_checksum if data_checksum is not None else
+            record.get("data_checksum", made.get("data", {}).get("checksum", "")),
+            "train_drawings": record.get("n_train", made.get("data", {}).get("train_drawings"))}
+    trained = ({"epochs": history[-1]["epoch"], "last_epoch": history[-1],
+                "train_seconds": round(sum(h["seconds"] for h in history), 1),
+                "train_cpu_seconds": round(sum(h.get("cpu_seconds", 0) for h in history), 1)} if history else {})
+    manifest = model_folder.make_manifest(
+        "generator", model.categories, weights, data,
+        config.to_dict() if config else record.get("config") or made.get("config") or model.get_config(),
+        {**(made.get("metrics", {}) if not history else {}), **trained, **(metrics or {})},
+        command if command is not None else shlex.join(sys.argv),
+        recipe=model.recipe, input_form=INPUT_FORM, versions={"keras": keras.__version__, "tensorflow": tf.__version__})
+    model_folder.write(path, manifest)
+    return path
+
+
+def load_keras(path: Path) -> ConditionalGAN | PerLabelGAN:
+    """Load a `.keras` file that must hold a draw-ai GAN; anything else is a ModelFileError."""
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a .keras archive (corrupt or a different kind of file)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a failed load also warns; the error below says it all
+            model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:
+        raise ModelFileError(f"{path} could not be loaded as a draw-ai GAN (safe_mode=True): "
+                             f"{type(e).__name__}: {str(e)[:400]}") from e
+    if not isinstance(model, tuple(GAN_CLASSES.values())):
+        raise ModelFileError(f"{path} holds a {type(model).__name__}, not a draw-ai GAN "
+                             f"({', '.join(c.__name__ for c in GAN_CLASSES.values())})")
+    return model
+
+
+def load(path: str | Path) -> ConditionalGAN | PerLabelGAN:
+    """Load a model folder written by `save`, checking the manifest against the weights (safe_mode=True)."""
+    path = Path(path)
+    try:
+        manifest = model_folder.read(path, "generator")
+        weights = model_folder.weights_path(path, manifest)
+    except model_folder.ModelFolderError as e:
+        raise ModelFileError(str(e)) from None
+    model = load_keras(weights)
+    if model.recipe != manifest.get("recipe") or list(model.categories) != manifest["categories"]:
+        raise ModelFileError(f"{weights} ({model.recipe}, {len(model.categories)} categories) does not match its "
+                             f"manifest ({manifest.get('recipe')}, {len(manifest['categories'])})")
+    model.manifest = manifest
+    return model
