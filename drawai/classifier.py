@@ -445,109 +445,28 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     """
     rank, world = process_group.rank_and_world()
     device = torch.device(device) if device is not None else process_group.default_device()
-    extra_x, extra_y = _extra_canonical(train_set, extra_canonical)
-    if canonical and not (isinstance(train_set, Drawings) and np.issubdtype(train_set.images.dtype, np.floating)
-                          and train_set.images.shape[1:] == (bitmaps.SIZE, bitmaps.SIZE)):
-        raise ValueError("canonical=True needs Drawings of canonical float images (N, 28, 28) in [0, 1], "
-                         f"got {type(train_set).__name__} of {getattr(train_set, 'images', np.empty(0)).dtype}")
-    train_images = bitmaps.as_float_images(train_set.images)[0] if canonical else None
-    # The in-memory CPU path below is the original loop, unchanged; everything else reads DataLoaders.
-    streamed = (world > 1 or device.type != "cpu" or not isinstance(train_set, Drawings)
-                or not isinstance(test_set, Drawings | None))
     if config.threads:
         torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    if streamed:  # DataLoaders; the full dataset's numpy_bitmap drawings already have heavy strokes
-        if isinstance(train_set, Drawings):
-            train_data = process_group.tensor_dataset(train_set, canonical_images(train_set) if train_images is None
-                                                    else train_images)
-            if extra_canonical is not None:
-                train_data = torch.utils.data.ConcatDataset(
-                    [train_data, torch.utils.data.TensorDataset(torch.from_numpy(extra_x)[:, None],
-                                                                torch.from_numpy(extra_y))])
-        else:
-            train_data = train_set
-        loader = process_group.train_loader(train_data, config.batch_size, config.seed, num_workers)
-        if isinstance(test_set, Drawings):
-            test_data = process_group.tensor_dataset(test_set, canonical_images(test_set))
-        else:
-            test_data = test_set
-    else:
-        x = torch.from_numpy(canonical_images(train_set) if train_images is None else train_images)[:, None]
-        # The second rendering (heavier strokes) that HEAVY_FRACTION of each augmented batch is drawn from.
-        x_alt = torch.from_numpy(bitmaps.to_canonical(heavier_strokes(train_set.images)))[:, None] \
-            if config.augment and not canonical else x
-        y = torch.from_numpy(train_set.labels)
-        if extra_canonical is not None:  # as they are, in both renderings
-            x = torch.cat([x, torch.from_numpy(extra_x)[:, None]])
-            x_alt = torch.cat([x_alt, torch.from_numpy(extra_x)[:, None]]) if config.augment else x
-            y = torch.cat([y, torch.from_numpy(extra_y)])
-        x_test = torch.from_numpy(canonical_images(test_set))[:, None] if test_set is not None else None
-    n_classes = len(train_set.categories)
-    model = build_model(config.arch, n_classes, config.arch_kwargs).to(device, memory_format=torch.channels_last)
+    torch.manual_seed(config.seed)  # the model's initial weights
+    data = _training_data(train_set, test_set, config, extra_canonical, canonical, device, world, num_workers)
+    model = build_model(config.arch, len(train_set.categories), config.arch_kwargs).to(
+        device, memory_format=torch.channels_last)
     net = process_group.wrap(model, device)  # DDP when there are several processes
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil((len(train_set) + len(extra_y)) / config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    if total_steps >= 4:  # one-cycle: a quarter warming up, the rest annealing
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps,
-                                                    pct_start=max(0.25, 2 / total_steps))
-    else:  # too few steps for a cycle (a smoke test): constant rate
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    opt, sched = _optimiser(model, config, steps=config.epochs * math.ceil(data.size / config.batch_size))
     gen = torch.Generator().manual_seed(config.seed)
-    history: list[dict] = []
-    start_epoch = 0
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
-    if ckpt and resume and ckpt.exists():
-        state = load_checkpoint(ckpt)
-        if state["config"] != asdict(config):
-            raise ValueError(f"{ckpt} was made with another configuration; use a new folder or resume=False")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        if "torch_rng" in state:  # dropout draws from torch's global generator
-            torch.set_rng_state(state["torch_rng"])
-        history, start_epoch = state["history"], state["epoch"]
+    history, start_epoch = _resume(ckpt, config, model, opt, sched, gen) if ckpt and resume and ckpt.exists() \
+        else ([], 0)
     process_group.check_same(start_epoch, f"the epoch to start from ({ckpt} must be on storage every machine sees)")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     amp = config.bf16 and device.type == "cpu" and native_bf16()  # weights and optimiser stay float32
     bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress or rank > 0,
                initial=start_epoch, total=config.epochs)
     for epoch in bar:
-        model.train()
-        t0, total, correct, seen = time.perf_counter(), 0.0, 0, 0
-        if streamed:  # this process's shard; its randomness seeded by (seed, epoch, rank): nothing to checkpoint
-            loader.sampler.set_epoch(epoch)
-            batches, aug_gen = loader, process_group.epoch_generator(config.seed, epoch, rank)
-        else:
-            order = torch.randperm(len(x), generator=gen)
-            batches = (_pick(x, x_alt, y, idx, config.augment, gen) for idx in order.split(config.batch_size))
-            aug_gen = gen
-        for xb, yb in batches:
-            if config.augment:
-                xb = augment(xb, aug_gen)  # on the CPU, before the copy to the device
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-                logits = net(xb.contiguous(memory_format=torch.channels_last))  # faster convolutions on CPU
-            loss = loss_fn(logits.float(), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            step_lr = opt.param_groups[0]["lr"]  # the history records what the epoch's last step used
-            opt.step()
-            sched.step()
-            total += loss.item() * len(yb)
-            correct += (logits.argmax(1) == yb).sum().item()
-            seen += len(yb)
-        total, correct, seen = process_group.sum_over_ranks(total, correct, seen)
+        row = {"epoch": epoch + 1, **_train_epoch(net, opt, sched, loss_fn, data.batches(epoch, gen, rank),
+                                                   config.augment, device, amp)}
         process_group.sync_buffers(model)
-        row = {"epoch": epoch + 1, "loss": total / seen, "train_top1": correct / seen,
-               "lr": step_lr, "seconds": time.perf_counter() - t0}
-        if test_set is not None and streamed:
-            row.update(top_k_sharded(model, test_data, device, num_workers=num_workers))
-        elif test_set is not None:
-            p = Classifier(model, list(train_set.categories)).probabilities(x_test[:, 0].numpy(), canonical=True)
-            row.update(top_k(p, test_set.labels))
+        row.update(data.scores(model, device, num_workers))
         history.append(row)
         bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("loss", "top1", "top5")})
         if ckpt and rank == 0:
@@ -561,9 +480,134 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
     manifest = {"config": {**asdict(config), "arch_kwargs": resolved_arch_kwargs(config.arch, config.arch_kwargs)},
                 "input_form": input_form(), "data": {
         "source": train_set.source, "checksum": train_set.checksum, "train_drawings": len(train_set),
-        **({"extra_canonical_drawings": len(extra_y), "extra_source": extra_canonical.source} if len(extra_y) else {})},
+        **({"extra_canonical_drawings": data.extra, "extra_source": extra_canonical.source} if data.extra else {})},
         "history": history}
     return Classifier(model.cpu(), list(train_set.categories), manifest), history
+
+
+@dataclass
+class TrainingData:
+    """What one training run reads: its batches, epoch by epoch, and its test scores.
+
+    In memory on one CPU process (the sample): the canonical images as tensors, a heavier-stroke second rendering
+    that HEAVY_FRACTION of each augmented batch is drawn from, and a batch order drawn from the run's generator
+    (so it is in the checkpoint). Otherwise (torchrun, a GPU, the full dataset as a torch Dataset): DataLoaders
+    over this process's shard, whose randomness is seeded by (seed, epoch, rank), so there is nothing to checkpoint.
+    """
+
+    size: int  # training drawings, extra ones included
+    extra: int  # of them, extra canonical drawings
+    batch_size: int
+    seed: int
+    augment: bool
+    x: torch.Tensor | None = None  # in memory: (N, 1, 28, 28) canonical images, labels, the second rendering
+    y: torch.Tensor | None = None
+    x_alt: torch.Tensor | None = None
+    test: tuple | None = None  # in memory: (canonical test images, labels, categories)
+    loader: DataLoader | None = None  # streamed: the training DataLoader and the test Dataset
+    test_data: torch.utils.data.Dataset | None = None
+
+    def batches(self, epoch: int, gen: torch.Generator, rank: int):
+        """(images, labels) batches of `epoch` and the generator its augmentation draws from."""
+        if self.loader is not None:
+            self.loader.sampler.set_epoch(epoch)
+            return self.loader, process_group.epoch_generator(self.seed, epoch, rank)
+        order = torch.randperm(len(self.x), generator=gen)
+        return (_pick(self.x, self.x_alt, self.y, idx, self.augment, gen)
+                for idx in order.split(self.batch_size)), gen
+
+    def scores(self, model: nn.Module, device: torch.device, num_workers: int) -> dict:
+        """Top-1 and top-5 on the test drawings ({} without them)."""
+        if self.test_data is not None:
+            return top_k_sharded(model, self.test_data, device, num_workers=num_workers)
+        if self.test is None:
+            return {}
+        images, labels, categories = self.test
+        return top_k(Classifier(model, categories).probabilities(images, canonical=True), labels)
+
+
+def _training_data(train_set, test_set, config: TrainConfig, extra_canonical, canonical: bool, device: torch.device,
+                   world: int, num_workers: int) -> TrainingData:
+    """Check the training inputs and read them in the form this process trains on (`TrainingData`)."""
+    extra_x, extra_y = _extra_canonical(train_set, extra_canonical)
+    if canonical and not (isinstance(train_set, Drawings) and np.issubdtype(train_set.images.dtype, np.floating)
+                          and train_set.images.shape[1:] == (bitmaps.SIZE, bitmaps.SIZE)):
+        raise ValueError("canonical=True needs Drawings of canonical float images (N, 28, 28) in [0, 1], "
+                         f"got {type(train_set).__name__} of {getattr(train_set, 'images', np.empty(0)).dtype}")
+    train_images = bitmaps.as_float_images(train_set.images)[0] if canonical else canonical_images(train_set) \
+        if isinstance(train_set, Drawings) else None
+    data = TrainingData(size=len(train_set) + len(extra_y), extra=len(extra_y), batch_size=config.batch_size,
+                        seed=config.seed, augment=config.augment)
+    if world > 1 or device.type != "cpu" or not isinstance(train_set, Drawings) \
+            or not isinstance(test_set, Drawings | None):  # DataLoaders; numpy_bitmap files have heavy strokes
+        train_data = train_set
+        if isinstance(train_set, Drawings):
+            train_data = process_group.tensor_dataset(train_set, train_images)
+            if len(extra_y):
+                train_data = torch.utils.data.ConcatDataset(
+                    [train_data, torch.utils.data.TensorDataset(torch.from_numpy(extra_x)[:, None],
+                                                                torch.from_numpy(extra_y))])
+        data.loader = process_group.train_loader(train_data, config.batch_size, config.seed, num_workers)
+        data.test_data = process_group.tensor_dataset(test_set, canonical_images(test_set)) \
+            if isinstance(test_set, Drawings) else test_set
+        return data
+    x, extra = torch.from_numpy(train_images)[:, None], torch.from_numpy(extra_x)[:, None]
+    x_alt = torch.from_numpy(bitmaps.to_canonical(heavier_strokes(train_set.images)))[:, None] \
+        if config.augment and not canonical else x
+    data.x, data.y = torch.cat([x, extra]), torch.cat([torch.from_numpy(train_set.labels), torch.from_numpy(extra_y)])
+    data.x_alt = torch.cat([x_alt, extra]) if config.augment else data.x  # extra drawings: as they are in both
+    if test_set is not None:
+        data.test = (canonical_images(test_set), test_set.labels, list(train_set.categories))
+    return data
+
+
+def _optimiser(model: nn.Module, config: TrainConfig, steps: int):
+    """AdamW and its one-cycle schedule: a quarter warming up, the rest annealing (constant for a smoke test's few
+    steps, too few for a cycle)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if steps >= 4:
+        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps,
+                                                        pct_start=max(0.25, 2 / steps))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+def _resume(ckpt: Path, config: TrainConfig, model, opt, sched, gen) -> tuple[list[dict], int]:
+    """Load a run's checkpoint into its model, optimiser, schedule and generators: (history, epochs done)."""
+    state = load_checkpoint(ckpt)
+    if state["config"] != asdict(config):
+        raise ValueError(f"{ckpt} was made with another configuration; use a new folder or resume=False")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    gen.set_state(state["generator"])
+    if "torch_rng" in state:  # dropout draws from torch's global generator
+        torch.set_rng_state(state["torch_rng"])
+    return state["history"], state["epoch"]
+
+
+def _train_epoch(net, opt, sched, loss_fn, batches, augment_batches: bool, device: torch.device, amp: bool) -> dict:
+    """One pass over `batches` ((batches, augmentation generator)): the loss, training top-1, the learning rate of
+    the epoch's last step and the seconds it took, summed over every process."""
+    net.train()
+    batches, aug_gen = batches
+    t0, total, correct, seen = time.perf_counter(), 0.0, 0, 0
+    for xb, yb in batches:
+        if augment_batches:
+            xb = augment(xb, aug_gen)  # on the CPU, before the copy to the device
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            logits = net(xb.contiguous(memory_format=torch.channels_last))  # faster convolutions on CPU
+        loss = loss_fn(logits.float(), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        step_lr = opt.param_groups[0]["lr"]  # the history records what the epoch's last step used
+        opt.step()
+        sched.step()
+        total += loss.item() * len(yb)
+        correct += (logits.argmax(1) == yb).sum().item()
+        seen += len(yb)
+    total, correct, seen = process_group.sum_over_ranks(total, correct, seen)
+    return {"loss": total / seen, "train_top1": correct / seen, "lr": step_lr, "seconds": time.perf_counter() - t0}
 
 
 def train_on_own_drawings(own, categories="classic10", repeat: int = 10,
