@@ -156,6 +156,23 @@ CLOSEST_PAIRS = 16  # generated drawings closest to a training drawing, kept for
 GENERATE_CHUNK = 5_000  # drawings per generate() call (drawai.gan refuses more than 10,000)
 MAX_PER_CLASS = 1_000
 SHUFFLED_FACTOR = 0.5  # "FID well below the shuffled-label control": at most half of it
+# The noises a generator is asked for by name, from clearest to most varied ("fitted": a drawai.gan model with an
+# encoder): notebook 03 judges a generator at each it can draw besides its own, and the Generate tab offers them.
+NAMED_NOISES = {"normal ±0.5": {"noise": "normal", "truncation": 0.5},
+                "normal ±1": {"noise": "normal", "truncation": 1.0},
+                "normal untruncated": {"noise": "normal", "truncation": None},
+                "fitted": {"noise": "fitted", "truncation": None}}
+
+
+def own_noise(generator) -> dict:
+    """What `generator.generate` draws from when not told: its noise and truncation, as a NAMED_NOISES value."""
+    return {"noise": getattr(generator, "noise", "normal"), "truncation": getattr(generator, "truncation", None)}
+
+
+def other_noises(generator) -> dict[str, dict]:
+    """The NAMED_NOISES `generator` can draw from besides its own (the fitted one only where it has one)."""
+    own, drawable = own_noise(generator), getattr(generator, "noises", ("normal",))
+    return {name: noise for name, noise in NAMED_NOISES.items() if noise != own and noise["noise"] in drawable}
 
 
 @dataclass

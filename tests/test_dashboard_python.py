@@ -131,14 +131,14 @@ def test_variety_picks_the_noise_truncation_of_a_gan(clf):
     assert GeneratorPanel(SampleGenerator(), clf).variety is None  # a generator that draws one way
     gen = NoisyGenerator()
     panel = GeneratorPanel(gen, clf, count=2)
-    assert [value for _, value in panel.variety.options] == ["model", "1", "none"]
+    assert [value for _, value in panel.variety.options] == ["model", "normal ±1", "normal untruncated"]
     assert panel.variety.options[0][0] == "as trained (±0.5)"
     assert panel.variety.value == "model" and panel.variety in panel.children[1].children
     panel.generate()
-    panel.variety.value = "1"
+    panel.variety.value = "normal ±1"
     panel.generate()
     assert "noise truncated at ±1)" in panel.message
-    panel.variety.value = "none"
+    panel.variety.value = "normal untruncated"
     panel.generate()
     assert "noise untruncated)" in panel.message
     # the model's own: no argument; the others name their noise, whatever the model's own is
@@ -147,16 +147,19 @@ def test_variety_picks_the_noise_truncation_of_a_gan(clf):
     panel.generate()
     assert "noise truncated at ±0.5)" in panel.message
     # A model drawing at +-1 already, or untruncated: no choice offered twice.
-    assert [v for _, v in GeneratorPanel(NoisyGenerator(1.0), clf).variety.options] == ["model", "0.5", "none"]
-    assert [v for _, v in GeneratorPanel(NoisyGenerator(None), clf).variety.options] == ["model", "0.5", "1"]
-    assert [v for _, v in GeneratorPanel(NoisyGenerator(0.7), clf).variety.options] == ["model", "0.5", "1", "none"]
+    def offered(generator):
+        return [v for _, v in GeneratorPanel(generator, clf).variety.options]
+
+    assert offered(NoisyGenerator(1.0)) == ["model", "normal ±0.5", "normal untruncated"]
+    assert offered(NoisyGenerator(None)) == ["model", "normal ±0.5", "normal ±1"]
+    assert offered(NoisyGenerator(0.7)) == ["model", "normal ±0.5", "normal ±1", "normal untruncated"]
 
 
 def test_variety_offers_the_fitted_noise_of_a_gan_that_has_it(clf):
     gen = NoisyGenerator(1.0)
     gen.noises = ("normal", "fitted")
     panel = GeneratorPanel(gen, clf, count=2)
-    assert [v for _, v in panel.variety.options] == ["model", "0.5", "none", "fitted"]
+    assert [v for _, v in panel.variety.options] == ["model", "normal ±0.5", "normal untruncated", "fitted"]
     panel.variety.value = "fitted"
     panel.generate()
     assert gen.asked == [{"noise": "fitted", "truncation": None}]
@@ -165,12 +168,13 @@ def test_variety_offers_the_fitted_noise_of_a_gan_that_has_it(clf):
     gen.noise, gen.truncation = "fitted", None
     panel = GeneratorPanel(gen, clf, count=2)
     assert panel.variety.options[0][0] == "as trained (fitted)"
-    assert [v for _, v in panel.variety.options] == ["model", "0.5", "1", "none"]
+    assert [v for _, v in panel.variety.options] == ["model", "normal ±0.5", "normal ±1", "normal untruncated"]
     panel.generate()
     assert gen.asked[-1] == {} and "noise fitted to people's drawings of it)" in panel.message
     gen.truncation = 1.0
     assert GeneratorPanel(gen, clf).variety.options[0][0] == "as trained (fitted, ±1)"
-    assert [v for _, v in GeneratorPanel(gen, clf).variety.options] == ["model", "0.5", "1", "none", "fitted"]
+    assert [v for _, v in GeneratorPanel(gen, clf).variety.options] == [
+        "model", "normal ±0.5", "normal ±1", "normal untruncated", "fitted"]
 
 
 def test_the_shipped_generator_shows_the_variety_of_real_doodles_by_default():
@@ -186,12 +190,12 @@ def test_the_shipped_generator_shows_the_variety_of_real_doodles_by_default():
         return float(np.mean([np.linalg.norm(x[i] - x[j]) for i in range(len(x)) for j in range(i)]))
 
     drawn = {}
-    for key in ("0.5", "1", "none", "model"):
+    for key in ("normal ±0.5", "normal ±1", "normal untruncated", "model"):
         panel.variety.value = key
         panel.generate()
         drawn[key] = spread(panel.images)
     real = spread(bitmaps.to_canonical(data.load_sample(["fish"]).images))
-    assert drawn["0.5"] < drawn["1"] < min(drawn["none"], drawn["model"])
+    assert drawn["normal ±0.5"] < drawn["normal ±1"] < min(drawn["normal untruncated"], drawn["model"])
     assert drawn["model"] > 0.75 * real, (drawn, real)
 
 

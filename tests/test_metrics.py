@@ -333,3 +333,17 @@ def test_a_finished_cas_run_returns_its_figures_and_refuses_other_drawings(judge
     other = data.train_test(data.load_sample(["apple", "cloud", "door", "cat"]), seed=0)[1]
     with pytest.raises(metrics.MetricInputError, match="test_set has other categories"):
         metrics.classification_accuracy_score(RealDrawingsGenerator(fresh), train, other, config, progress=False)
+
+
+def test_other_noises_are_the_named_ones_a_generator_can_draw_besides_its_own():
+    class Drawer:
+        truncation = 1.0
+
+    plain = Drawer()  # draws from N(0, 1) only, at +-1 by default
+    assert metrics.own_noise(plain) == metrics.NAMED_NOISES["normal ±1"]
+    assert list(metrics.other_noises(plain)) == ["normal ±0.5", "normal untruncated"]
+    fitted = Drawer()
+    fitted.noise, fitted.truncation, fitted.noises = "fitted", None, ("normal", "fitted")
+    assert list(metrics.other_noises(fitted)) == ["normal ±0.5", "normal ±1", "normal untruncated"]
+    fitted.noise = "normal"
+    assert list(metrics.other_noises(fitted)) == ["normal ±0.5", "normal ±1", "fitted"]

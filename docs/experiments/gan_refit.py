@@ -28,8 +28,8 @@ judge = Classifier.load(CLASSIFIER_DIR, categories=list(model.categories))
 summary = metrics.evaluate_generator(model, judge, train_set, test_set, seed=0).summary()
 keys = ["gan_test_top1", "fid_class_mean", "fid_class_shuffled_mean", "precision", "recall", "coverage"]
 other_noises = {}
-for name, noise in {"normal ±1": {"noise": "normal", "truncation": 1.0},
-                    "normal untruncated": {"noise": "normal", "truncation": None}}.items():
+for name in ("normal ±1", "normal untruncated"):
+    noise = metrics.NAMED_NOISES[name]
     judged = metrics.evaluate_generator(model, judge, train_set, test_set, seed=0, **noise).summary()
     other_noises[name] = {k: judged[k] for k in keys}
 print(json.dumps(summary | {"other_noises": other_noises}, indent=1, ensure_ascii=False), flush=True)

@@ -7,8 +7,8 @@ rules). common.py holds what they share.
 
 from drawai.widgets.arena import FightArena, category_choices, score_text
 from drawai.widgets.common import one_torch_thread, redraw_on_client_ready
-from drawai.widgets.generate import VARIETY, VARIETY_LABELS, GeneratorPanel, describe_noise, own_noise, variety_choice
+from drawai.widgets.generate import VARIETY_LABELS, GeneratorPanel, describe_noise, variety_choice
 from drawai.widgets.pad import DrawingPad
 
-__all__ = ["DrawingPad", "GeneratorPanel", "FightArena", "VARIETY", "VARIETY_LABELS", "own_noise", "describe_noise",
-           "variety_choice", "score_text", "category_choices", "redraw_on_client_ready", "one_torch_thread"]
+__all__ = ["DrawingPad", "GeneratorPanel", "FightArena", "VARIETY_LABELS", "describe_noise", "variety_choice",
+           "score_text", "category_choices", "redraw_on_client_ready", "one_torch_thread"]

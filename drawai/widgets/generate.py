@@ -12,6 +12,7 @@ import traitlets
 
 from drawai import categories as cats
 from drawai.checks import is_whole
+from drawai.metrics import NAMED_NOISES, other_noises, own_noise
 from drawai.widgets.common import _png, one_torch_thread
 
 
@@ -79,7 +80,7 @@ class GeneratorPanel(widgets.VBox):
         """Draw `count` drawings of the chosen category with the chosen seed, and judge each."""
         label, n, seed = self.category.value, int(self.count.value), int(self.seed.value)
         chosen = self.variety is not None and self.variety.value != "model"  # else the generator's own default
-        noise = VARIETY[self.variety.value] if chosen else {}
+        noise = NAMED_NOISES[self.variety.value] if chosen else {}
         try:
             images = np.asarray(self.generator.generate(label, n, seed=seed, **noise), dtype=np.float32)
         except Exception as e:  # shown in the widget: a callback's traceback reaches nobody
@@ -105,7 +106,7 @@ class GeneratorPanel(widgets.VBox):
     def _noise_note(self) -> str:
         if self.variety is None:
             return ""
-        noise = VARIETY.get(self.variety.value) or own_noise(self.generator)
+        noise = NAMED_NOISES.get(self.variety.value) or own_noise(self.generator)
         return ", noise " + describe_noise(noise, "fitted to people's drawings of it")
 
     def _show(self, images, verdicts, message) -> None:
@@ -114,20 +115,13 @@ class GeneratorPanel(widgets.VBox):
         self.grid.value = _drawing_grid(images, verdicts, self.category.value) if images is not None else ""
 
 
-# The Variety choices besides the generator's own noise, as generate() arguments: from clearest to most varied.
-VARIETY = {"0.5": {"noise": "normal", "truncation": 0.5}, "1": {"noise": "normal", "truncation": 1.0},
-           "none": {"noise": "normal", "truncation": None}, "fitted": {"noise": "fitted", "truncation": None}}
-VARIETY_LABELS = {"0.5": "clearer (±0.5)", "1": "varied (±1)", "none": "more varied (untruncated)",
-                  "fitted": "closest to people's (fitted)"}
-
-
-def own_noise(generator) -> dict:
-    """What `generator.generate` draws from when not told: its noise and truncation, as a VARIETY value."""
-    return {"noise": getattr(generator, "noise", "normal"), "truncation": generator.truncation}
+# The Variety choices besides the generator's own noise (metrics.NAMED_NOISES), as the menu names them.
+VARIETY_LABELS = {"normal ±0.5": "clearer (±0.5)", "normal ±1": "varied (±1)",
+                  "normal untruncated": "more varied (untruncated)", "fitted": "closest to people's (fitted)"}
 
 
 def describe_noise(noise: dict, fitted: str = "fitted") -> str:
-    """A VARIETY value in words: "truncated at ±1", "untruncated", "fitted", "fitted, truncated at ±1"."""
+    """A NAMED_NOISES value in words: "truncated at ±1", "untruncated", "fitted", "fitted, truncated at ±1"."""
     cut = "untruncated" if noise["truncation"] is None else f"truncated at ±{noise['truncation']:g}"
     if noise["noise"] == "normal":
         return cut
@@ -142,9 +136,7 @@ def variety_choice(generator) -> widgets.Dropdown | None:
     own = own_noise(generator)
     short = describe_noise(own).replace("truncated at ", "")
     options = [(f"as trained ({short})", "model")]
-    fitted = "fitted" in getattr(generator, "noises", ("normal",))  # a GAN with an encoder: gan.FittedNoise
-    options += [(VARIETY_LABELS[key], key) for key, noise in VARIETY.items()
-                if noise != own and (noise["noise"] == "normal" or fitted)]
+    options += [(VARIETY_LABELS[name], name) for name in other_noises(generator)]
     choice = widgets.Dropdown(options=options, value="model", description="Variety",
                               layout=widgets.Layout(width="260px"))
     choice.add_class("drawai-generate-variety")
