@@ -54,7 +54,8 @@ def sample_info() -> dict:
 
 
 @lru_cache(maxsize=2)
-def _read_sample(path: Path, sha256: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+def read_sample(path: Path, sha256: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """The embedded sample's file at `path`, checked against `sha256` first: (images, labels, category names)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -80,7 +81,7 @@ def check_sample() -> None:
     except (OSError, ValueError, KeyError) as e:
         raise CorruptDataError(f"the embedded sample's record {SAMPLE_META} cannot be read ({e}); restore it "
                                "from the repository (git checkout -- drawai/assets)") from None
-    _read_sample(SAMPLE_PATH, sha256)
+    read_sample(SAMPLE_PATH, sha256)
 
 
 def load_sample(categories: str | list[str] | None = "all") -> Drawings:
@@ -90,7 +91,7 @@ def load_sample(categories: str | list[str] | None = "all") -> Drawings:
     """
     names = tuple(cats.resolve(categories))
     meta = sample_info()
-    images, labels, all_names = _read_sample(SAMPLE_PATH, meta["sha256"])
+    images, labels, all_names = read_sample(SAMPLE_PATH, meta["sha256"])
     wanted = np.array([all_names.index(n) for n in names])
     remap = np.full(len(all_names), -1, dtype=np.int64)
     remap[wanted] = np.arange(len(names))

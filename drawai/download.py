@@ -183,14 +183,15 @@ def _check_file(path: Path, kind: str, name: str) -> None:
         _check_ndjson_file(path, name)
 
 
-def _sidecar(path: Path) -> Path:
+def sidecar_path(path: Path) -> Path:
+    """Where the SHA-256 of a cached file is recorded (`sha256sum -c` format): next to it, `.sha256` added."""
     return path.with_name(path.name + ".sha256")
 
 
 def _read_sidecar(path: Path) -> str | None:
     """The SHA-256 recorded next to `path`, or None when there is no readable record."""
     try:
-        digest = _sidecar(path).read_text().split()[0].lower()
+        digest = sidecar_path(path).read_text().split()[0].lower()
     except (OSError, IndexError, UnicodeDecodeError):
         return None
     return digest if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) else None
@@ -198,7 +199,7 @@ def _read_sidecar(path: Path) -> str | None:
 
 def _write_sidecar(path: Path, digest: str, target_name: str | None = None) -> None:
     """Record `digest` as `sha256sum` would (so `sha256sum -c <file>.sha256` checks it too), atomically."""
-    write_text(_sidecar(path), f"{digest}  {target_name or path.name}\n")
+    write_text(sidecar_path(path), f"{digest}  {target_name or path.name}\n")
 
 
 def recorded_sha256(path: Path) -> str:
@@ -235,7 +236,7 @@ def _cached_ok(path: Path, kind: str, name: str, expected: str | None, rehash: b
         warnings.warn(f"cached {path} is damaged ({e}); removing it and downloading it again", stacklevel=3)
         try:
             path.unlink(missing_ok=True)
-            _sidecar(path).unlink(missing_ok=True)
+            sidecar_path(path).unlink(missing_ok=True)
         except OSError as err:  # a read-only cache: the damaged file must not be used, and cannot be replaced
             raise DownloadError(f"cached {path} is damaged ({e}) and cannot be removed ({err.strerror}); "
                                 "delete it by hand or point DRAWAI_CACHE at a writable folder") from None

@@ -206,7 +206,12 @@ def _digest(clf: Classifier) -> str:
     return h.hexdigest()
 
 
-_indexes: dict[str, Index] = {}
+_indexes: dict[str, Index] = {}  # by model digest: an index is built or read once per process
+
+
+def forget_indexes() -> None:
+    """Drop the indexes held in memory (those saved stay): the next `nearest_index` reads or builds one again."""
+    _indexes.clear()
 
 
 def default_index_folder() -> Path:

@@ -22,10 +22,10 @@ def shipped():
 
 
 @pytest.fixture(autouse=True)
-def fresh_nearest_indexes(monkeypatch):
+def fresh_nearest_indexes():
     """Each test starts with no nearest-drawing index in memory, so whether one is built and saved does not
     depend on which tests ran before."""
     import sys
 
     if "drawai.explain" in sys.modules:
-        monkeypatch.setattr(sys.modules["drawai.explain"], "_indexes", {})
+        sys.modules["drawai.explain"].forget_indexes()

@@ -287,7 +287,7 @@ def _(tmp):
     blob = bytearray(data.SAMPLE_PATH.read_bytes())
     blob[-100] ^= 1
     edited.write_bytes(bytes(blob))
-    data._read_sample(edited, data.sample_info()["sha256"])
+    data.read_sample(edited, data.sample_info()["sha256"])
 
 
 # --- job parameters (they fail before anything runs: no run folder appears) ------------------------------------------

@@ -74,7 +74,7 @@ def test_fresh_download_is_byte_identical_quoted_and_recorded(server, bucket, ca
         data = (bucket / "numpy_bitmap" / path.name).read_bytes()
         assert path.read_bytes() == data
         digest = hashlib.sha256(data).hexdigest()
-        assert dl._sidecar(path).read_text() == f"{digest}  {path.name}\n"  # sha256sum -c format
+        assert dl.sidecar_path(path).read_text() == f"{digest}  {path.name}\n"  # sha256sum -c format
     assert [r.path for r in server.requests] == ["/numpy_bitmap/cat.npy", "/numpy_bitmap/hot dog.npy"]
     assert all(r.range is None for r in server.requests)
     assert dl.file_url("hot dog", base_url=server.url) == f"{server.url}/numpy_bitmap/hot%20dog.npy"

@@ -64,16 +64,16 @@ def test_label_restricts_the_neighbours_to_that_category(clf, split, index):
 
 @pytest.mark.slow
 def test_the_index_is_saved_without_pickle_and_reused(clf, tmp_path):
-    explain._indexes.clear()
+    explain.forget_indexes()
     built = explain.nearest_index(clf, tmp_path)
     saved = list(tmp_path.glob("nearest-*.npz"))
     assert len(saved) == 1
     with np.load(saved[0], allow_pickle=False) as npz:
         np.testing.assert_array_equal(npz["vectors"], built.vectors)
-    explain._indexes.clear()
+    explain.forget_indexes()
     assert np.array_equal(explain.nearest_index(clf, tmp_path).vectors, built.vectors)
     saved[0].write_bytes(b"not an npz")  # a damaged cache is rebuilt
-    explain._indexes.clear()
+    explain.forget_indexes()
     assert np.array_equal(explain.nearest_index(clf, tmp_path).vectors, built.vectors)
     with np.load(saved[0], allow_pickle=False) as npz:
         assert str(npz["digest"]) == explain.model_digest(clf)

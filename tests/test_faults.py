@@ -468,12 +468,12 @@ def test_a_read_only_cache_is_read_and_never_written(server, tmp_path):
 
     cache = tmp_path / "cache"
     (cat,) = fetch("cat", server, cache)
-    download._sidecar(cat).unlink()  # as if put there by hand: using it means hashing it
+    download.sidecar_path(cat).unlink()  # as if put there by hand: using it means hashing it
     with read_only(cache):
         assert fetch("cat", server, cache) == [cat]  # cached: used, no request, no write needed
         assert len(server.requests) == 1
         drawings = download.load_numpy_bitmap("cat", cache_dir=cache, max_per_class=5)
-        assert len(drawings) == 5 and not download._sidecar(cat).exists()
+        assert len(drawings) == 5 and not download.sidecar_path(cat).exists()
         # a file that is not cached yet: a clear error naming the file, at once (no retries), nothing written
         with pytest.raises(download.DownloadError, match=r"cannot write .*hot dog\.npy\.part: .*read-only cache"):
             fetch("hot dog", server, cache)
