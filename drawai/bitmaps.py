@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from skimage.morphology import skeletonize
 
+from drawai import seeds
+
 SIZE = 28  # the models' input is SIZE x SIZE
 INK_LONG_SIDE = 25.0  # the source's ink box is scaled to this (its centreline ends up ~24 px)
 STROKE_WIDTH = 1.5  # brush diameter in output pixels: Google's numpy_bitmap lines are 16/304*28 = 1.47
@@ -196,7 +198,7 @@ def numpy_bitmap_style(images, long_side: float = 26.0, stroke: float = 2.0, see
     from PIL import Image, ImageFilter
 
     x, single = as_float_images(images)
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed)
     k = 8  # work at 8x
     out = np.zeros((len(x), SIZE, SIZE), dtype=np.uint8)
     for i, img in enumerate(x):

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from drawai import bitmaps, model_folder, process_group
+from drawai import bitmaps, model_folder, process_group, seeds
 from drawai import categories as cats
 from drawai.checks import is_whole
 from drawai.data import Drawings
@@ -453,7 +453,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         device, memory_format=torch.channels_last)
     net = process_group.wrap(model, device)  # DDP when there are several processes
     opt, sched = _optimiser(model, config, steps=config.epochs * math.ceil(data.size / config.batch_size))
-    gen = torch.Generator().manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(*seeds.integers(config.seed, seeds.CLASSIFIER_ORDER))
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
     history, start_epoch = _resume(ckpt, config, model, opt, sched, gen) if ckpt and resume and ckpt.exists() \
         else ([], 0)

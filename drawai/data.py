@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from drawai import categories as cats
+from drawai import seeds
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SAMPLE_PATH = ASSETS / "quickdraw_sample.npz"
@@ -110,7 +111,7 @@ def split(labels: np.ndarray, seed: int = SPLIT_SEED, test_fraction: float = 0.2
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed)
     train, test = [], []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from drawai import bitmaps, classifier, data, download, process_group
+from drawai import bitmaps, classifier, data, download, process_group, seeds
 from drawai import categories as cats
 from drawai.checks import is_whole
 from drawai.data import CorruptDataError
@@ -221,7 +221,7 @@ class SimplifiedStream(IterableDataset):
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
         share, shares = rank * workers + worker_id, world * workers
-        rng = np.random.default_rng([self.seed, self.epoch, share])
+        rng = seeds.rng(self.seed, seeds.STREAM_ORDER, self.epoch, share)
         buffer: list = []
 
         def rendered(chunk):

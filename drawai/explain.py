@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from drawai import bitmaps, data
+from drawai import bitmaps, data, seeds
 from drawai.checks import is_whole
 from drawai.classifier import Classifier, for_inference
 from drawai.io import atomic_write
@@ -302,7 +302,7 @@ def deletion_curve(clf: Classifier, images: np.ndarray, maps: np.ndarray, labels
     for i, (x, m, c) in enumerate(zip(images, maps, labels)):
         ink = ink_pixels(x)
         ranked = ink[np.argsort(-m.ravel()[ink], kind="stable")]
-        shuffled = np.random.default_rng([seed, i]).permutation(ink)
+        shuffled = seeds.rng(seed, i).permutation(ink)
         variants = [x]
         for order in (ranked, shuffled):
             for k in ks:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from drawai import bitmaps, classifier
+from drawai import bitmaps, classifier, seeds
 from drawai import categories as cats
 from drawai.checks import is_whole
 from drawai.data import Drawings
@@ -241,7 +241,7 @@ def fight(generator, clf, labels=None, rounds: int = 1000, seed: int = 0, batch:
     n = len(referee.labels)
     if rounds < n:
         raise FightError(f"{rounds} rounds for {n} labels: every label needs at least one round (rounds >= {n})")
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed)
     extra = rng.choice(n, rounds % n, replace=False)
     requested = rng.permutation(np.concatenate([np.repeat(np.arange(n), rounds // n), extra]))
     images, probs = [], []

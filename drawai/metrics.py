@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import linalg
 
+from drawai import seeds
 from drawai.checks import is_whole
 from drawai.io import atomic_write
 
@@ -321,7 +322,7 @@ def evaluate_generator(generator, classifier, train_set, test_set, n_per_class: 
         raise MetricInputError(f"k-NN with k={k} compares sets of more than {k} drawings, but each class's real "
                                f"drawings split in halves of {half} (n_per_class {n_per_class}, smallest class "
                                f"{(train_counts + test_counts).min()}): use a smaller k or more drawings")
-    rng = np.random.default_rng([seed, 1])  # a stream of its own: not the one generate(seed) draws noise from
+    rng = seeds.rng(seed, seeds.VARIETY_HALVES)  # not the stream generate(seed) draws noise from
 
     # Generate, label by label, in calls the generator accepts.
     per_call = max(1, GENERATE_CHUNK // n_per_class)

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
+from drawai import seeds
 from drawai.data import Drawings
 
 # --- sharding every epoch across processes -------------------------------------------------------------------
@@ -28,8 +29,8 @@ class ShardedSampler(DistributedSampler):
 
     def __iter__(self):
         n = len(self.dataset)
-        order = (torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).numpy()
-                 if self.shuffle else np.arange(n))
+        shuffled = torch.Generator().manual_seed(self.seed + self.epoch)  # torch's own, so the shards are torch's
+        order = torch.randperm(n, generator=shuffled).numpy() if self.shuffle else np.arange(n)
         if self.drop_last:
             order = order[:self.total_size]
         elif self.total_size > n:  # pad by wrapping around, so every process gets the same number of batches
@@ -100,7 +101,7 @@ def epoch_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
     function of the epoch alone: a resumed run draws what an uninterrupted one would, with nothing in
     the checkpoint.
     """
-    for_dropout, for_augment = np.random.SeedSequence([seed, epoch, rank]).generate_state(2)
+    for_dropout, for_augment = seeds.integers(seed, seeds.CLASSIFIER_EPOCH, epoch, rank, n=2)
     torch.manual_seed(int(for_dropout))
     return torch.Generator().manual_seed(int(for_augment))
 

@@ -123,3 +123,35 @@ def test_drawai_has_no_import_cycles():
     assert "classifier" in graph["metrics"], "the import graph misses imports inside functions"
     cycle = import_cycle(graph)
     assert not cycle, f"drawai's modules import one another in a cycle: {' -> '.join(cycle)}"
+
+
+def test_every_random_stream_is_made_in_drawai_seeds():
+    """numpy generators and SeedSequences are made in drawai.seeds alone, so every stream is in its table."""
+    made_elsewhere = [f"{path.relative_to(ROOT)}:{n}" for path in sorted((ROOT / "drawai").rglob("*.py"))
+                      if path.name != "seeds.py"
+                      for n, line in enumerate(path.read_text().splitlines(), 1)
+                      if re.search(r"default_rng|SeedSequence|np\.random\.seed", line)]
+    assert not made_elsewhere, f"random streams made outside drawai.seeds: {made_elsewhere}"
+
+
+def test_seed_streams_are_distinct_nonzero_and_keep_the_published_ones():
+    from drawai import seeds
+
+    streams = {name: v for name, v in vars(seeds).items() if name.isupper()}
+    assert len(streams) >= 10, "the stream table was not read"
+    assert len(set(streams.values())) == len(streams), f"two purposes share a stream: {streams}"
+    assert 0 not in streams.values(), "SeedSequence ignores a trailing 0: stream 0 would be the bare seed's"
+    # The shipped generator's drawings and published figures were drawn from these streams.
+    assert (seeds.VARIETY_HALVES, seeds.NOISE_CENTRES, seeds.FIT_PICK) == (1, 7, 4)
+
+
+def test_a_bare_seed_is_numpys_own_and_streams_differ():
+    import numpy as np
+
+    from drawai import seeds
+
+    assert seeds.rng(5).random() == np.random.default_rng(5).random()  # the split and generate(seed) as before
+    draws = {name: seeds.rng(0, getattr(seeds, name), 1).random() for name in ("GAN_EPOCH_ORDER", "STREAM_ORDER")}
+    assert draws["GAN_EPOCH_ORDER"] != draws["STREAM_ORDER"] != seeds.rng(0, 1).random()
+    assert seeds.integers(3, seeds.GAN_NOISE, n=2) != seeds.integers(3, seeds.GAN_AUGMENT_REAL, n=2)
+    assert all(0 <= v < 2**32 for v in seeds.integers(3, seeds.GAN_NOISE, n=4))

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from drawai import bitmaps, classifier, data
+from drawai import bitmaps, classifier, data, seeds
 from drawai import categories as cats
 from drawai.bench.browser import dashboard_measure
 from drawai.bench.cells import SPLIT_SEED, WARMUP, BenchError, Cell, shown_path
@@ -74,7 +74,7 @@ def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
     # latency: the same drawings for every model, as a bitmap and as the strokes a pad would send
     if "latency_inputs" not in cache:
         _, test = data.train_test(data.load_sample("all"), seed=SPLIT_SEED)
-        pick = np.random.default_rng(0).choice(len(test), size=min(spec["reps"], len(test)), replace=False)
+        pick = seeds.rng(0).choice(len(test), size=min(spec["reps"], len(test)), replace=False)
         images = test.images[np.sort(pick)]
         cache["latency_inputs"] = images, [traced_strokes(img) for img in tqdm(
             images, desc="tracing strokes", unit="drawing", leave=False, disable=not progress)]
@@ -260,7 +260,7 @@ def explain_process(spec: dict) -> dict:
     started = time.perf_counter()
     index = explain.nearest_index(clf)
     index_seconds = time.perf_counter() - started
-    pick = np.sort(np.random.default_rng(0).choice(len(x), size=min(spec["drawings"], len(x)), replace=False))
+    pick = np.sort(seeds.rng(0).choice(len(x), size=min(spec["drawings"], len(x)), replace=False))
     with torch.no_grad():
         guesses = explain.scorer(clf)(torch.from_numpy(x[pick])[:, None]).argmax(1).numpy()
     maps = np.stack([explain.saliency(clf, x[i], label=int(c), canonical=True) for i, c in zip(pick, guesses)])
@@ -268,7 +268,7 @@ def explain_process(spec: dict) -> dict:
     shuffled = explain.randomised(clf)
     again = np.stack([explain.saliency(shuffled, x[i], label=int(c), canonical=True) for i, c in zip(pick, guesses)])
     times = {name: [] for name in ("saliency", "nearest", "total", "saliency_cpu", "nearest_cpu", "total_cpu")}
-    timed = np.random.default_rng(1).choice(len(x), size=min(spec["reps"] + spec["warmup"], len(x)), replace=False)
+    timed = seeds.rng(1).choice(len(x), size=min(spec["reps"] + spec["warmup"], len(x)), replace=False)
     for n, i in enumerate(timed):
         t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         explain.saliency(clf, x[i], canonical=True)

@@ -56,7 +56,6 @@ The package, module by module (each imports only those before it):
 """
 
 from drawai.gan.config import (
-    CENTRE_STREAM,
     CONDITIONAL_ONLY,
     INPUT_FORM,
     MAX_GENERATE,
@@ -88,7 +87,7 @@ from drawai.gan.training import EpochLog, EpochPrinter, SampleGrid, configure_th
 
 __all__ = [
     # config
-    "CENTRE_STREAM", "CONDITIONAL_ONLY", "INPUT_FORM", "MAX_GENERATE", "MODEL_FILE", "NOISES", "PRESETS",
+    "CONDITIONAL_ONLY", "INPUT_FORM", "MAX_GENERATE", "MODEL_FILE", "NOISES", "PRESETS",
     "RECIPE_DEFAULTS", "RECIPES", "GANConfig", "GANInputError", "ModelFileError",
     # networks
     "ConditionalBatchNorm", "ConditionalEncoder", "ConditionalGenerator", "DCGANDiscriminator", "DCGANGenerator",

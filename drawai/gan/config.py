@@ -11,7 +11,6 @@ from drawai.checks import is_whole
 
 RECIPES = ("conditional", "per_label")
 NOISES = ("normal", "fitted")  # what generate() draws its noise from (see FittedNoise)
-CENTRE_STREAM = 7  # generate(seed) picks FittedNoise's centres from the stream [seed, 7], apart from its noise
 # GANConfig fields the per-label recipe lacks
 CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment", "reconstruction", "kl_weight",
                     "aux_on_redraws", "ema")

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from drawai import bitmaps, data
+from drawai import bitmaps, data, seeds
 from drawai.gan.config import GANInputError, ModelFileError
 
 
@@ -37,7 +37,7 @@ def epoch_batches(labels: np.ndarray, epoch: int, batch_size: int, seed: int, on
     epoch's shuffle). `one_label`: each label's drawings shuffled and cut into near-equal batches of at most
     `batch_size`, the batches of all labels in shuffled order. The same number of batches every epoch.
     """
-    rng = np.random.default_rng([seed, epoch])
+    rng = seeds.rng(seed, seeds.GAN_EPOCH_ORDER, epoch)
     if not one_label:
         size = min(batch_size, len(labels))
         order = rng.permutation(len(labels))

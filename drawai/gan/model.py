@@ -10,9 +10,9 @@ import tensorflow as tf
 from keras import ops
 
 from drawai import categories as cats
+from drawai import seeds
 from drawai.checks import is_whole
 from drawai.gan.config import (
-    CENTRE_STREAM,
     CONDITIONAL_ONLY,
     MAX_GENERATE,
     NOISES,
@@ -130,21 +130,21 @@ class _GAN(keras.Model):
         # so the replicas together see what one process would.
         replica = tf.distribute.get_replica_context()
         replicas, size = replica.num_replicas_in_sync, tf.shape(images)[0]
-        noise = tf.random.stateless_normal((size * replicas, self.noise_dim),
-                                           seed=tf.stack([tf.constant(self.seed, tf.int64), self.step_counter.value]))
+        noise = tf.random.stateless_normal((size * replicas, self.noise_dim), seed=self._step_seed(seeds.GAN_NOISE))
         first = tf.cast(replica.replica_id_in_sync_group, tf.int32) * size
         noise = noise[first:][:size]
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake = self._generator_call(noise, labels, True)
             if self.encoder is not None:  # cVAE-GAN: draw the real drawings back from the noise the encoder reads
                 mean, log_var = self.encoder((images, labels), training=True)
-                eps = tf.random.stateless_normal((size * replicas, self.noise_dim), seed=self._step_seed(3))
+                eps = tf.random.stateless_normal((size * replicas, self.noise_dim),
+                                               seed=self._step_seed(seeds.GAN_ENCODER))
                 redrawn = self._generator_call(mean + ops.exp(0.5 * log_var) * eps[first:][:size], labels, True)
                 kl = ops.mean(ops.sum(-0.5 * (1 + log_var - mean ** 2 - ops.exp(log_var)), axis=-1))
                 redraw_loss = self.reconstruction * ops.mean(ops.abs(redrawn - images)) + self.kl_weight * kl
             if self.diff_augment:  # real and generated, each its own draws from (seed, step); this replica's slice
-                images = diff_augment(images, self._step_seed(1), first, size * replicas)
-                fake = diff_augment(fake, self._step_seed(2), first, size * replicas)
+                images = diff_augment(images, self._step_seed(seeds.GAN_AUGMENT_REAL), first, size * replicas)
+                fake = diff_augment(fake, self._step_seed(seeds.GAN_AUGMENT_FAKE), first, size * replicas)
             real_logits, real_classes = self._discriminator_scores(images, labels, True)
             fake_logits, fake_classes = self._discriminator_scores(fake, labels, True)
             g_loss = ops.mean(ops.softplus(-fake_logits))
@@ -174,10 +174,9 @@ class _GAN(keras.Model):
         return logs
 
     def _step_seed(self, stream: int):
-        """The stateless seed of this step's draws (stream 1: DiffAugment of real drawings, 2: of generated ones, 3:
-        the encoder's sampling; the noise has its own, (seed, step)): a function of (seed, step counter) alone, so a
-        resumed run draws what it would have."""
-        return tf.stack([tf.constant(self.seed * 8 + stream, tf.int64), self.step_counter.value])
+        """The stateless seed of this step's draws from `stream` (a `drawai.seeds` number): a function of (seed,
+        stream, step counter) alone, so a resumed run draws what it would have."""
+        return tf.stack([tf.constant(seeds.integers(self.seed, stream)[0], tf.int64), self.step_counter.value])
 
     def _aux_weight_now(self):
         """aux_weight, or on its way there from aux_weight_start: a function of the step counter, which checkpoints
@@ -255,7 +254,7 @@ class _GAN(keras.Model):
                                 "its noise fitted (gan.train does it; or model.fit_noise(images, labels))")
         else:
             unit = noise_batch(len(labels), self.fitted_noise.rank + self.noise_dim, seed, truncation)
-            choice = np.random.default_rng(None if seed is None else [seed, CENTRE_STREAM]).random(len(labels))
+            choice = seeds.rng(seed, seeds.NOISE_CENTRES).random(len(labels))
             z = self.fitted_noise.draw(unit, labels, choice)
         images = self._generate(z, labels)
         return self.ink_curve.apply(np.clip((images[..., 0] + 1) / 2, 0, 1).astype(np.float32))
@@ -354,7 +353,7 @@ class PerLabelGAN(_GAN):
 
     def _build_bank(self):
         k = len(self.categories)
-        rng = np.random.default_rng(self.seed)
+        rng = seeds.rng(self.seed, seeds.PER_LABEL_BANK)
         self.bank = []
         for i, v in enumerate(self._slot_variables()):
             bank_var = self.add_weight(shape=(k, *v.shape), dtype=v.dtype, initializer="zeros", trainable=False,

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from drawai import seeds
 from drawai.checks import is_whole
 from drawai.gan.config import GANInputError
 
@@ -160,7 +161,7 @@ class FittedNoise(layers.Layer):
         codes, labels = np.asarray(codes, np.float64), np.asarray(labels)
         means = np.stack([codes[labels == c].mean(0) for c in range(self.n_classes)])
         pooled = np.diag(np.var(codes - means[labels], axis=0))
-        rng = np.random.default_rng(seed)
+        rng = seeds.rng(seed, seeds.NOISE_FIT)
         directions, rest = [], []
         readings = np.zeros((self.n_classes, self.centres, self.noise_dim))
         counts = np.zeros(self.n_classes, np.int32)
@@ -343,7 +344,7 @@ def diff_augment(images, seed, first=0, total=None, shift: int = 3, cut: int = 1
 def noise_batch(n: int, dim: int, seed: int | None, truncation: float | None = None) -> np.ndarray:
     """(n, dim) float32 standard normal noise from `seed`; with `truncation`, every value outside
     +-truncation is drawn again until none is (a normal truncated there, as in BigGAN)."""
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed)
     noise = rng.standard_normal((n, dim)).astype(np.float32)
     while truncation is not None and (out := np.abs(noise) > truncation).any():
         noise[out] = rng.standard_normal(int(out.sum())).astype(np.float32)

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from drawai import categories as cats
-from drawai import data
+from drawai import data, seeds
 from drawai.gan.config import GANConfig, GANInputError, ModelFileError
 from drawai.gan.data import check_same, file_loader, is_chief, memory_dataset, streamed_dataset, training_arrays
 from drawai.gan.io import load_keras, take_part_in_save
@@ -243,7 +243,7 @@ def _fit_after_training(model, train_set, images, labels, per_label: int = 500) 
     """Fit the model's FittedNoise (with an encoder), then its InkCurve, to the training drawings: at most
     `per_label` of each label (a seeded choice, the same on every worker), read from the files when the drawings
     are not in memory."""
-    rng = np.random.default_rng([model.seed, 4])
+    rng = seeds.rng(model.seed, seeds.FIT_PICK)
     pick = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_label]
                                    for c in range(len(model.categories))]))
     if images is None:

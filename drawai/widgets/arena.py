@@ -12,6 +12,7 @@ import traitlets
 from ipycanvas import Canvas
 
 from drawai import categories as cats
+from drawai import seeds
 from drawai.bitmaps import SIZE
 from drawai.checks import is_whole
 from drawai.fight import FightError, Referee
@@ -52,7 +53,7 @@ class FightArena(widgets.VBox):
         self.referee = Referee(generator, classifier, categories)  # every check, before a widget exists
         self.generator, self.classifier = generator, classifier
         self.history: list[dict] = []
-        self._rng = np.random.default_rng(seed)
+        self._rng = seeds.rng(seed)
         self._task = None
 
         size = SIZE * self.SCALE
