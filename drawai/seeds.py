@@ -27,6 +27,10 @@ GAN_AUGMENT_FAKE = 13  # DiffAugment of each step's generated drawings
 GAN_ENCODER = 14  # the encoder's sampling of each step's readings
 NOISE_FIT = 15  # which readings FittedNoise keeps as centres, where a label has more than it keeps
 PER_LABEL_BANK = 16  # the per-label recipe's initial weights of each label
+REFINER_TRAIN_NOISE = 17  # the noise of each step of the refiner's training, then the step
+REFINER_TRAIN_TIMES = 18  # the times of each step of the refiner's training
+# generate(seed)'s refinement.
+REFINER_NOISE = 8  # the noise a drawing is mixed with before the refiner redraws it
 # A classifier training run's seed (TrainConfig.seed); its initial weights take the seed bare (torch.manual_seed).
 CLASSIFIER_ORDER = 20  # in memory: the drawings' order and heavier-stroke picks, one generator over all epochs
 CLASSIFIER_EPOCH = 21  # with DataLoader workers: each (epoch, rank)'s dropout and augmentation seeds

@@ -651,3 +651,76 @@ def test_the_readme_grid_shows_real_drawings_beside_the_models_own(drawings, tmp
     shipped = Image.open(ROOT / "docs" / "generated.png")
     assert shipped.height > shipped.width * 0.8  # 16 rows of the 345 categories
     assert "docs/generated.png" in (ROOT / "README.md").read_text()
+
+
+# --- the stroke refiner (drawai/gan/refiner.py) -------------------------------------------------------------------
+
+def tiny_refiner(seed=0, start=0.5, steps=4):
+    from drawai.gan.refiner import StrokeRefiner
+
+    refiner = StrokeRefiner(len(CATS), widths=(8, 16, 16), start=start, steps=steps, seed=seed)
+    refiner.compile(optimizer=keras.optimizers.Adam(2e-3))
+    return refiner
+
+
+def fit_refiner(refiner, drawings, epochs):
+    import tensorflow as tf
+
+    images, labels = gan.training_arrays(drawings)
+    batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+    return refiner.fit(batches, epochs=epochs, verbose=0).history["flow_loss"]
+
+
+def test_refine_carries_a_drawing_to_where_the_flow_points(drawings):
+    """With the exact velocity of a flow into one drawing D, (D - x) / (1 - t), refine() ends on D from any noise:
+    the noising to `start` and the midpoint steps to time 1 are the flow's own arithmetic."""
+    refiner = tiny_refiner(start=0.3, steps=3)
+    images, labels = gan.training_arrays(drawings)
+    target = images[:4]
+    refiner._velocity = lambda x, t, y: (target - x) / (1 - t)
+    out = refiner.refine(np.zeros((4, 28, 28), np.float32), labels[:4], seed=5)
+    assert out.shape == (4, 28, 28) and out.dtype == np.float32
+    assert np.abs(out - (target[..., 0] + 1) / 2).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def refiner_and_losses(drawings):
+    keras.utils.set_random_seed(0)  # the initial weights, made at the first step
+    refiner = tiny_refiner(seed=1)
+    return refiner, fit_refiner(refiner, drawings, 6)
+
+
+def test_the_refiner_learns_and_its_training_is_a_function_of_its_seed(refiner_and_losses, drawings):
+    trained, losses = refiner_and_losses
+    assert np.mean(losses[-2:]) < 0.7 * losses[0], losses  # it learns the velocity towards real drawings
+    again = {}
+    for seed in (1, 2):
+        keras.utils.set_random_seed(0)
+        again[seed] = tiny_refiner(seed=seed)
+        fit_refiner(again[seed], drawings, 6)
+    def apart(a, b):
+        return max(float(np.abs(u - v).max()) for u, v in zip(a.get_weights(), b.get_weights()))
+
+    # oneDNN's threaded sums differ in the last bits from run to run; other draws differ by far more
+    same, other = apart(trained, again[1]), apart(trained, again[2])
+    assert same < 0.1 * other, f"one seed should draw the same: weights {same} apart, another seed's {other}"
+
+
+def test_refine_is_seeded_and_survives_a_safe_save_and_load(refiner_and_losses, drawings, tmp_path):
+    refiner = refiner_and_losses[0]
+    images, labels = gan.training_arrays(drawings)
+    drawn = (images[:6, ..., 0] + 1) / 2
+    out = refiner.refine(drawn, labels[:6], seed=3)
+    assert np.array_equal(out, refiner.refine(drawn, labels[:6], seed=3))
+    assert not np.array_equal(out, refiner.refine(drawn, labels[:6], seed=4))
+    assert 0 <= out.min() and out.max() <= 1
+    refiner.save(tmp_path / "refiner.keras")
+    loaded = keras.models.load_model(tmp_path / "refiner.keras", safe_mode=True)
+    assert (loaded.start, loaded.steps, loaded.seed) == (0.5, 4, 1)
+    assert np.array_equal(out, loaded.refine(drawn, labels[:6], seed=3))
+
+
+@pytest.mark.parametrize("start", [0, 1, -0.5, 1.5])
+def test_a_refiner_start_outside_the_path_is_a_clear_error(start):
+    with pytest.raises(gan.GANInputError, match="start must be a time in"):
+        tiny_refiner(start=start)
