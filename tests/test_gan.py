@@ -690,6 +690,7 @@ def refiner_and_losses(drawings):
     return refiner, fit_refiner(refiner, drawings, 6)
 
 
+@pytest.mark.slow  # trains refiners
 def test_the_refiner_learns_and_its_training_is_a_function_of_its_seed(refiner_and_losses, drawings):
     trained, losses = refiner_and_losses
     assert np.mean(losses[-2:]) < 0.7 * losses[0], losses  # it learns the velocity towards real drawings
@@ -706,6 +707,7 @@ def test_the_refiner_learns_and_its_training_is_a_function_of_its_seed(refiner_a
     assert same < 0.1 * other, f"one seed should draw the same: weights {same} apart, another seed's {other}"
 
 
+@pytest.mark.slow  # trains refiners
 def test_refine_is_seeded_and_survives_a_safe_save_and_load(refiner_and_losses, drawings, tmp_path):
     refiner = refiner_and_losses[0]
     images, labels = gan.training_arrays(drawings)
