@@ -18,6 +18,7 @@ import numpy as np
 # Evaluation (metrics.evaluate_generator's seed) and generation (generate(seed)).
 VARIETY_HALVES = 1  # which real drawings of a class form each half of the real-vs-real reference
 NOISE_CENTRES = 7  # which encoder reading each drawing of FittedNoise is drawn around
+REFINER_NOISE = 8  # the noise a drawing is mixed with before the stroke refiner redraws it
 # A GAN training run's seed (GANConfig.seed); its initial weights take the seed bare (keras.utils.set_random_seed).
 FIT_PICK = 4  # which training drawings FittedNoise and InkCurve are fitted to
 GAN_EPOCH_ORDER = 10  # the order of an epoch's drawings, (GAN_EPOCH_ORDER, epoch)
@@ -29,8 +30,6 @@ NOISE_FIT = 15  # which readings FittedNoise keeps as centres, where a label has
 PER_LABEL_BANK = 16  # the per-label recipe's initial weights of each label
 REFINER_TRAIN_NOISE = 17  # the noise of each step of the refiner's training, then the step
 REFINER_TRAIN_TIMES = 18  # the times of each step of the refiner's training
-# generate(seed)'s refinement.
-REFINER_NOISE = 8  # the noise a drawing is mixed with before the refiner redraws it
 # A classifier training run's seed (TrainConfig.seed); its initial weights take the seed bare (torch.manual_seed).
 CLASSIFIER_ORDER = 20  # in memory: the drawings' order and heavier-stroke picks, one generator over all epochs
 CLASSIFIER_EPOCH = 21  # with DataLoader workers: each (epoch, rank)'s dropout and augmentation seeds

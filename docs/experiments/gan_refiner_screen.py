@@ -10,7 +10,6 @@ the same run). Rows appended to gan-refiner-345.jsonl.
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import tensorflow as tf
 from drawai import classifier, data, gan, metrics, seeds
 from drawai.classifier import Classifier
 from drawai.gan.refiner import StrokeRefiner
+from drawai.io import atomic_write, write_json
 from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR
 
 ROWS = Path(__file__).with_name("gan-refiner-345.jsonl")
@@ -58,9 +58,8 @@ def train(run: Path, budget: float) -> None:
         state["epoch"] += 1
         state["cpu_seconds"] += time.process_time() - started
         state["losses"].append(round(float(loss), 5))
-        refiner.save(run / "refiner.keras.tmp.keras")
-        shutil.move(run / "refiner.keras.tmp.keras", run / "refiner.keras")
-        (run / "state.json").write_text(json.dumps(state))
+        atomic_write(run / "refiner.keras", refiner.save)
+        write_json(run / "state.json", state)
         print(f"epoch {state['epoch']}: flow loss {loss:.4f}, {state['cpu_seconds']:.0f} CPU s", flush=True)
 
 
