@@ -30,6 +30,8 @@ NOISE_FIT = 15  # which readings FittedNoise keeps as centres, where a label has
 PER_LABEL_BANK = 16  # the per-label recipe's initial weights of each label
 REFINER_TRAIN_NOISE = 17  # the noise of each step of the refiner's training, then the step
 REFINER_TRAIN_TIMES = 18  # the times of each step of the refiner's training
+REFINER_EPOCH_ORDER = 19  # the order of the refiner's epoch of drawings, (REFINER_EPOCH_ORDER, epoch)
+REFINER_INIT = 9  # the refiner's initial weights (keras.utils.set_random_seed of this stream's integer)
 # A classifier training run's seed (TrainConfig.seed); its initial weights take the seed bare (torch.manual_seed).
 CLASSIFIER_ORDER = 20  # in memory: the drawings' order and heavier-stroke picks, one generator over all epochs
 CLASSIFIER_EPOCH = 21  # with DataLoader workers: each (epoch, rank)'s dropout and augmentation seeds

@@ -1,16 +1,20 @@
 """The generator (drawai/gan/): tiny models on a few real drawings, so the whole file runs in well under 2 minutes."""
 
 import dataclasses
+import io
 import json
 import os
 import zipfile
 
+import h5py
 import keras
 import numpy as np
 import pytest
 
 from drawai import data, gan, model_folder
 from drawai.categories import UnknownCategoryError
+from drawai.gan.io import load_keras
+from drawai.gan.refiner import StrokeRefiner
 from drawai.gan.training import checkpoints, record_differences, resume_point
 from drawai.paths import ROOT, SCRIPTS
 
@@ -46,6 +50,11 @@ def changed(before, after):
     return any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
 
+def as_saved(values):
+    """Weights as a model folder keeps them: float32 rounded to float16 (`gan.io`)."""
+    return [v.astype(np.float16).astype(v.dtype) if v.dtype == np.float32 else v for v in values]
+
+
 # --- config and data ---------------------------------------------------------------------------
 
 
@@ -73,7 +82,10 @@ def test_presets_are_valid_configs_for_both_recipes():
                                  dict(reconstruction=True), dict(kl_weight=-1), dict(kl_weight=True),
                                  dict(noise="uniform"),
                                  dict(aux_on_redraws=True), dict(aux_on_redraws=1),
-                                 dict(ema=1.0), dict(ema=-0.1), dict(ema=True)])
+                                 dict(ema=1.0), dict(ema=-0.1), dict(ema=True),
+                                 dict(refiner_epochs=-1), dict(refiner_epochs=1.5), dict(refine_start=1.0),
+                                 dict(refine_start=0.05), dict(refine_start=True), dict(refiner_width=12),
+                                 dict(refiner_width=0)])
 def test_bad_config_is_a_clear_error(bad):
     with pytest.raises(gan.GANInputError, match=next(iter(bad))):
         tiny_config(**bad)
@@ -90,6 +102,8 @@ def test_aux_weight_is_for_the_conditional_recipe():
         tiny_config("per_label", reconstruction=10.0)
     with pytest.raises(gan.GANInputError, match="ema is for the conditional recipe"):
         tiny_config("per_label", ema=0.9)
+    with pytest.raises(gan.GANInputError, match="refiner_epochs is for the conditional recipe"):
+        tiny_config("per_label", refiner_epochs=1)
 
 
 def test_diff_augment_moves_and_blanks_drawings_by_seed():
@@ -229,7 +243,7 @@ def test_one_train_step_changes_generator_and_discriminator(recipe, drawings):
     assert int(model.step_counter.numpy()) == 1
 
 
-def test_auxiliary_classifier_head_is_trained_and_saved(drawings, tmp_path):
+def test_auxiliary_classifier_head_is_trained_and_saved(drawings, tmp_path, drawn_alike):
     """AC-GAN's auxiliary loss: the discriminator's category head learns from real drawings, and it survives
     save/load; without aux_weight there is no head at all."""
     assert gan.build(tiny_config()).discriminator.classify is None
@@ -249,11 +263,11 @@ def test_auxiliary_classifier_head_is_trained_and_saved(drawings, tmp_path):
     loaded = gan.load(folder)
     assert loaded.aux_weight == 1.0 and loaded.discriminator.classify is not None
     head = model.discriminator.classify.variables, loaded.discriminator.classify.variables
-    assert not changed(weights(head[0]), weights(head[1]))
-    assert np.array_equal(loaded.generate(CATS, 2, seed=1), model.generate(CATS, 2, seed=1))
+    assert not changed(as_saved(weights(head[0])), weights(head[1]))
+    drawn_alike(model, loaded, CATS, 2, seed=1)
 
 
-def test_the_encoder_learns_to_read_the_noise_of_real_drawings(drawings, tmp_path):
+def test_the_encoder_learns_to_read_the_noise_of_real_drawings(drawings, tmp_path, drawn_alike):
     """cVAE-GAN: with `reconstruction`, an encoder trains beside the generator, and half the generated batch redraws
     half the real one from the noise it reads; it is saved and loaded with the model (generate does not use it)."""
     assert gan.build(tiny_config()).encoder is None
@@ -269,9 +283,9 @@ def test_the_encoder_learns_to_read_the_noise_of_real_drawings(drawings, tmp_pat
     assert changed(weights(plain.generator.trainable_variables), weights(model.generator.trainable_variables))
     gan.save(model, tmp_path / "model")
     loaded = gan.load(tmp_path / "model")
-    assert loaded.reconstruction == 10.0 and not changed(weights(model.encoder.variables),
+    assert loaded.reconstruction == 10.0 and not changed(as_saved(weights(model.encoder.variables)),
                                                           weights(loaded.encoder.variables))
-    assert np.array_equal(loaded.generate(CATS, 2, seed=0), model.generate(CATS, 2, seed=0))
+    drawn_alike(model, loaded, CATS, 2, seed=0)
 
 
 def test_the_auxiliary_loss_on_redraws_teaches_the_generator_and_encoder_not_the_discriminator(drawings):
@@ -383,7 +397,8 @@ def test_training_fits_the_ink_curve_last_and_generate_applies_it(trained, drawi
 
 
 @pytest.mark.slow
-def test_training_with_the_encoder_fits_each_labels_noise_and_generate_can_draw_from_it(drawings, tmp_path):
+def test_training_with_the_encoder_fits_each_labels_noise_and_generate_can_draw_from_it(drawings, tmp_path,
+                                                                                         drawn_alike):
     """At the end of training, a model with an encoder fits each label's noise to the encoder's readings of its
     training drawings; generate(noise="fitted") draws from it, saved and loaded with the model. With
     `noise="fitted"` in the config it is generate()'s default; the per-epoch sample grids, drawn before it exists,
@@ -403,7 +418,7 @@ def test_training_with_the_encoder_fits_each_labels_noise_and_generate_can_draw_
     assert np.array_equal(fitted, model.generate(CATS, 4, seed=0))
     gan.save(model, tmp_path / "model")
     loaded = gan.load(tmp_path / "model")
-    assert np.array_equal(loaded.generate(CATS, 4, seed=0, noise="fitted"), fitted)
+    assert np.array_equal(drawn_alike(model, loaded, CATS, 4, seed=0, noise="fitted"), fitted)
     with pytest.raises(gan.GANInputError, match="noise must be one of"):
         model.generate(CATS, 1, noise="uniform")
     plain = gan.build(tiny_config())
@@ -484,6 +499,12 @@ def test_generate_bad_truncation_is_a_clear_error(trained, truncation):
         trained[0].generate("apple", 2, seed=0, truncation=truncation)
 
 
+@pytest.mark.parametrize("refine", ["yes", 1, None])
+def test_generate_bad_refine_is_a_clear_error(trained, refine):
+    with pytest.raises(gan.GANInputError, match="refine must be True or False"):
+        trained[0].generate("apple", 2, seed=0, refine=refine)
+
+
 def test_truncation_gives_the_same_drawings_for_the_same_seed(trained):
     model = trained[0]
     a = model.generate(CATS, 3, seed=4, truncation=0.5)
@@ -494,12 +515,13 @@ def test_truncation_gives_the_same_drawings_for_the_same_seed(trained):
 # --- save / load -------------------------------------------------------------------------------
 
 
-def test_save_load_round_trip(trained, tmp_path, drawings):
+def test_save_load_round_trip(trained, tmp_path, drawings, drawn_alike):
     model, config, _ = trained
     folder = gan.save(model, tmp_path / "gan", config, data_checksum=drawings.checksum, command="pytest")
     loaded = gan.load(folder)
     assert type(loaded) is type(model) and loaded.categories == model.categories
-    assert np.array_equal(loaded.generate(CATS, 3, seed=5), model.generate(CATS, 3, seed=5))
+    drawn_alike(model, loaded, CATS, 3, seed=5)
+    assert not changed(as_saved(weights(model.generator.variables)), weights(loaded.generator.variables))
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["categories"] == CATS and manifest["recipe"] == config.recipe
     assert manifest["config"] == config.to_dict() and manifest["data"]["checksum"] == drawings.checksum
@@ -510,6 +532,12 @@ def test_save_load_round_trip(trained, tmp_path, drawings):
     assert not any(np.any(v) for v in slots(loaded)) and any(np.any(v) for v in slots(model))
     with zipfile.ZipFile(folder / "model.keras") as z:
         assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in z.infolist())
+        stored_weights = z.read("model.weights.h5")
+    # ... and every weight in float16 (the model in memory keeps its float32).
+    with h5py.File(io.BytesIO(stored_weights)) as h5:
+        stored = []
+        h5.visititems(lambda name, item: stored.append(item.dtype) if isinstance(item, h5py.Dataset) else None)
+    assert np.dtype("float16") in stored and np.dtype("float32") not in stored
     # Saving again over a draw-ai GAN folder is allowed; config and data default to what train() recorded.
     gan.save(model, folder)
     again = gan.load(folder)
@@ -656,8 +684,6 @@ def test_the_readme_grid_shows_real_drawings_beside_the_models_own(drawings, tmp
 # --- the stroke refiner (drawai/gan/refiner.py) -------------------------------------------------------------------
 
 def tiny_refiner(seed=0, start=0.5, steps=4):
-    from drawai.gan.refiner import StrokeRefiner
-
     refiner = StrokeRefiner(len(CATS), widths=(8, 16, 16), start=start, steps=steps, seed=seed)
     refiner.compile(optimizer=keras.optimizers.Adam(2e-3))
     return refiner
@@ -726,3 +752,55 @@ def test_refine_is_seeded_and_survives_a_safe_save_and_load(refiner_and_losses, 
 def test_a_refiner_start_outside_the_path_is_a_clear_error(start):
     with pytest.raises(gan.GANInputError, match="start must be a time in"):
         tiny_refiner(start=start)
+
+
+@pytest.mark.slow  # trains a GAN and its refiner, twice
+def test_training_ends_with_the_refiner_which_generate_draws_with_and_a_killed_run_resumes(drawings, tmp_path,
+                                                                                          drawn_alike):
+    config = tiny_config(epochs=1, refiner_epochs=2, refiner_width=8, refine_start=0.5)
+    straight = gan.train(drawings, config, verbose=0)
+    assert [h["epoch"] for h in straight.refiner_history] == [1, 2]
+    assert straight.refiner.start == 0.5  # attached without its optimiser, so without Adam's moments:
+    assert getattr(straight.refiner, "optimizer", None) is None
+    refined, plain = straight.generate(CATS, 4, seed=2), straight.generate(CATS, 4, seed=2, refine=False)
+    assert np.array_equal(refined, straight.generate(CATS, 4, seed=2))  # seeded, the refiner's noise too
+    assert not np.array_equal(refined, straight.generate(CATS, 4, seed=3))
+    assert np.abs(refined - plain).mean() > 0.01  # redrawn, not passed through
+    assert np.array_equal(refined, straight.refiner.refine(plain, np.repeat([0, 1, 2], 4), 2))  # after the ink curve
+
+    run_dir = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):  # dies in the refiner's second epoch (the GAN has one)
+        gan.train(drawings, config, run_dir=run_dir, verbose=0, callbacks=[KillAt(2)])
+    assert [p.name for _, p in checkpoints(run_dir, "refiner")] == ["refiner-0001.keras"]
+    resumed = gan.train(drawings, config, run_dir=run_dir, resume=True, verbose=0)
+    assert [h["epoch"] for h in resumed.refiner_history] == [1, 2]
+    for a, b in zip(straight.refiner.get_weights(), resumed.refiner.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # the same draws and order: where it would have been
+    with pytest.raises(gan.ModelFileError, match="refiner checkpoints"):
+        gan.train_refiner(resumed, drawings, config, run_dir=run_dir)  # would overwrite: refused
+
+    folder = gan.save(resumed, tmp_path / "model", config)
+    loaded = gan.load(folder)
+    assert loaded.refiner.start == 0.5
+    drawn_alike(resumed, loaded, CATS, 3, seed=1)
+    assert not changed(as_saved(resumed.refiner.get_weights()), loaded.refiner.get_weights())
+    with pytest.raises(gan.GANInputError, match="StrokeRefiner for this model's 3 categories"):
+        loaded.attach_refiner(StrokeRefiner(5, widths=(8, 16, 16)).build_now())
+
+
+def test_a_model_saved_before_the_refiner_loads_without_one(trained, tmp_path):
+    """A model.keras whose config has no "refiner" (saved before it existed) draws with the GAN alone."""
+    model, config, _ = trained
+    folder = gan.save(model, tmp_path / "old", config)
+    with zipfile.ZipFile(folder / "model.keras") as z:
+        items = {i.filename: z.read(i) for i in z.infolist()}
+    saved = json.loads(items["config.json"])
+    assert "refiner" in saved["config"]
+    del saved["config"]["refiner"]
+    items["config.json"] = json.dumps(saved).encode()
+    with zipfile.ZipFile(tmp_path / "old.keras", "w") as z:
+        for name, content in items.items():
+            z.writestr(name, content)
+    old = load_keras(tmp_path / "old.keras")
+    assert old.refiner is None
+    assert np.array_equal(old.generate(CATS, 2, seed=4), old.generate(CATS, 2, seed=4, refine=False))

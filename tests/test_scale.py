@@ -179,7 +179,7 @@ def worker_weights(dump: Path, index: int) -> list[np.ndarray]:
 
 
 @pytest.mark.slow
-def test_two_workers_train_the_gan_as_one_process_and_share_its_checkpoints(tmp_path):
+def test_two_workers_train_the_gan_as_one_process_and_share_its_checkpoints(tmp_path, drawn_alike):
     """MultiWorkerMirroredStrategy, two local processes, TF_CONFIG on 127.0.0.1 (~2 min on 2 busy cores: two
     processes start TensorFlow twice). Both workers end with the same weights, those of one process trained on
     the same batches; only the chief writes; a second run of the same command resumes from the chief's checkpoint."""
@@ -219,7 +219,7 @@ def test_two_workers_train_the_gan_as_one_process_and_share_its_checkpoints(tmp_
     for a, b in zip(mine, chief, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     published = gan.load(run / "model")
-    np.testing.assert_allclose(published.generate(CATS, 2, seed=0), alone.generate(CATS, 2, seed=0), atol=1e-4)
+    drawn_alike(alone, published, CATS, 2, seed=0)  # the model folder keeps float16 weights
     assert published.manifest["command"].endswith("# MultiWorkerMirroredStrategy, 2 replicas")
 
 

@@ -25,12 +25,15 @@ A model trained with the encoder (`reconstruction`) also fits, per label, a dens
 from its training drawings (`FittedNoise`); `generate(..., noise="fitted")` draws from it (the `full` preset's
 default): varied drawings, like people's, which N(0, 1) does not reach. Last, every model fits an `InkCurve`, the
 map of its pixel values onto its training drawings' that `generate` applies (crisper strokes, nothing moved).
+With `refiner_epochs` (the `full` preset), a `StrokeRefiner` trains after that, by flow matching on the training
+drawings, and `generate` redraws each drawing with it from time `refine_start` (SDEdit): the GAN's shapes kept,
+in strokes like people's (`generate(..., refine=False)`: the GAN's own).
 
 Training is seeded and resumable: the batch order of epoch e and the noise of step s are pure
 functions of (seed, e) and (seed, s), and every epoch ends with an atomically written checkpoint
 (`run_dir/checkpoints/epoch-XXXX.keras`: weights, optimizer state, step counter, and for the
-per-label bank its dropout seeds too), so `resume=True` continues after a kill from the last complete
-checkpoint and ends where an uninterrupted run would have.
+per-label bank its dropout seeds too; the refiner's are `refiner-XXXX.keras`), so `resume=True` continues after
+a kill from the last complete checkpoint and ends where an uninterrupted run would have.
 
 A model on disk is a folder: `model.keras` (loaded with safe_mode=True, never executes pickled code)
 and `manifest.json` in the schema of every draw-ai model folder (`drawai.model_folder`).
@@ -50,6 +53,7 @@ The package, module by module (each imports only those before it):
 - `config`: the recipes, presets and `GANConfig`; the errors.
 - `networks`: the Keras layers and networks, and what they are fed (`noise_batch`, `diff_augment`).
 - `data`: the training arrays, the batch order, the tf.data pipelines; which of several workers writes.
+- `refiner`: `StrokeRefiner`, the flow-matching U-Net that redraws a generated drawing's strokes.
 - `model`: `ConditionalGAN` and `PerLabelGAN`, what they share, and `build`.
 - `io`: the model folder (`save`, `load`) and `load_keras`, the safe way every `.keras` file of a GAN is opened.
 - `training`: `train`, its callbacks, and resuming a run from its checkpoints.
@@ -64,6 +68,7 @@ from drawai.gan.config import (
     PRESETS,
     RECIPE_DEFAULTS,
     RECIPES,
+    REFINER_FIELDS,
     GANConfig,
     GANInputError,
     ModelFileError,
@@ -83,11 +88,20 @@ from drawai.gan.networks import (
     diff_augment,
     noise_batch,
 )
-from drawai.gan.training import EpochLog, EpochPrinter, SampleGrid, configure_threads, grid_image, train
+from drawai.gan.refiner import StrokeRefiner
+from drawai.gan.training import (
+    EpochLog,
+    EpochPrinter,
+    SampleGrid,
+    configure_threads,
+    grid_image,
+    train,
+    train_refiner,
+)
 
 __all__ = [
     # config
-    "CONDITIONAL_ONLY", "INPUT_FORM", "MAX_GENERATE", "MODEL_FILE", "NOISES", "PRESETS",
+    "CONDITIONAL_ONLY", "REFINER_FIELDS", "INPUT_FORM", "MAX_GENERATE", "MODEL_FILE", "NOISES", "PRESETS",
     "RECIPE_DEFAULTS", "RECIPES", "GANConfig", "GANInputError", "ModelFileError",
     # networks
     "ConditionalBatchNorm", "ConditionalEncoder", "ConditionalGenerator", "DCGANDiscriminator", "DCGANGenerator",
@@ -96,8 +110,10 @@ __all__ = [
     "GAN_CLASSES", "ConditionalGAN", "PerLabelGAN", "build",
     # data
     "epoch_batches", "training_arrays",
+    # refiner
+    "StrokeRefiner",
     # training
-    "EpochLog", "EpochPrinter", "SampleGrid", "configure_threads", "grid_image", "train",
+    "EpochLog", "EpochPrinter", "SampleGrid", "configure_threads", "grid_image", "train", "train_refiner",
     # io
     "load", "save",
 ]

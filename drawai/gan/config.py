@@ -14,6 +14,7 @@ NOISES = ("normal", "fitted")  # what generate() draws its noise from (see Fitte
 # GANConfig fields the per-label recipe lacks
 CONDITIONAL_ONLY = ("aux_weight", "aux_weight_start", "diff_augment", "reconstruction", "kl_weight",
                     "aux_on_redraws", "ema")
+REFINER_FIELDS = ("refiner_epochs", "refine_start", "refiner_width")  # GANConfig fields of the refiner (conditional)
 MAX_GENERATE = 10_000  # drawings per generate() call: more is almost surely a mistake (and memory)
 MODEL_FILE = "model.keras"
 INPUT_FORM = ("canonical 28x28 float32 [0, 1], ink bright on black (drawai.bitmaps.to_canonical); "
@@ -29,8 +30,10 @@ PRESETS: dict[str, dict] = {
     # from some noise, so a label's drawings differ; a small AC weight, also on the redraws, names the label without
     # pulling it to one template; the smaller step keeps the losses stable. Drawn from the noise fitted to people's
     # drawings, untruncated: N(0, 1) misses the region where the encoder puts them.
+    # Last, a stroke refiner redraws each drawing from time 0.7 in people's strokes (the GAN's are blurred and broken,
+    # which is where its drawings fail as training data); its 3 epochs, about 7 minutes, keep the run within the hour.
     "full": dict(categories="all", epochs=50, width=64, aux_weight=0.3, diff_augment=True, reconstruction=10.0,
-                 aux_on_redraws=True, lr=5e-4, noise="fitted", truncation=None),
+                 aux_on_redraws=True, lr=5e-4, noise="fitted", truncation=None, refiner_epochs=3, refine_start=0.7),
 }
 # Optimiser and batch per recipe. Conditional: DCGAN's Adam beta_1=0.5 with a 10x larger step (2e-3, which
 # spectral norm keeps stable) and batch 32 learns classic10 in ~1,500 steps. The per-label baseline keeps the TF
@@ -89,6 +92,12 @@ class GANConfig:
     # this momentum per step (0: none), as BigGAN and StyleGAN draw: it smooths the jitter of adversarial training.
     # No preset uses it: on the full preset's recipe it changed no figure measurably.
     ema: float = 0.0
+    # conditional only: the stroke refiner (`gan.refiner.StrokeRefiner`), trained after the GAN for this many epochs by
+    # flow matching on the training drawings (0: none). generate() then redraws each drawing from `refine_start` on
+    # the path from noise (0) to drawing (1): the GAN decides what is drawn and where, the refiner how strokes look.
+    refiner_epochs: int = 0
+    refine_start: float = 0.7  # lower redraws more of each drawing (cleaner strokes, less of the GAN's shape kept)
+    refiner_width: int = 32  # the refiner's channels at 28 px (doubled at 14 and 7 px); a multiple of 8
     truncation: float | None = None  # generate()'s default noise truncation (the truncation trick); None: none
     # generate()'s default noise: "normal", the N(0, 1) it was trained on, or "fitted", each label's own density fitted
     # to the encoder's readings of its training drawings after training (FittedNoise; needs `reconstruction`).
@@ -144,6 +153,16 @@ class GANConfig:
             raise GANInputError(f"GANConfig.ema must be a momentum in [0, 1), got {self.ema!r}")
         if self.recipe == "per_label" and self.ema:
             raise GANInputError("ema is for the conditional recipe")
+        if not is_whole(self.refiner_epochs, 0):
+            raise GANInputError(f"GANConfig.refiner_epochs must be an integer >= 0, got {self.refiner_epochs!r}")
+        if self.recipe == "per_label" and self.refiner_epochs:
+            raise GANInputError("refiner_epochs is for the conditional recipe")
+        if isinstance(self.refine_start, bool) or not (isinstance(self.refine_start, float | int)
+                                                       and 0.1 <= self.refine_start <= 0.95):
+            raise GANInputError(f"GANConfig.refine_start must be a time in [0.1, 0.95], got {self.refine_start!r}")
+        if not is_whole(self.refiner_width, 8) or self.refiner_width % 8:
+            raise GANInputError(f"GANConfig.refiner_width must be a multiple of 8 (group norm's 8 groups), "
+                                f"got {self.refiner_width!r}")
         check_truncation(self.truncation, "GANConfig.truncation")
         if self.noise not in NOISES:
             raise GANInputError(f"GANConfig.noise must be one of {NOISES}, got {self.noise!r}")
@@ -160,7 +179,7 @@ class GANConfig:
         # A preset is tuned for the conditional recipe; the per-label baseline keeps its own optimiser, batch and
         # N(0, 1) noise (it has no encoder to fit a noise to).
         preset_values = {k: v for k, v in PRESETS[preset].items() if recipe == "conditional"
-                         or k not in CONDITIONAL_ONLY + ("lr", "beta_1", "batch_size", "noise")}
+                         or k not in CONDITIONAL_ONLY + REFINER_FIELDS + ("lr", "beta_1", "batch_size", "noise")}
         return cls(**{**RECIPE_DEFAULTS[recipe], **preset_values, "recipe": recipe, "preset": preset, **overrides})
 
     def to_dict(self) -> dict:

@@ -32,12 +32,14 @@ def training_arrays(drawings: data.Drawings) -> tuple[np.ndarray, np.ndarray]:
     return images * 2 - 1, drawings.labels[readable].astype(np.int32)
 
 
-def epoch_batches(labels: np.ndarray, epoch: int, batch_size: int, seed: int, one_label: bool) -> list[np.ndarray]:
+def epoch_batches(labels: np.ndarray, epoch: int, batch_size: int, seed: int, one_label: bool,
+                  order: int = seeds.GAN_EPOCH_ORDER) -> list[np.ndarray]:
     """Index batches for `epoch`. Mixed labels: a shuffle cut into full batches (the rest waits for the next
     epoch's shuffle). `one_label`: each label's drawings shuffled and cut into near-equal batches of at most
-    `batch_size`, the batches of all labels in shuffled order. The same number of batches every epoch.
+    `batch_size`, the batches of all labels in shuffled order. The same number of batches every epoch. `order`:
+    the `drawai.seeds` stream of the model being trained (the GAN's, or its refiner's).
     """
-    rng = seeds.rng(seed, seeds.GAN_EPOCH_ORDER, epoch)
+    rng = seeds.rng(seed, order, epoch)
     if not one_label:
         size = min(batch_size, len(labels))
         order = rng.permutation(len(labels))
@@ -49,9 +51,10 @@ def epoch_batches(labels: np.ndarray, epoch: int, batch_size: int, seed: int, on
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def memory_dataset(images, labels, epochs: range, batch_size: int, seed: int, one_label: bool):
+def memory_dataset(images, labels, epochs: range, batch_size: int, seed: int, one_label: bool,
+                   order: int = seeds.GAN_EPOCH_ORDER):
     """All batches of `epochs` as one tf.data pipeline, and the number of batches and images per epoch."""
-    batches = [b for e in epochs for b in epoch_batches(labels, e, batch_size, seed, one_label)]
+    batches = [b for e in epochs for b in epoch_batches(labels, e, batch_size, seed, one_label, order)]
     per_epoch = len(batches) // len(epochs)
     index = tf.RaggedTensor.from_row_lengths(np.concatenate(batches), [len(b) for b in batches])
     x, y = tf.constant(images), tf.constant(labels)
@@ -63,19 +66,20 @@ def memory_dataset(images, labels, epochs: range, batch_size: int, seed: int, on
     return tf.data.Dataset.from_tensor_slices(index).map(gather).prefetch(2), per_epoch, images_per_epoch
 
 
-def streamed_dataset(load, labels, epochs: range, batch_size: int, seed: int, one_label: bool):
+def streamed_dataset(load, labels, epochs: range, batch_size: int, seed: int, one_label: bool,
+                     order: int = seeds.GAN_EPOCH_ORDER):
     """The batches of `epochs` (the same `epoch_batches`), each read by `load(indices) -> (images, labels)` when
     it is needed, in a tf.data pipeline. Under a tf.distribute strategy every batch is cut into one slice per
     replica, and each worker's pipeline makes just its own replicas' slices (`distribute_datasets_from_function`
     deals them out to its replicas in turn)."""
     strategy = tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
-    first = epoch_batches(labels, epochs[0], batch_size, seed, one_label)
+    first = epoch_batches(labels, epochs[0], batch_size, seed, one_label, order)
 
     def pipeline(mine: range) -> tf.data.Dataset:
         def indices():
             for epoch in epochs:
-                for batch in epoch_batches(labels, epoch, batch_size, seed, one_label):
+                for batch in epoch_batches(labels, epoch, batch_size, seed, one_label, order):
                     pieces = np.array_split(batch, replicas)
                     yield from (pieces[r] for r in mine)
 
@@ -115,6 +119,25 @@ def check_same(strategy: tf.distribute.Strategy, value: int, what: str) -> None:
         total = strategy.reduce("SUM", strategy.run(lambda: tf.constant(value, tf.int64)), axis=None)
         if int(total) != value * strategy.num_replicas_in_sync:
             raise ModelFileError(f"the workers disagree about {what}: this one has {value}")
+
+
+class BuiltBeforeFit:
+    """Mixed into a keras.Model whose every variable (its optimisers' too) exists before `fit`, so fit need not look
+    at a batch first. (Keras' own build, under a tf.distribute strategy, takes one and reduces it over the replicas,
+    which fails under MultiWorkerMirroredStrategy for an (images, labels) batch: keras 3.15.)"""
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        with self.distribute_strategy.scope():
+            self._symbolic_build()
+
+
+def step_logs(metrics: list) -> dict:
+    """What a train_step returns: each metric's result by name (under several workers shaped (1,), because Keras 3
+    averages the workers' logs over axis 0, tensorflow#72388)."""
+    logs = {m.name: m.result() for m in metrics}
+    if multi_worker(tf.distribute.get_strategy()):
+        logs = {name: tf.reshape(value, (1,)) for name, value in logs.items()}
+    return logs
 
 
 def multi_worker(strategy: tf.distribute.Strategy) -> bool:

@@ -5,6 +5,7 @@ draw-ai GAN is a ModelFileError."""
 
 from __future__ import annotations
 
+import io
 import shlex
 import sys
 import tempfile
@@ -12,6 +13,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
@@ -31,11 +33,11 @@ def take_part_in_save(model) -> None:
 
 
 def _save_compact(model: ConditionalGAN | PerLabelGAN, path: Path) -> None:
-    """Save `model` for shipping: the networks as they are, the optimisers' state zeroed, deflated.
+    """Save `model` for shipping: the optimisers' state zeroed, every weight in float16, deflated.
 
-    Adam's moments are two thirds of the file and only matter for continuing training, which resumes
-    from the run's checkpoints, not from a shipped model; zeros deflate to almost nothing (345-category
-    conditional GAN: 20.8 MB as a checkpoint, about a third of that here). Loads like any `.keras` file.
+    Adam's moments only matter for continuing training, which resumes from the run's checkpoints, not from a shipped
+    model: zeroed, they deflate to almost nothing. Two bytes a weight halve the rest, and move a loaded model's
+    drawings by far less than another seed does (docs/experiments/gan.md). The model in memory is left as it was.
     """
     slots = [v for opt in (model.g_optimizer, model.d_optimizer) for v in opt.variables]
     kept = [v.numpy() for v in slots]
@@ -46,11 +48,34 @@ def _save_compact(model: ConditionalGAN | PerLabelGAN, path: Path) -> None:
     finally:
         for v, value in zip(slots, kept, strict=True):
             v.assign(value)
-    with zipfile.ZipFile(path) as src:  # Keras stores; deflate the zeros away, in place
+    with zipfile.ZipFile(path) as src:
         items = [(item.filename, src.read(item)) for item in src.infolist()]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:  # Keras stores; deflate, in place
         for name, data_ in items:
-            dst.writestr(name, data_)
+            dst.writestr(name, _float16_weights(data_) if name == WEIGHTS_ENTRY else data_)
+
+
+WEIGHTS_ENTRY = "model.weights.h5"  # where a .keras archive holds its weights
+
+
+def _float16_weights(h5: bytes) -> bytes:
+    """A Keras weights file with its float32 arrays stored as float16, rounded (Keras casts them back to their
+    variables' float32 on loading); an array past float16's range keeps float32."""
+    out = io.BytesIO()
+    with h5py.File(io.BytesIO(h5), "r") as old, h5py.File(out, "w") as new:
+        new.attrs.update(old.attrs)
+
+        def copy(name, item):
+            if isinstance(item, h5py.Group):
+                new.require_group(name).attrs.update(item.attrs)
+                return
+            value = item[()]
+            if value.dtype == np.float32 and np.all(np.isfinite(value.astype(np.float16))):
+                value = value.astype(np.float16)
+            new.create_dataset(name, data=value).attrs.update(item.attrs)
+
+        old.visititems(copy)
+    return out.getvalue()
 
 
 def save(model: ConditionalGAN | PerLabelGAN, path: str | Path, config: GANConfig | None = None,
@@ -78,6 +103,11 @@ def save(model: ConditionalGAN | PerLabelGAN, path: str | Path, config: GANConfi
     trained = ({"epochs": history[-1]["epoch"], "last_epoch": history[-1],
                 "train_seconds": round(sum(h["seconds"] for h in history), 1),
                 "train_cpu_seconds": round(sum(h.get("cpu_seconds", 0) for h in history), 1)} if history else {})
+    refiner_log = getattr(model, "refiner_history", None) or []
+    if refiner_log:  # the refiner's epochs, timed apart from the GAN's
+        trained |= {"refiner_epochs": refiner_log[-1]["epoch"],
+                    "refiner_seconds": round(sum(h["seconds"] for h in refiner_log), 1),
+                    "refiner_cpu_seconds": round(sum(h["cpu_seconds"] for h in refiner_log), 1)}
     manifest = model_folder.make_manifest(
         "generator", model.categories, weights, data,
         config.to_dict() if config else record.get("config") or made.get("config") or model.get_config(),

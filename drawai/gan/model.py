@@ -20,7 +20,7 @@ from drawai.gan.config import (
     GANInputError,
     check_truncation,
 )
-from drawai.gan.data import multi_worker
+from drawai.gan.data import BuiltBeforeFit, step_logs
 from drawai.gan.networks import (
     ConditionalEncoder,
     ConditionalGenerator,
@@ -32,9 +32,10 @@ from drawai.gan.networks import (
     diff_augment,
     noise_batch,
 )
+from drawai.gan.refiner import StrokeRefiner
 
 
-class _GAN(keras.Model):
+class _GAN(BuiltBeforeFit, keras.Model):
     """What both recipes share: the optimisers, the adversarial step, `generate` and the fitted noise and ink."""
 
     recipe = ""
@@ -43,7 +44,8 @@ class _GAN(keras.Model):
                  seed: int = 0, aux_weight: float = 0.0, aux_weight_start: float | None = None,
                  diff_augment: bool = False, reconstruction: float = 0.0, kl_weight: float = 0.01,
                  aux_on_redraws: bool = False, ema: float = 0.0,
-                 truncation: float | None = None, noise: str = "normal", **kwargs):
+                 truncation: float | None = None, noise: str = "normal", refiner: StrokeRefiner | dict | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.categories = tuple(cats.resolve(list(categories)))
         self.noise_dim, self.width, self.lr, self.beta_1, self.seed = noise_dim, width, lr, beta_1, seed
@@ -76,6 +78,12 @@ class _GAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self._build_bank()
+        # The StrokeRefiner generate() redraws with: trained after the GAN (`train`, `attach_refiner`); a loaded
+        # model rebuilds it from its config, and its weights load into it.
+        self.refiner = None
+        if refiner is not None:
+            self.refiner = (refiner if isinstance(refiner, StrokeRefiner)
+                            else keras.saving.deserialize_keras_object(refiner)).build_now()
         self.built = True
 
     def _build_networks(self):
@@ -99,17 +107,19 @@ class _GAN(keras.Model):
                 "aux_weight": self.aux_weight, "aux_weight_start": self.aux_weight_start,
                 "diff_augment": self.diff_augment, "reconstruction": self.reconstruction,
                 "kl_weight": self.kl_weight, "aux_on_redraws": self.aux_on_redraws, "ema": self.ema,
-                "truncation": self.truncation, "noise": self.noise}
+                "truncation": self.truncation, "noise": self.noise,
+                "refiner": None if self.refiner is None else keras.saving.serialize_keras_object(self.refiner)}
+
+    def attach_refiner(self, refiner: StrokeRefiner) -> None:
+        """From now on, `generate` redraws every drawing with `refiner` (a trained StrokeRefiner for these
+        categories); the model keeps its weights, not its optimiser's state."""
+        if not isinstance(refiner, StrokeRefiner) or refiner.n_classes != len(self.categories):
+            raise GANInputError(f"attach_refiner needs a StrokeRefiner for this model's {len(self.categories)} "
+                                f"categories, got {refiner!r}")
+        self.refiner = refiner.without_training_state()
 
     def get_compile_config(self):
         return None  # the optimisers are built in __init__; there is nothing to re-compile on loading
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Every variable is built in __init__, so fit() need not look at a batch first. (Keras' own version,
-        # under a tf.distribute strategy, takes one and reduces it over the replicas, which fails under
-        # MultiWorkerMirroredStrategy for an (images, labels) batch: keras 3.15.)
-        with self.distribute_strategy.scope():
-            self._symbolic_build()
 
     @property
     def metrics(self):
@@ -168,10 +178,7 @@ class _GAN(keras.Model):
         self.step_counter.assign_add(1)
         self.g_loss_tracker.update_state(g_loss)
         self.d_loss_tracker.update_state(d_loss)
-        logs = {m.name: m.result() for m in self.metrics}
-        if multi_worker(tf.distribute.get_strategy()):  # keras 3 averages these over axis 0 (tensorflow#72388)
-            logs = {name: tf.reshape(value, (1,)) for name, value in logs.items()}
-        return logs
+        return step_logs(self.metrics)
 
     def _step_seed(self, stream: int):
         """The stateless seed of this step's draws from `stream` (a `drawai.seeds` number): a function of (seed,
@@ -221,7 +228,7 @@ class _GAN(keras.Model):
         return NOISES if fitted else ("normal",)
 
     def generate(self, labels, n: int = 1, seed: int | None = None, truncation: float | None | str = "model",
-                 noise: str = "model") -> np.ndarray:
+                 noise: str = "model", refine: bool = True) -> np.ndarray:
         """`n` drawings of each label -> float32 (n, 28, 28) in [0, 1] for one label, (len(labels) * n, 28, 28)
         for a list (label by label). The same seed gives the same drawings; seed=None draws fresh noise.
         `truncation` (BigGAN's truncation trick): noise drawn from a normal cut at +-truncation, so drawings
@@ -231,6 +238,8 @@ class _GAN(keras.Model):
         to the encoder's readings of its training drawings (`FittedNoise`: more varied, as people draw; a model
         with an encoder has it); "model" (the default): `self.noise`. Truncation cuts either (for "fitted", the
         kernel's draws around each reading).
+        `refine`: with a refiner (`self.refiner`), redraw every drawing's strokes with it, from noise drawn from
+        `seed` too; False: the GAN's drawings as they are.
         """
         idx = self.label_indices(labels)
         if not is_whole(n, 1):
@@ -246,6 +255,8 @@ class _GAN(keras.Model):
         noise = self.noise if isinstance(noise, str) and noise == "model" else noise
         if noise not in NOISES:
             raise GANInputError(f"noise must be one of {NOISES} or 'model', got {noise!r}")
+        if not isinstance(refine, bool | np.bool_):
+            raise GANInputError(f"refine must be True or False, got {refine!r}")
         labels = np.repeat(idx, n)
         if noise == "normal":
             z = noise_batch(len(labels), self.noise_dim, seed, truncation)
@@ -257,7 +268,8 @@ class _GAN(keras.Model):
             choice = seeds.rng(seed, seeds.NOISE_CENTRES).random(len(labels))
             z = self.fitted_noise.draw(unit, labels, choice)
         images = self._generate(z, labels)
-        return self.ink_curve.apply(np.clip((images[..., 0] + 1) / 2, 0, 1).astype(np.float32))
+        drawings = self.ink_curve.apply(np.clip((images[..., 0] + 1) / 2, 0, 1).astype(np.float32))
+        return self.refiner.refine(drawings, labels, seed) if refine and self.refiner is not None else drawings
 
     def fit_ink(self, images: np.ndarray) -> None:
         """Fit `ink_curve` to these drawings ([-1, 1], e.g. the training drawings) against `InkCurve.PER_LABEL`
@@ -266,7 +278,8 @@ class _GAN(keras.Model):
         self.ink_curve.fitted.assign(0.0)  # fitted on what the generator draws itself
         n, per_call = len(self.categories), MAX_GENERATE // InkCurve.PER_LABEL
         generated = np.concatenate([self.generate(list(range(i, min(i + per_call, n))), InkCurve.PER_LABEL,
-                                                  seed=self.seed + i, truncation=None) for i in range(0, n, per_call)])
+                                                  seed=self.seed + i, truncation=None, refine=False)
+                                    for i in range(0, n, per_call)])
         self.ink_curve.fit(generated, (np.asarray(images) + 1) / 2)
 
     def _generate(self, noise: np.ndarray, labels: np.ndarray) -> np.ndarray:

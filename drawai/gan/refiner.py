@@ -18,9 +18,12 @@ from keras import layers, ops
 
 from drawai import seeds
 from drawai.gan.config import GANInputError
+from drawai.gan.data import BuiltBeforeFit, step_logs
 
 START_MARGIN = 0.1  # trained from a little before `start`, so the first step's midpoint is inside what it learned
 TIME_FREQUENCIES = 32  # sinusoidal features of the time, as in DDPM's U-Net
+STEPS = 5  # midpoint steps from `start` to 1: ten network calls a drawing
+BATCH, LEARNING_RATE = 128, 5e-4  # training: Adam, as screened (docs/experiments/gan.md, "A stroke refiner")
 
 
 @keras.saving.register_keras_serializable(package="drawai")
@@ -52,13 +55,13 @@ class ResidualBlock(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="drawai")
-class StrokeRefiner(keras.Model):
+class StrokeRefiner(BuiltBeforeFit, keras.Model):
     """(x_t (N, 28, 28, 1) in [-1, 1], t (N,), label (N,)) -> the velocity at x_t: a U-Net at 28, 14 and 7 pixels
     (`widths` channels), one residual block a level on each side and two at the bottom, the time and label
     added in every block. `start` and `steps`: how `refine` uses it."""
 
-    def __init__(self, n_classes: int, widths: tuple[int, int, int] = (32, 64, 128), start: float = 0.5,
-                 steps: int = 5, seed: int = 0, **kwargs):
+    def __init__(self, n_classes: int, widths: tuple[int, int, int] = (32, 64, 128), start: float = 0.7,
+                 steps: int = STEPS, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.seed = seed  # the training run's: where train_step's draws come from
         if not 0 < start < 1:
@@ -104,15 +107,20 @@ class StrokeRefiner(keras.Model):
         step = tf.cast(self.optimizer.iterations, tf.int64)
         noise_seed, time_seed = (tf.stack([tf.constant(seeds.integers(self.seed, stream)[0], tf.int64), step])
                                  for stream in (seeds.REFINER_TRAIN_NOISE, seeds.REFINER_TRAIN_TIMES))
-        noise = tf.random.stateless_normal(tf.shape(images), seed=noise_seed)
+        # The whole batch's draws; under tf.distribute each replica takes its slice, as the GAN's step does.
+        replica = tf.distribute.get_replica_context()
+        replicas, size = replica.num_replicas_in_sync, tf.shape(images)[0]
+        first = tf.cast(replica.replica_id_in_sync_group, tf.int32) * size
+        noise = tf.random.stateless_normal((size * replicas, 28, 28, 1), seed=noise_seed)[first:][:size]
         low = max(self.start - START_MARGIN, 0.0)
-        t = low + (1 - low) * tf.random.stateless_uniform((tf.shape(images)[0],), seed=time_seed)
+        t = low + (1 - low) * tf.random.stateless_uniform((size * replicas,), seed=time_seed)[first:][:size]
         x_t = (1 - t[:, None, None, None]) * noise + t[:, None, None, None] * images
         with tf.GradientTape() as tape:
             loss = ops.mean((self((x_t, t, labels), training=True) - (images - noise)) ** 2)
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, self.trainable_variables), self.trainable_variables))
+            share = loss / replicas  # the optimiser sums the replicas' gradients: the global batch's mean
+        self.optimizer.apply_gradients(zip(tape.gradient(share, self.trainable_variables), self.trainable_variables))
         self.loss_tracker.update_state(loss)
-        return {"flow_loss": self.loss_tracker.result()}
+        return step_logs(self.metrics)
 
     def refine(self, images: np.ndarray, labels: np.ndarray, seed: int | None) -> np.ndarray:
         """Drawings (N, 28, 28) in [0, 1] -> the same drawings redrawn: noised back to `start` (noise from
@@ -133,6 +141,17 @@ class StrokeRefiner(keras.Model):
             self._predict = tf.function(lambda x, t, y: self((x, t, y)), reduce_retracing=True)
         return np.concatenate([self._predict(x[i:i + 1024], tf.fill((len(x[i:i + 1024]),), np.float32(t)),
                                              labels[i:i + 1024]).numpy() for i in range(0, len(x), 1024)])
+
+    def build_now(self) -> StrokeRefiner:
+        """Create every variable (one call on a blank drawing), so weights can be copied or loaded into it."""
+        self((np.zeros((1, 28, 28, 1), np.float32), np.zeros((1,), np.float32), np.zeros((1,), np.int32)))
+        return self
+
+    def without_training_state(self) -> StrokeRefiner:
+        """A copy with these weights alone: no optimiser, so a model that ships it carries no Adam moments."""
+        copy = StrokeRefiner(self.n_classes, self.widths, self.start, self.steps, self.seed, name=self.name).build_now()
+        copy.set_weights(self.get_weights())
+        return copy
 
     def get_config(self):
         return {**super().get_config(), "n_classes": self.n_classes, "widths": list(self.widths),

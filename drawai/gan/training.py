@@ -1,6 +1,7 @@
 """Training: `train` runs `model.fit` with the callbacks it needs every epoch (losses and timings, an atomically
-written checkpoint, a sample grid, a printed line), resumes a run from its folder's last complete checkpoint, and at
-the end fits the model's noise and ink curve to the training drawings."""
+written checkpoint, a sample grid, a printed line), resumes a run from its folder's last complete checkpoint, at
+the end fits the model's noise and ink curve to the training drawings, and last trains its stroke refiner
+(`train_refiner`), checkpointed and resumed the same way."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ from drawai.gan.config import GANConfig, GANInputError, ModelFileError
 from drawai.gan.data import check_same, file_loader, is_chief, memory_dataset, streamed_dataset, training_arrays
 from drawai.gan.io import load_keras, take_part_in_save
 from drawai.gan.model import ConditionalGAN, PerLabelGAN, build
+from drawai.gan.refiner import BATCH, LEARNING_RATE, StrokeRefiner
 from drawai.io import atomic_write, write_json
+
+HISTORY = {"epoch": "history.json", "refiner": "refiner-history.json"}  # each checkpoint name's per-epoch log
 
 
 def grid_image(images: np.ndarray, rows: int) -> np.ndarray:
@@ -62,14 +66,16 @@ class SampleGrid(keras.callbacks.Callback):
 
 class EpochLog(keras.callbacks.Callback):
     """Appends every epoch's losses, time and images/s to `history`; with `run_dir`, then writes
-    `checkpoints/epoch-XXXX.keras` and `history.json` atomically (checkpoint first: history never names
-    an epoch that has no checkpoint), keeping the last `keep` checkpoints."""
+    `checkpoints/<name>-XXXX.keras` and its history file (`HISTORY[name]`) atomically (checkpoint first: history
+    never names an epoch that has no checkpoint), keeping the last `keep` checkpoints. `name`: "epoch" for the
+    GAN's, "refiner" for its refiner's."""
 
     def __init__(self, history: list[dict], images_per_epoch: int, run_dir: Path | None = None, keep: int = 2,
-                 chief: bool = True):
+                 chief: bool = True, name: str = "epoch"):
         super().__init__()
         self.history, self.images_per_epoch, self.run_dir, self.keep = history, images_per_epoch, run_dir, keep
         self.chief = chief  # with several workers, the others save too (in step with it) but keep nothing
+        self.name = name
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start, self.cpu_start = time.perf_counter(), time.process_time()
@@ -88,30 +94,33 @@ class EpochLog(keras.callbacks.Callback):
             return
         folder = self.run_dir / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / f"epoch-{epoch + 1:04d}.keras", self.model.save)
-        write_json(self.run_dir / "history.json", self.history)
-        for old in checkpoints(self.run_dir)[: -self.keep]:
+        atomic_write(folder / f"{self.name}-{epoch + 1:04d}.keras", self.model.save)
+        write_json(self.run_dir / HISTORY[self.name], self.history)
+        for old in checkpoints(self.run_dir, self.name)[: -self.keep]:
             old[1].unlink()
 
 
 class EpochPrinter(keras.callbacks.Callback):
-    """One printed line per epoch: epoch/total, g_loss, d_loss, elapsed time and ETA (`drawai.progress`). A job
-    streams it to the terminal: `train(..., verbose=0, callbacks=[EpochPrinter()])`."""
+    """One printed line per epoch: epoch/total, the losses (g_loss and d_loss; the refiner's flow_loss), elapsed time
+    and ETA (`drawai.progress`). A job streams it to the terminal: `train(..., verbose=0, callbacks=[EpochPrinter()])`.
+    """
 
     def on_train_begin(self, logs=None):
         from drawai.progress import StepPrinter
 
-        self.printer = StepPrinter(self.params["epochs"], "epoch")
+        self.printer = StepPrinter(self.params["epochs"],
+                                   "refiner epoch" if isinstance(self.model, StrokeRefiner) else "epoch")
 
     def on_epoch_end(self, epoch, logs=None):
-        losses = {k: float(np.ravel(v)[0]) for k, v in (logs or {}).items() if k in ("g_loss", "d_loss")}
+        losses = {k: float(np.ravel(v)[0]) for k, v in (logs or {}).items() if k.endswith("loss")}
         self.printer(epoch + 1, "  ".join(f"{k} {v:.3f}" for k, v in sorted(losses.items(), reverse=True)))
 
 
-def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """(epoch, path) of every checkpoint in `run_dir/checkpoints`, oldest first."""
-    found = [(int(m.group(1)), p) for p in (Path(run_dir) / "checkpoints").glob("epoch-*.keras")
-             if (m := re.fullmatch(r"epoch-(\d+)\.keras", p.name))]
+def checkpoints(run_dir: Path, name: str = "epoch") -> list[tuple[int, Path]]:
+    """(epoch, path) of every checkpoint in `run_dir/checkpoints` named `name` (the GAN's "epoch", the refiner's
+    "refiner"), oldest first."""
+    found = [(int(m.group(1)), p) for p in (Path(run_dir) / "checkpoints").glob(f"{name}-*.keras")
+             if (m := re.fullmatch(rf"{name}-(\d+)\.keras", p.name))]
     return sorted(found)
 
 
@@ -171,7 +180,8 @@ def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
     replicas (see the `drawai.gan` docstring).
     With `run_dir`, every epoch writes a checkpoint, `history.json` and a sample grid PNG there, and
     `resume=True` continues from the last complete checkpoint (a finished run returns at once).
-    The per-epoch log (losses, seconds, CPU seconds, images/s) is `model.train_history`.
+    The per-epoch log (losses, seconds, CPU seconds, images/s) is `model.train_history`. With
+    `config.refiner_epochs`, the stroke refiner trains last (`train_refiner`); `callbacks` go to both fits.
     """
     if resume and run_dir is None:
         raise GANInputError("resume=True needs the run_dir of the run to continue")
@@ -188,11 +198,10 @@ def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
                             "use recipe='conditional' with several replicas")
     if config.batch_size % replicas:
         raise GANInputError(f"batch_size {config.batch_size} must be divisible by the {replicas} replicas")
-    in_memory = isinstance(train_set, data.Drawings)
-    if in_memory:
+    if isinstance(train_set, data.Drawings):
         images, labels = training_arrays(train_set)
     else:  # the full dataset: labels now, images batch by batch
-        labels = train_set.item_labels().astype(np.int32)
+        images, labels = None, train_set.item_labels().astype(np.int32)
     record = {"kind": "drawai.gan.run", "config": config.to_dict(), "data_checksum": train_set.checksum,
               "data_source": train_set.source, "n_train": len(labels)}
     chief = is_chief(strategy)  # with several workers, the chief writes the run folder; every worker reads it
@@ -212,31 +221,99 @@ def train(train_set, config: GANConfig, run_dir: str | Path | None = None,
     model.truncation = config.truncation  # a checkpoint may have been written under another (generate-only) setting
     model.train_record = record
     check_same(strategy, start, f"the epoch to start from ({run_dir} must be storage every worker sees)")
-    if start >= config.epochs:
-        model.train_history = history
-        model.finalize()
-        _fit_after_training(model, train_set, images if in_memory else None, labels)
-        return model
-    epochs, one_label = range(start, config.epochs), config.recipe == "per_label"
-    if in_memory and not tf.distribute.has_strategy():  # the plain case: every batch gathered from memory
-        dataset, steps, images_per_epoch = memory_dataset(images, labels, epochs, config.batch_size, config.seed,
-                                                          one_label)
-    else:
-        load = (lambda index: (images[index], labels[index])) if in_memory else file_loader(train_set)
-        dataset, steps, images_per_epoch = streamed_dataset(load, labels, epochs, config.batch_size, config.seed,
-                                                             one_label)
-    model.ramp_steps = config.epochs * steps  # the whole run's, wherever it starts
-    model.compile(optimizer=None, jit_compile=False)
-    all_callbacks = [EpochLog(history, images_per_epoch, run_dir, chief=chief)]
-    if run_dir is not None and chief:
-        all_callbacks.append(SampleGrid(folder=run_dir / "samples"))
-    all_callbacks += list(callbacks or [])
-    model.fit(dataset, epochs=config.epochs, initial_epoch=start, steps_per_epoch=steps, callbacks=all_callbacks,
-              shuffle=False, verbose=verbose)
+    if start < config.epochs:
+        epochs = range(start, config.epochs)
+        dataset, steps, images_per_epoch = _batches(train_set, images, labels, epochs,
+                                                    config.batch_size, config.seed, config.recipe == "per_label",
+                                                    seeds.GAN_EPOCH_ORDER)
+        model.ramp_steps = config.epochs * steps  # the whole run's, wherever it starts
+        model.compile(optimizer=None, jit_compile=False)
+        all_callbacks = [EpochLog(history, images_per_epoch, run_dir, chief=chief)]
+        if run_dir is not None and chief:
+            all_callbacks.append(SampleGrid(folder=run_dir / "samples"))
+        all_callbacks += list(callbacks or [])
+        model.fit(dataset, epochs=config.epochs, initial_epoch=start, steps_per_epoch=steps,
+                  callbacks=all_callbacks, shuffle=False, verbose=verbose)
     model.train_history = history
     model.finalize()
-    _fit_after_training(model, train_set, images if in_memory else None, labels)
+    _fit_after_training(model, train_set, images, labels)
+    if config.refiner_epochs:
+        train_refiner(model, train_set, config, run_dir, resume, callbacks, verbose)
     return model
+
+
+def _batches(train_set, images, labels, epochs: range, batch_size: int, seed: int, one_label: bool, stream: int):
+    """(dataset, steps, images) of `epochs` of batches: gathered from `images` in memory when they are there and
+    nothing is distributed, else read batch by batch (from `train_set`'s files when `images` is None)."""
+    if images is not None and not tf.distribute.has_strategy():
+        return memory_dataset(images, labels, epochs, batch_size, seed, one_label, stream)
+    load = (lambda index: (images[index], labels[index])) if images is not None else file_loader(train_set)
+    return streamed_dataset(load, labels, epochs, batch_size, seed, one_label, stream)
+
+
+def train_refiner(model: ConditionalGAN, train_set, config: GANConfig, run_dir: str | Path | None = None,
+                  resume: bool = False, callbacks: list | None = None, verbose="auto") -> StrokeRefiner:
+    """Train a `StrokeRefiner` for `config.refiner_epochs` epochs on `train_set`'s drawings (flow matching, from
+    `config.refine_start`) and attach it to `model`, whose `generate` then redraws with it; `train` calls it last.
+    With `run_dir`, every epoch writes `checkpoints/refiner-XXXX.keras` and `refiner-history.json`, and
+    `resume=True` continues from the last complete one. The per-epoch log is `model.refiner_history`."""
+    if not config.refiner_epochs:
+        raise GANInputError("train_refiner needs config.refiner_epochs > 0")
+    configure_threads()
+    if isinstance(train_set, data.Drawings):
+        images, labels = training_arrays(train_set)
+    else:
+        images, labels = None, train_set.item_labels().astype(np.int32)
+    chief = is_chief(tf.distribute.get_strategy())
+    start, refiner, history = 0, None, []
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        found = checkpoints(run_dir, "refiner")
+        if found and not resume:
+            raise ModelFileError(f"{run_dir} already has refiner checkpoints; pass resume=True to continue that run, "
+                                 "or use a new run_dir (nothing was overwritten)")
+        for epoch, path in reversed(found if resume else []):
+            try:
+                refiner = _load_refiner(path)
+            except ModelFileError as e:
+                warnings.warn(f"skipping unreadable refiner checkpoint: {e}", stacklevel=2)
+                continue
+            log = run_dir / HISTORY["refiner"]
+            start, history = epoch, [h for h in (json.loads(log.read_text()) if log.exists() else [])
+                                     if h["epoch"] <= epoch]
+            break
+    if refiner is None:
+        keras.utils.set_random_seed(seeds.integers(config.seed, seeds.REFINER_INIT)[0])
+        w = config.refiner_width
+        refiner = StrokeRefiner(len(model.categories), (w, 2 * w, 4 * w), config.refine_start, seed=config.seed,
+                                name="refiner")
+        refiner.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
+        refiner.build_now().optimizer.build(refiner.trainable_variables)  # BuiltBeforeFit: all there before fit
+    check_same(tf.distribute.get_strategy(), start, f"the refiner epoch to start from ({run_dir} must be storage "
+               "every worker sees)")
+    if start < config.refiner_epochs:
+        dataset, steps, images_per_epoch = _batches(train_set, images, labels, range(start, config.refiner_epochs),
+                                                    BATCH, config.seed, False, seeds.REFINER_EPOCH_ORDER)
+        refiner.fit(dataset, epochs=config.refiner_epochs, initial_epoch=start, steps_per_epoch=steps,
+                    callbacks=[EpochLog(history, images_per_epoch, run_dir, chief=chief, name="refiner"),
+                               *(callbacks or [])], shuffle=False, verbose=verbose)
+    model.attach_refiner(refiner)
+    model.refiner_history = history
+    return refiner
+
+
+def _load_refiner(path: Path) -> StrokeRefiner:
+    """A refiner checkpoint with its optimiser's state, safe_mode=True; anything else is a ModelFileError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            refiner = keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:
+        raise ModelFileError(f"{path} could not be loaded as a refiner (safe_mode=True): "
+                             f"{type(e).__name__}: {str(e)[:400]}") from e
+    if not isinstance(refiner, StrokeRefiner):
+        raise ModelFileError(f"{path} holds a {type(refiner).__name__}, not a StrokeRefiner")
+    return refiner
 
 
 def _fit_after_training(model, train_set, images, labels, per_label: int = 500) -> None:
