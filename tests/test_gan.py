@@ -785,7 +785,7 @@ def test_training_ends_with_the_refiner_which_generate_draws_with_and_a_killed_r
     drawn_alike(resumed, loaded, CATS, 3, seed=1)
     assert not changed(as_saved(resumed.refiner.get_weights()), loaded.refiner.get_weights())
     with pytest.raises(gan.GANInputError, match="StrokeRefiner for this model's 3 categories"):
-        loaded.attach_refiner(StrokeRefiner(5, widths=(8, 16, 16)).build_now())
+        loaded.attach_refiner(StrokeRefiner(5, widths=(8, 16, 16)))
 
 
 def test_a_model_saved_before_the_refiner_loads_without_one(trained, tmp_path):

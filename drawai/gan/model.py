@@ -83,7 +83,7 @@ class _GAN(BuiltBeforeFit, keras.Model):
         self.refiner = None
         if refiner is not None:
             self.refiner = (refiner if isinstance(refiner, StrokeRefiner)
-                            else keras.saving.deserialize_keras_object(refiner)).build_now()
+                            else keras.saving.deserialize_keras_object(refiner))
         self.built = True
 
     def _build_networks(self):

@@ -80,6 +80,7 @@ class StrokeRefiner(BuiltBeforeFit, keras.Model):
         self.out_norm = layers.GroupNormalization(8)
         self.out = layers.Conv2D(1, 3, padding="same")
         self.loss_tracker = keras.metrics.Mean(name="flow_loss")
+        self.build_now()  # BuiltBeforeFit: every variable exists before fit, or a load, fills it
 
     def call(self, inputs, training=False):
         x, t, labels = inputs
@@ -149,7 +150,7 @@ class StrokeRefiner(BuiltBeforeFit, keras.Model):
 
     def without_training_state(self) -> StrokeRefiner:
         """A copy with these weights alone: no optimiser, so a model that ships it carries no Adam moments."""
-        copy = StrokeRefiner(self.n_classes, self.widths, self.start, self.steps, self.seed, name=self.name).build_now()
+        copy = StrokeRefiner(self.n_classes, self.widths, self.start, self.steps, self.seed, name=self.name)
         copy.set_weights(self.get_weights())
         return copy
 

@@ -288,7 +288,7 @@ def train_refiner(model: ConditionalGAN, train_set, config: GANConfig, run_dir: 
         refiner = StrokeRefiner(len(model.categories), (w, 2 * w, 4 * w), config.refine_start, seed=config.seed,
                                 name="refiner")
         refiner.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
-        refiner.build_now().optimizer.build(refiner.trainable_variables)  # BuiltBeforeFit: all there before fit
+        refiner.optimizer.build(refiner.trainable_variables)  # BuiltBeforeFit: all there before fit
     check_same(tf.distribute.get_strategy(), start, f"the refiner epoch to start from ({run_dir} must be storage "
                "every worker sees)")
     if start < config.refiner_epochs:
