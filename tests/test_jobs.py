@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from drawai import categories as cats
-from drawai import jobs, model_folder
+from drawai import jobs, model_folder, stderr_filter
 from drawai.classifier import Classifier
 
 
@@ -347,7 +347,7 @@ REAL_LINES = ["E0000 00:00:1796171199.207958   12402 real_op.cc:12] a real C++ e
 
 def test_the_noise_filter_drops_whole_noise_lines_only():
     out = io.StringIO()
-    lines = jobs.NoiseFilter(out)
+    lines = stderr_filter.NoiseFilter(out)
     text = "\n".join([NOISE_LINES[0], "epoch 1/3", *NOISE_LINES[1:], *REAL_LINES, "half a li"])
     for i in range(0, len(text), 7):  # in pieces, as a pipe delivers it
         lines.write(text[i:i + 7])
