@@ -52,7 +52,7 @@ def test_predict_api(trained, classic10):
 
 def test_probabilities_average_the_drawing_and_its_mirror_image(trained, classic10, monkeypatch):
     clf, _ = trained
-    monkeypatch.setattr(classifier, "native_bf16", lambda: False)  # float32, to compare with the plain network
+    monkeypatch.setattr(classifier.networks, "native_bf16", lambda: False)  # float32, to compare with the plain network
     canon = bitmaps.to_canonical(classic10[1].images[:16])
     mirrored = canon[:, :, ::-1].copy()
     p, q = clf.probabilities(canon, canonical=True), clf.probabilities(mirrored, canonical=True)
@@ -72,7 +72,7 @@ def test_prediction_runs_in_bfloat16_where_the_cpu_has_it(trained, classic10, mo
     x = bitmaps.to_canonical(classic10[1].images[:64])
     probs = {}
     for native in (True, False):
-        monkeypatch.setattr(classifier, "native_bf16", lambda native=native: native)
+        monkeypatch.setattr(classifier.networks, "native_bf16", lambda native=native: native)
         probs[native] = clf.probabilities(x, canonical=True)
     with torch.no_grad():
         t = torch.from_numpy(x)[:, None]
@@ -119,7 +119,7 @@ def test_save_load_round_trip(trained, classic10, tmp_path):
 
 def test_restricted_to_a_subset_renormalises_over_it(monkeypatch):
     """The shipped 345-class model judging three categories: its softmax over those three logits alone."""
-    monkeypatch.setattr(classifier, "native_bf16", lambda: False)  # float32, to compare with the plain network
+    monkeypatch.setattr(classifier.networks, "native_bf16", lambda: False)  # float32, to compare with the plain network
     full = classifier.Classifier.load(CLASSIFIER_DIR)
     names = ["sun", "cat", "apple"]  # not in the model's order: the restricted one follows this order
     small = classifier.Classifier.load(CLASSIFIER_DIR, categories=names)
@@ -265,7 +265,7 @@ def test_extra_canonical_drawings_join_training_as_they_are(classic10, monkeypat
                                         else None)
         return model
 
-    monkeypatch.setattr(classifier, "build_model", recording_build)
+    monkeypatch.setattr(classifier.training, "build_model", recording_build)
     config = classifier.TrainConfig(epochs=2, batch_size=16, augment=False, threads=1)  # tiny batches: one thread
     threads = torch.get_num_threads()
     try:
@@ -346,11 +346,11 @@ def test_bf16_autocast_is_used_where_the_cpu_has_it(classic10, monkeypatch):
         model.head.register_forward_hook(lambda m, inputs, out: seen.append(out.dtype) if m.training else None)
         return model
 
-    monkeypatch.setattr(classifier, "build_model", recording_build)
+    monkeypatch.setattr(classifier.training, "build_model", recording_build)
     for bf16, native, expected in ((True, True, torch.bfloat16), (True, False, torch.float32),
                                    (False, True, torch.float32)):
         seen.clear()
-        monkeypatch.setattr(classifier, "native_bf16", lambda native=native: native)
+        monkeypatch.setattr(classifier.networks, "native_bf16", lambda native=native: native)
         clf, history = classifier.train(train, classifier.TrainConfig(epochs=1, batch_size=50, bf16=bf16),
                                         progress=False)
         assert set(seen) == {expected} and np.isfinite(history[0]["loss"])

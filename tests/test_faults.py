@@ -353,8 +353,9 @@ def test_interrupted_saves_leave_the_previous_model_and_drawings_whole(tmp_path,
     with torch.no_grad():
         for p in clf.model.parameters():
             p.add_(1.0)
-    real_save_file = classifier.save_file
-    monkeypatch.setattr(classifier, "save_file", lambda tensors, path: (real_save_file(tensors, path), cut_short(path)))
+    real_save_file = classifier.model.save_file
+    monkeypatch.setattr(classifier.model, "save_file",
+                        lambda tensors, path: (real_save_file(tensors, path), cut_short(path)))
     with pytest.raises(OSError):
         clf.save(tmp_path / "m")
     monkeypatch.undo()

@@ -1,21 +1,12 @@
-"""The PyTorch doodle classifier: models, the training loop, evaluation, prediction, safe save/load.
-
-Models see only the canonical form (`drawai.bitmaps`); `Classifier.predict` takes any bitmap and gets
-it there first. Training is robust to rendering by augmenting in that form (small rotations, scale,
-shear, shifts, mirror images, stroke weight), so drawings from a canvas, a GAN or Google's
-numpy_bitmap files are read like the sample the model was trained on.
-"""
+"""Training a classifier: `train`, a short loop over epochs (`_train_epoch`) with its data, optimiser, resume and
+checkpoint each in a function of its own; the augmentation that makes it robust to rendering (small rotations,
+scale, shear, shifts, mirror images, a heavier-stroke second rendering), applied in the canonical form, so drawings
+from a canvas, a GAN or Google's numpy_bitmap files are read like the sample it trained on."""
 
 from __future__ import annotations
 
-import copy
-import functools
-import inspect
-import json
 import math
 import os
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,88 +15,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from drawai import bitmaps, model_folder, process_group, seeds
+from drawai import bitmaps, process_group, seeds
 from drawai import categories as cats
 from drawai.checks import is_whole
+from drawai.classifier import networks
+from drawai.classifier.model import Classifier, canonical_images, input_form, top_k, top_k_sharded
+from drawai.classifier.networks import ARCHITECTURES, build_model, resolved_arch_kwargs
 from drawai.data import Drawings
 from drawai.io import atomic_write
 
-WEIGHTS_FILE = "model.safetensors"
-
-
-# --- models ------------------------------------------------------------------------------------------
-
-def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-class DoodleCNN(nn.Module):
-    """draw-ai's default: VGG-style stages of 3x3 convolutions at 28, 14, 7 and 3 px, global average
-    pooling, one linear layer.
-
-    Small on purpose: it trains in minutes on two CPU cores. The cheap fourth stage (3x3 px, 256
-    channels) is where extra capacity costs least time: all 345 categories, 30 epochs, mean of 3 seeds
-    (bf16, a GPU replica of `train`'s loop): three stages (32-64-128, two convolutions each) 50.7 % top-1,
-    this 53.3 %, at 161 vs 173 ms a training step on 2 CPU cores. Wider three-stage nets (48-96-192)
-    learn as much but cost twice the time; dropout, mixup, CutMix, random erasing and weight averaging
-    did not help at this budget (docs/experiments/classifier.md).
-    """
-
-    def __init__(self, n_classes: int, widths: tuple = (32, 64, 128, 256), depth: tuple = (2, 2, 2, 1),
-                 dropout: float = 0.2):
-        super().__init__()
-        layers, c_in = [], 1
-        for stage, (w, d) in enumerate(zip(widths, depth)):
-            if stage:
-                layers.append(nn.MaxPool2d(2))
-            for _ in range(d):
-                layers.append(conv_bn(c_in, w))
-                c_in = w
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout))
-        self.head = nn.Linear(c_in, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-class OriginalMLP(nn.Module):
-    """The original draw-ai recipe: 784-128-100-64 with BatchNorm (trained with Adam 3e-3)."""
-
-    def __init__(self, n_classes: int):
-        super().__init__()
-        layers, sizes = [nn.Flatten()], [784, 128, 100, 64]
-        for a, b in zip(sizes, sizes[1:]):
-            layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(64, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-class DoodleNet(nn.Module):
-    """The doodleNet recipe: conv 16-16-pool-32-32-pool-64-64-pool, dense 512 tanh (Adam, batch 256)."""
-
-    def __init__(self, n_classes: int):
-        super().__init__()
-        def block(a, b):
-            return [nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.Conv2d(b, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-        self.features = nn.Sequential(*block(1, 16), *block(16, 32), *block(32, 64), nn.Flatten(),
-                                      nn.Linear(64 * 3 * 3, 512), nn.Tanh())
-        self.head = nn.Linear(512, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-ARCHITECTURES = {"cnn": DoodleCNN, "mlp": OriginalMLP, "doodlenet": DoodleNet}
-
-
-# --- configuration -------------------------------------------------------------------------------------
 
 @dataclass
 class TrainConfig:
@@ -138,8 +59,6 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
-# --- augmentation: rendering robustness, applied on the canonical form ------------------------------------
-
 def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
     """Mild random affine on the canonical form: rotation +-8 deg, scale 0.92-1.06, shear, shift +-1.5 px, mirror.
 
@@ -163,6 +82,8 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) 
 # The share of each augmented batch drawn from the heavier-stroke rendering: more of it buys robustness to thick
 # strokes with plain accuracy (docs/experiments/classifier.md, "The ink threshold").
 HEAVY_FRACTION = 0.45
+
+
 # Ink, of the source's 0-255, when telling a scribbled fill from a drawing: the 30 % ink threshold it was tuned with,
 # kept rather than bitmaps.INK_THRESHOLD (45 %), at which other drawings count as fills and the recipe changes.
 FILL_INK_LEVEL = int(0.3 * 255)  # 76
@@ -183,198 +104,6 @@ def heavier_strokes(images: np.ndarray) -> np.ndarray:
     dense = (out > FILL_INK_LEVEL).reshape(len(x), -1).mean(1) > 0.6
     out[dense] = x[dense]
     return out
-
-
-# --- the classifier ----------------------------------------------------------------------------------------
-
-class Classifier:
-    """A trained model with its categories and manifest. Takes any bitmap; sees the canonical form."""
-
-    def __init__(self, model: nn.Module, categories: list[str], manifest: dict | None = None):
-        self.model = model.eval()
-        self.categories = list(categories)
-        self.manifest = manifest or {}
-
-    def _inference_model(self) -> InferenceNet:
-        """`for_inference(self.model)`, made again whenever the model's weights have changed in place
-        (training on, `load_state_dict`): each tensor counts its in-place changes. A layer swapped into the
-        model after its first prediction is not seen: make a new Classifier."""
-        if getattr(self, "_tensors_of", None) is not self.model:  # listing them walks the modules: once
-            self._tensors, self._tensors_of = [*self.model.parameters(), *self.model.buffers()], self.model
-        key = (self.model, sum(t._version for t in self._tensors))  # (the model itself: an id could be reused)
-        if getattr(self, "_fused_key", None) != key:
-            self._fused, self._fused_key = for_inference(self.model), key
-        return self._fused
-
-    @torch.no_grad()
-    def _forward(self, images, canonical: bool, features: bool = False, batch: int = 1024) -> tuple[np.ndarray, bool]:
-        x, single = bitmaps.as_float_images(images)
-        if not canonical:
-            x = bitmaps.to_canonical(x)
-        if x.shape[1:] != (bitmaps.SIZE, bitmaps.SIZE):
-            raise bitmaps.BadBitmapError(f"canonical input must be 28x28, got {x.shape[1:]}")
-        model = self._inference_model()
-        out = []
-        # bfloat16 where the CPU computes it natively, as training's forward passes do: faster, and it changes
-        # only near-ties (the measurement: CHANGELOG.md, Classifier)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16()):
-            for i in range(0, len(x), batch):
-                t = torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))[:, None]
-                out.append(model.features(t).float() if features else mirror_probabilities(model, t))
-        return torch.cat(out).numpy(), single
-
-    def probabilities(self, images, canonical: bool = False) -> np.ndarray:
-        """(N, C) class probabilities (or (C,) for one image).
-
-        Each is the mean over the drawing and its mirror image. The models learn with mirrored drawings
-        (`augment`), so both are fair readings, and their mean reads drawings better than either
-        (docs/experiments/classifier.md) for a second forward pass in the same batch. A drawing and its
-        mirror image get the same answer. `features` stay those of the drawing alone."""
-        p, single = self._forward(images, canonical)
-        return p[0] if single else p
-
-    def features(self, images, canonical: bool = False) -> np.ndarray:
-        """Penultimate-layer features (N, D): the space FID and nearest neighbours are measured in."""
-        f, single = self._forward(images, canonical, features=True)
-        return f[0] if single else f
-
-    def predict(self, images, k: int = 5, canonical: bool = False) -> list:
-        """Top-k (label, probability) pairs for one image, or a list of them for a batch."""
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        p, single = self._forward(images, canonical)
-        top = np.argsort(-p, axis=1)[:, :k]
-        result = [[(self.categories[j], float(row[j])) for j in idx] for row, idx in zip(p, top)]
-        return result[0] if single else result
-
-    # Saving: a model folder (drawai.model_folder) with safetensors weights; nothing that can run code.
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write `path/model.safetensors`, then `path/manifest.json`; a folder that holds anything but a draw-ai
-        classifier is refused untouched."""
-        path = model_folder.check_writable(path, "classifier")
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
-        weights = atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
-        made = self.manifest
-        manifest = model_folder.make_manifest(
-            "classifier", self.categories, weights, made.get("data", {}), made.get("config", {}),
-            made.get("metrics", {}), made.get("command") or shlex.join(sys.argv),
-            **{k: v for k, v in made.items() if k not in (*model_folder.REQUIRED, "created", "versions")},
-            versions={"torch": torch.__version__})
-        self.manifest = manifest
-        model_folder.write(path, manifest)
-        return path
-
-    def restricted_to(self, categories: str | list[str]) -> Classifier:
-        """The same network judging only `categories` (some of its own, in the order given): the head keeps
-        their rows, so probabilities are a softmax over them alone and the features do not change.
-        E.g. the 345-class model as the judge of a classic10 GAN."""
-        names = cats.resolve(categories)
-        missing = [n for n in names if n not in self.categories]
-        if missing:
-            raise ValueError(f"this classifier was trained on {len(self.categories)} other categories "
-                             f"({self.categories[:3]}...): it cannot judge {missing[:5]}"
-                             f"{f' and {len(missing) - 5} more' if len(missing) > 5 else ''}")
-        if names == self.categories:
-            return self
-        rows = torch.tensor([self.categories.index(n) for n in names])
-        model = copy.deepcopy(self.model)
-        head = nn.Linear(model.head.in_features, len(names), bias=model.head.bias is not None)
-        with torch.no_grad():
-            head.weight.copy_(model.head.weight[rows])
-            if head.bias is not None:
-                head.bias.copy_(model.head.bias[rows])
-        model.head = head
-        return Classifier(model, names, {**self.manifest, "restricted_from": len(self.categories)})
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, categories: str | list[str] | None = None) -> Classifier:
-        """Load a saved classifier; with `categories`, restricted to those (`restricted_to`): every one of
-        them must be among the categories it was trained on."""
-        path = Path(path)
-        manifest = model_folder.read(path, "classifier")
-        names = manifest["categories"]
-        wanted = cats.resolve(categories) if categories is not None else names
-        if not set(wanted) <= set(names):
-            raise ValueError(f"{path} was trained on {len(names)} other categories ({names[:3]}...), "
-                             f"not on all of {categories!r}")
-        arch = manifest.get("config", {}).get("arch")
-        if arch not in ARCHITECTURES:
-            raise ValueError(f"{path}: unknown architecture {arch!r} in manifest.json")
-        arch_kwargs = manifest["config"].get("arch_kwargs") or {}
-        try:
-            model = build_model(arch, len(names), arch_kwargs)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{path}: weights do not fit a {arch} for {len(names)} categories: manifest.json's "
-                             f"arch_kwargs {sorted(arch_kwargs)} are not a {arch}'s ({e})") from None
-        try:
-            state = load_file(str(model_folder.weights_path(path, manifest)))
-        except model_folder.ModelFolderError:
-            raise
-        except Exception as e:  # safetensors raises its own error types for bad headers / truncation
-            raise ValueError(f"{path}/model.safetensors is not a readable safetensors file: {e}") from None
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise ValueError(f"{path}: weights do not fit a {arch} for {len(names)} categories: "
-                             f"{str(e).splitlines()[0]}") from None
-        return cls(model, names, manifest).restricted_to(wanted)
-
-
-def mirror_probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Class probabilities of a batch (N, 1, 28, 28), each the mean over the drawing and its mirror image
-    (one forward pass of 2N): how every draw-ai prediction reads a drawing (`Classifier.probabilities`)."""
-    p = F.softmax(model(torch.cat([x, x.flip(3)])).float(), dim=1)
-    return (p[:len(x)] + p[len(x):]) / 2
-
-
-class InferenceNet(nn.Module):
-    """A model's layers as one flat list, each called by its `forward`: for one drawing the pass is short
-    enough that nn.Module's call machinery (hooks, nested Sequentials) is ~10 % of it."""
-
-    def __init__(self, layers: list[nn.Module], head: nn.Module):
-        super().__init__()
-        self.layers, self.head = nn.ModuleList(layers), head
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head.forward(self.features(x))
-
-
-def for_inference(model: nn.Module) -> InferenceNet:
-    """A copy of `model` (features + head, as every draw-ai architecture) for prediction: every BatchNorm
-    folded into the convolution or linear layer before it (in eval mode the same function, to float
-    rounding, in fewer passes over memory), dropout left out, channels-last, one flat list of layers.
-    For one drawing and its mirror image on one thread: 2.4 -> 1.7 ms (p50) for the default CNN."""
-    model = copy.deepcopy(model).eval()
-    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
-        for i in range(len(seq) - 1):
-            layer, norm = seq[i], seq[i + 1]
-            if isinstance(layer, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
-                seq[i], seq[i + 1] = torch.nn.utils.fusion.fuse_conv_bn_eval(layer, norm), nn.Identity()
-            elif isinstance(layer, nn.Linear) and isinstance(norm, nn.BatchNorm1d):
-                seq[i], seq[i + 1] = torch.nn.utils.fusion.fuse_linear_bn_eval(layer, norm), nn.Identity()
-    layers = [m for m in model.features.modules()
-              if not any(m.children()) and not isinstance(m, nn.Identity | nn.Dropout)]
-    return InferenceNet(layers, model.head).to(memory_format=torch.channels_last)
-
-
-def build_model(arch: str, n_classes: int, arch_kwargs: dict | None = None) -> nn.Module:
-    return ARCHITECTURES[arch](n_classes, **(arch_kwargs or {}))
-
-
-def resolved_arch_kwargs(arch: str, arch_kwargs: dict | None = None) -> dict:
-    """`arch_kwargs` with every default of the architecture filled in (JSON-ready), for the manifest: a saved
-    model then describes its network fully and still loads after the defaults change."""
-    params = inspect.signature(ARCHITECTURES[arch].__init__).parameters
-    out = {name: p.default for name, p in params.items() if name not in ("self", "n_classes")
-           and p.default is not inspect.Parameter.empty}
-    out.update(arch_kwargs or {})
-    return json.loads(json.dumps(out))  # tuples -> lists, as the file will hold them
 
 
 class ScalarLog:
@@ -412,8 +141,6 @@ class ScalarLog:
     def close(self) -> None:
         self._file.close()
 
-
-# --- training ------------------------------------------------------------------------------------------------
 
 def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
           test_set: Drawings | torch.utils.data.Dataset | None = None,
@@ -459,7 +186,7 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         else ([], 0)
     process_group.check_same(start_epoch, f"the epoch to start from ({ckpt} must be on storage every machine sees)")
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    amp = config.bf16 and device.type == "cpu" and native_bf16()  # weights and optimiser stay float32
+    amp = config.bf16 and device.type == "cpu" and networks.native_bf16()  # weights and optimiser stay float32
     bar = tqdm(range(start_epoch, config.epochs), desc="train", unit="epoch", disable=not progress or rank > 0,
                initial=start_epoch, total=config.epochs)
     for epoch in bar:
@@ -682,63 +409,3 @@ def _pick(x, x_alt, y, idx, augment, gen):
         return x[idx], y[idx]
     heavy = torch.rand(len(idx), 1, 1, 1, generator=gen) < HEAVY_FRACTION
     return torch.where(heavy, x_alt[idx], x[idx]), y[idx]
-
-
-@functools.cache
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware; elsewhere autocast would emulate it, slower than float32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def input_form() -> dict:
-    return {"size": bitmaps.SIZE, "range": [0, 1], "ink": "bright on black",
-            "centreline_long_side": bitmaps.CENTRELINE_LONG_SIDE, "stroke_width": bitmaps.STROKE_WIDTH,
-            "canonicalised_by": "drawai.bitmaps.to_canonical"}
-
-
-def canonical_images(drawings: Drawings) -> np.ndarray:
-    return bitmaps.to_canonical(drawings.images)
-
-
-# --- evaluation ------------------------------------------------------------------------------------------------
-
-def top_k(probs: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict:
-    order = np.argsort(-probs, axis=1)
-    return {f"top{k}": float((order[:, :k] == labels[:, None]).any(1).mean()) for k in ks}
-
-
-def evaluate(clf: Classifier, drawings: Drawings, canonical: bool = False) -> dict:
-    """Top-1/top-5, per-class top-1 and the confusion matrix (rows: true class, columns: predicted)."""
-    if list(drawings.categories) != clf.categories:
-        raise ValueError("the drawings' categories are not the classifier's")
-    probs = clf.probabilities(drawings.images, canonical=canonical)
-    pred = probs.argmax(1)
-    n = len(clf.categories)
-    confusion = np.zeros((n, n), dtype=np.int64)
-    np.add.at(confusion, (drawings.labels, pred), 1)
-    per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
-    return {**top_k(probs, drawings.labels), "per_class": per_class, "confusion": confusion, "probs": probs}
-
-
-@torch.no_grad()
-def top_k_sharded(model: nn.Module, dataset: torch.utils.data.Dataset, device: torch.device, batch_size: int = 512,
-                  num_workers: int = 0) -> dict:
-    """Top-1/top-5 on `dataset`, each process scoring every world-th item, the counts summed over processes."""
-    rank, world = process_group.rank_and_world()
-    loader = DataLoader(Subset(dataset, range(rank, len(dataset), world)), batch_size=batch_size,
-                        num_workers=num_workers)
-    was_training = model.training
-    model.eval()
-    hits1 = hits5 = seen = 0
-    for xb, yb in loader:
-        p = mirror_probabilities(model, xb.to(device))  # as every prediction reads a drawing
-        top = p.topk(min(5, p.shape[1]), dim=1).indices.cpu()
-        hits1 += (top[:, 0] == yb).sum().item()
-        hits5 += (top == yb[:, None]).any(1).sum().item()
-        seen += len(yb)
-    model.train(was_training)
-    hits1, hits5, seen = process_group.sum_over_ranks(hits1, hits5, seen)
-    return {"top1": hits1 / seen, "top5": hits5 / seen}
