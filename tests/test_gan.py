@@ -787,6 +787,13 @@ def test_training_ends_with_the_refiner_which_generate_draws_with_and_a_killed_r
     with pytest.raises(gan.GANInputError, match="StrokeRefiner for this model's 3 categories"):
         loaded.attach_refiner(StrokeRefiner(5, widths=(8, 16, 16)))
 
+    last = run_dir / "checkpoints" / "refiner-0002.keras"
+    last.write_bytes(last.read_bytes()[:1000])  # cut short, as a full disk leaves a file
+    with pytest.warns(UserWarning, match="skipping unreadable refiner checkpoint: .* not a .keras archive"):
+        again = gan.train_refiner(resumed, drawings, config, run_dir=run_dir, resume=True, verbose=0)
+    for a, b in zip(straight.refiner.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # epoch 2 trained again from epoch 1's checkpoint
+
 
 def test_a_model_saved_before_the_refiner_loads_without_one(trained, tmp_path):
     """A model.keras whose config has no "refiner" (saved before it existed) draws with the GAN alone."""

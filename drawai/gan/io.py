@@ -1,7 +1,7 @@
 """A GAN on disk. A model folder is `model.keras` and `manifest.json` in the schema of every draw-ai model folder
 (`drawai.model_folder`): `save` writes one, `load` reads one. `load_keras` is the one way a GAN's `.keras` file is
-opened, a model folder's or a run's checkpoint: safe_mode=True (never executes pickled code), and anything but a
-draw-ai GAN is a ModelFileError."""
+opened, a model folder's or a run's checkpoint (its refiner's too): safe_mode=True (never executes pickled code),
+and anything but what was asked for is a ModelFileError."""
 
 from __future__ import annotations
 
@@ -118,20 +118,23 @@ def save(model: ConditionalGAN | PerLabelGAN, path: str | Path, config: GANConfi
     return path
 
 
-def load_keras(path: Path) -> ConditionalGAN | PerLabelGAN:
-    """Load a `.keras` file that must hold a draw-ai GAN; anything else is a ModelFileError."""
+def load_keras(path: Path, kinds: tuple[type, ...] = tuple(GAN_CLASSES.values()), what: str = "GAN",
+               compile: bool = False):
+    """Load a `.keras` file that must hold one of `kinds`, a draw-ai `what` (default: a GAN; a run's refiner
+    checkpoints hold a `StrokeRefiner`, loaded with `compile=True` for its optimiser's state); anything else is a
+    ModelFileError."""
+    names = ", ".join(c.__name__ for c in kinds)
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path} is not a .keras archive (corrupt or a different kind of file)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a failed load also warns; the error below says it all
-            model = keras.saving.load_model(path, safe_mode=True, compile=False)
+            model = keras.saving.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:
-        raise ModelFileError(f"{path} could not be loaded as a draw-ai GAN (safe_mode=True): "
+        raise ModelFileError(f"{path} could not be loaded as a draw-ai {what} (safe_mode=True): "
                              f"{type(e).__name__}: {str(e)[:400]}") from e
-    if not isinstance(model, tuple(GAN_CLASSES.values())):
-        raise ModelFileError(f"{path} holds a {type(model).__name__}, not a draw-ai GAN "
-                             f"({', '.join(c.__name__ for c in GAN_CLASSES.values())})")
+    if not isinstance(model, kinds):
+        raise ModelFileError(f"{path} holds a {type(model).__name__}, not a draw-ai {what} ({names})")
     return model
 
 

@@ -274,7 +274,7 @@ def train_refiner(model: ConditionalGAN, train_set, config: GANConfig, run_dir: 
                                  "or use a new run_dir (nothing was overwritten)")
         for epoch, path in reversed(found if resume else []):
             try:
-                refiner = _load_refiner(path)
+                refiner = load_keras(path, (StrokeRefiner,), "refiner", compile=True)
             except ModelFileError as e:
                 warnings.warn(f"skipping unreadable refiner checkpoint: {e}", stacklevel=2)
                 continue
@@ -299,20 +299,6 @@ def train_refiner(model: ConditionalGAN, train_set, config: GANConfig, run_dir: 
                                *(callbacks or [])], shuffle=False, verbose=verbose)
     model.attach_refiner(refiner)
     model.refiner_history = history
-    return refiner
-
-
-def _load_refiner(path: Path) -> StrokeRefiner:
-    """A refiner checkpoint with its optimiser's state, safe_mode=True; anything else is a ModelFileError."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            refiner = keras.saving.load_model(path, safe_mode=True)
-    except Exception as e:
-        raise ModelFileError(f"{path} could not be loaded as a refiner (safe_mode=True): "
-                             f"{type(e).__name__}: {str(e)[:400]}") from e
-    if not isinstance(refiner, StrokeRefiner):
-        raise ModelFileError(f"{path} holds a {type(refiner).__name__}, not a StrokeRefiner")
     return refiner
 
 
