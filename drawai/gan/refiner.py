@@ -80,7 +80,8 @@ class StrokeRefiner(BuiltBeforeFit, keras.Model):
         self.out_norm = layers.GroupNormalization(8)
         self.out = layers.Conv2D(1, 3, padding="same")
         self.loss_tracker = keras.metrics.Mean(name="flow_loss")
-        self.build_now()  # BuiltBeforeFit: every variable exists before fit, or a load, fills it
+        # BuiltBeforeFit: every variable exists before fit, or a load, fills it (one call on a blank drawing)
+        self((np.zeros((1, 28, 28, 1), np.float32), np.zeros((1,), np.float32), np.zeros((1,), np.int32)))
 
     def call(self, inputs, training=False):
         x, t, labels = inputs
@@ -139,14 +140,9 @@ class StrokeRefiner(BuiltBeforeFit, keras.Model):
 
     def _velocity(self, x, t, labels):
         if getattr(self, "_predict", None) is None:  # one graph for every batch size, traced on first use
-            self._predict = tf.function(lambda x, t, y: self((x, t, y)), reduce_retracing=True)
+            self._predict = tf.function(lambda x, t, y: self((x, t, y)), reduce_retracing=True, autograph=False)
         return np.concatenate([self._predict(x[i:i + 1024], tf.fill((len(x[i:i + 1024]),), np.float32(t)),
                                              labels[i:i + 1024]).numpy() for i in range(0, len(x), 1024)])
-
-    def build_now(self) -> StrokeRefiner:
-        """Create every variable (one call on a blank drawing), so weights can be copied or loaded into it."""
-        self((np.zeros((1, 28, 28, 1), np.float32), np.zeros((1,), np.float32), np.zeros((1,), np.int32)))
-        return self
 
     def without_training_state(self) -> StrokeRefiner:
         """A copy with these weights alone: no optimiser, so a model that ships it carries no Adam moments."""
