@@ -26,9 +26,10 @@ import shutil
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drawai import categories as cats
 from drawai import model_folder
@@ -38,7 +39,12 @@ from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, NOTEBOOKS, ROOT
 from drawai.progress import Heartbeat, clock
 from drawai.stderr_filter import NoiseFilter, quiet_stderr
 
+if TYPE_CHECKING:
+    from drawai.classifier import TrainConfig
+    from drawai.gan import GANConfig
+
 RUNS = Path(os.environ.get("DRAWAI_RUNS", ROOT / "runs"))
+CLASSIFIER_RECIPE = ("arch", "epochs", "batch_size", "lr", "seed", "augment", "threads")  # TrainConfig's, as parameters
 
 
 def _classifier_recipe() -> dict:
@@ -46,15 +52,33 @@ def _classifier_recipe() -> dict:
     from drawai.classifier import TrainConfig
 
     c = TrainConfig()
-    return {"arch": c.arch, "epochs": c.epochs, "batch_size": c.batch_size, "lr": c.lr, "seed": c.seed,
-            "augment": c.augment, "threads": c.threads}
+    return {name: getattr(c, name) for name in CLASSIFIER_RECIPE}
+
+
+def classifier_config(params: Mapping) -> TrainConfig:
+    """The TrainConfig that train-classifier's parameters ask for (other names in `params` are ignored): the job's
+    check and notebook 02 both build it here."""
+    from drawai.classifier import TrainConfig
+
+    return TrainConfig(**{name: params[name] for name in CLASSIFIER_RECIPE})
+
+
+def gan_config(params: Mapping) -> GANConfig:
+    """The GANConfig that train-gan's parameters ask for: the preset's, with `seed`, and with `categories` and
+    `epochs` unless they are None and 0 (other names in `params` are ignored). The job's check and notebook 03 both
+    build it here."""
+    from drawai import gan
+
+    overrides = {"seed": params["seed"]}
+    if params["categories"] is not None:
+        overrides["categories"] = params["categories"]
+    if params["epochs"] != 0:
+        overrides["epochs"] = params["epochs"]
+    return gan.GANConfig.from_preset(params["preset"], params["recipe"], **overrides)
 
 
 def check_classifier_params(p: dict) -> None:
-    from drawai import classifier
-
-    classifier.TrainConfig(arch=p["arch"], epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
-                           seed=p["seed"], augment=p["augment"], threads=p["threads"])
+    classifier_config(p)
     if p["nproc"] < 1:
         raise ValueError(f"nproc (training processes) must be at least 1, got {p['nproc']}")
     if p["batch_size"] % p["nproc"]:
@@ -63,14 +87,7 @@ def check_classifier_params(p: dict) -> None:
 
 
 def check_gan_params(p: dict) -> None:
-    from drawai import gan
-
-    overrides = {"seed": p["seed"]}
-    if p["categories"] is not None:
-        overrides["categories"] = p["categories"]
-    if p["epochs"] != 0:
-        overrides["epochs"] = p["epochs"]
-    config = gan.GANConfig.from_preset(p["preset"], p["recipe"], **overrides)
+    config = gan_config(p)
     if not is_whole(p["cas_epochs"], 0):
         raise ValueError(f"cas_epochs must be a whole number >= 0 (0 skips CAS), got {p['cas_epochs']!r}")
     # The notebook ends by judging the GAN with this classifier: a wrong path must fail now, not after training.
