@@ -60,7 +60,7 @@ def datasets(args) -> tuple:
         if args.per_class:  # the first n of each category, then the shared stratified split
             keep = np.concatenate([np.flatnonzero(drawings.labels == c)[:args.per_class] for c in range(len(names))])
             drawings = drawings.subset(np.sort(keep))
-        return data.train_test(drawings, seed=0)  # the shared split; --seed varies the training
+        return data.train_test(drawings)  # the shared split; --seed varies the training
     train = distributed.NumpyBitmapDataset(names, "train", args.per_class, args.test_every, args.cache_dir)
     test = None
     if args.eval_per_class:

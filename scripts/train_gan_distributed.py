@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None):
         if args.per_class:  # the first n of each category, then the shared split
             keep = np.concatenate([np.flatnonzero(drawings.labels == c)[:args.per_class] for c in range(len(names))])
             drawings = drawings.subset(np.sort(keep))
-        train_set = data.train_test(drawings, seed=0)[0]
+        train_set = data.train_test(drawings)[0]
     else:
         train_set = distributed.NumpyBitmapDataset(names, "train", args.per_class, args.test_every, args.cache_dir)
     out = Path(args.out)

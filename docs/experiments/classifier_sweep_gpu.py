@@ -196,7 +196,7 @@ def prepare():
     from drawai import bench, bitmaps, data
     from drawai.classifier import canonical_images, heavier_strokes
 
-    train, test = data.train_test(data.load_sample("all"), seed=bench.SPLIT_SEED)
+    train, test = data.train_test(data.load_sample("all"))
     q = lambda a: np.round(np.asarray(a) * 255).astype(np.uint8)  # noqa: E731
     os.makedirs(os.path.dirname(DATA), exist_ok=True)
     np.savez_compressed(

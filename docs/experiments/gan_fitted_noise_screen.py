@@ -9,14 +9,14 @@ import json
 import sys
 from pathlib import Path
 
-from drawai import bench, data, gan, metrics
 from drawai import categories as cats
+from drawai import data, gan, metrics
 from drawai.classifier import Classifier
 
 KEYS = ("gan_test_top1", "fid_class_mean", "fid_class_shuffled_mean", "memorisation_ratio", "precision", "recall",
         "density", "coverage")
 names = cats.resolve("all")[::3]
-train_set, test_set = data.train_test(data.load_sample(names), seed=bench.SPLIT_SEED)
+train_set, test_set = data.train_test(data.load_sample(names))
 x, y = gan.training_arrays(train_set)
 judge = Classifier.load("models/classifier-345")
 for name in sys.argv[1:]:

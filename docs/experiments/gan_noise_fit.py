@@ -11,13 +11,13 @@ import sys
 
 import numpy as np
 
-from drawai import bench, data, gan, metrics
 from drawai import categories as cats
+from drawai import data, gan, metrics
 from drawai.classifier import Classifier
 
 model = gan.load("models/generator-345")
 judge = Classifier.load("models/classifier-345")
-train_set, test_set = data.train_test(data.load_sample(cats.resolve("all")), seed=bench.SPLIT_SEED)
+train_set, test_set = data.train_test(data.load_sample(cats.resolve("all")))
 x, y = gan.training_arrays(train_set)
 codes = np.concatenate([model.encoder((x[i:i + 2048], y[i:i + 2048]))[0].numpy() for i in range(0, len(x), 2048)])
 K, D = len(model.categories), codes.shape[1]

@@ -16,8 +16,8 @@ import json
 import sys
 import time
 
-from drawai import bench, data, gan, metrics
 from drawai import categories as cats
+from drawai import data, gan, metrics
 from drawai.classifier import Classifier
 
 KEYS = ("gan_test_top1", "gan_test_top5", "real_test_top1", "fid_class_mean", "fid_class_shuffled_mean",
@@ -27,7 +27,7 @@ KEYS = ("gan_test_top1", "gan_test_top5", "real_test_top1", "fid_class_mean", "f
 def main(name: str, width: str, aux_start: str, aux_end: str, epochs: str, out: str, overrides: str = "{}") -> None:
     a0, a1 = float(aux_start), float(aux_end)
     names = cats.resolve("all")[::3]
-    train_set, test_set = data.train_test(data.load_sample(names), seed=bench.SPLIT_SEED)
+    train_set, test_set = data.train_test(data.load_sample(names))
     config = gan.GANConfig.from_preset("full", categories=names, epochs=int(epochs), width=int(width),
                                        aux_weight=a1, aux_weight_start=None if a0 == a1 else a0,
                                        **json.loads(overrides))

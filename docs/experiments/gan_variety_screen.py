@@ -16,8 +16,8 @@ import json
 import sys
 import time
 
-from drawai import bench, data, gan, metrics
 from drawai import categories as cats
+from drawai import data, gan, metrics
 from drawai.classifier import Classifier
 
 # The `full` preset the screen started from.
@@ -29,7 +29,7 @@ KEYS = ("gan_test_top1", "real_test_top1", "fid_class_mean", "fid_class_shuffled
 
 def main(name: str, epochs: str, out: str, overrides: str = "{}") -> None:
     names = cats.resolve("all")[::3]
-    train_set, test_set = data.train_test(data.load_sample(names), seed=bench.SPLIT_SEED)
+    train_set, test_set = data.train_test(data.load_sample(names))
     changes = json.loads(overrides)
     config = gan.GANConfig(**{**BEFORE, "categories": names, "epochs": int(epochs), **changes})
     start = time.time()

@@ -13,7 +13,6 @@ from drawai.bench.cells import (
     EXPLAIN_DRAWINGS,
     FORMAT,
     SECTIONS,
-    SPLIT_SEED,
     BenchError,
     Cell,
     demo_cell,
@@ -25,5 +24,5 @@ from drawai.bench.measurements import demo_measure, explain_process, shifted_tes
 from drawai.bench.tables import report
 
 __all__ = ["BROWSER_ARGS", "CHROMIUM", "CLASSIC10_EPOCH_FACTOR", "EXPLAIN_DRAWINGS", "FORMAT", "SECTIONS",
-           "SPLIT_SEED", "BenchError", "Cell", "demo_cell", "plan", "recipes", "main", "run", "demo_measure",
+           "BenchError", "Cell", "demo_cell", "plan", "recipes", "main", "run", "demo_measure",
            "explain_process", "shifted_test", "report"]

@@ -16,7 +16,6 @@ from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, ROOT
 from drawai.strokes import PAD_CANVAS, PAD_SPACING
 
 FORMAT = "drawai-bench/1"  # in every cell's spec: change it when a measurement changes, and old cells are redone
-SPLIT_SEED = data.SPLIT_SEED  # the shared split every notebook and job uses
 SECTIONS = ("accuracy", "latency", "gan", "dashboard", "scale", "explain", "demo")
 CATEGORY_SETS = ("all", "classic10")
 # classic10's 800 training drawings are 4 batches an epoch (all 345 categories: 108), so on classic10 every
@@ -98,7 +97,7 @@ def plan(options: dict) -> list[Cell]:
                     cells.append(Cell(f"accuracy/{categories}/{name}/seed{seed}", {
                         "format": FORMAT, "kind": "accuracy", "categories": categories, "recipe": name, "seed": seed,
                         "config": asdict(config), "epochs_overridden": bool(options["epochs"]),
-                        "split_seed": SPLIT_SEED, "shift_seed": bitmaps.SHIFT_SEED, "data": checksum}))
+                        "split_seed": data.SPLIT_SEED, "shift_seed": bitmaps.SHIFT_SEED, "data": checksum}))
     if "gan" in options["only"]:
         cells += gan_cells(options)
     if "scale" in options["only"]:  # images/s in 1 and 2 processes (torchrun on 127.0.0.1)
@@ -116,7 +115,7 @@ def gan_cells(options: dict) -> list[Cell]:
     """The classic10 comparison, and with all 345 categories the shipped generator if there is one."""
     from drawai import gan  # TensorFlow: only when the section is asked for
 
-    common = {"format": FORMAT, "split_seed": SPLIT_SEED, "data": data.sample_info()["sha256"], "eval": GAN_EVAL,
+    common = {"format": FORMAT, "split_seed": data.SPLIT_SEED, "data": data.sample_info()["sha256"], "eval": GAN_EVAL,
               "judge": file_sha256(CLASSIFIER_DIR / "model.safetensors")}
     epochs = {"epochs": options["epochs"]} if options["epochs"] else {}
     configs = {r: gan.GANConfig.from_preset(GAN_PRESET, r, **epochs).to_dict() for r in gan.RECIPES}
@@ -153,7 +152,7 @@ def explain_cell(options: dict) -> Cell:
                             "weights": file_sha256(CLASSIFIER_DIR / "model.safetensors"),
                             "drawings": EXPLAIN_DRAWINGS["quick" if options["quick"] else "full"],
                             "reps": options["reps"], "warmup": WARMUP, "ig_steps": explain.IG_STEPS,
-                            "space": explain.INDEX_FORMAT, "split_seed": SPLIT_SEED,
+                            "space": explain.INDEX_FORMAT, "split_seed": data.SPLIT_SEED,
                             "data": data.sample_info()["sha256"]})
 
 

@@ -8,7 +8,7 @@
 Every figure is set against a baseline measured in the same run (the original draw-ai MLP), because
 absolute times on a shared machine mean little; the load average is recorded with every cell.
 
-- Accuracy: each recipe trained on the shared split (`data.train_test(seed=0)` of the embedded sample),
+- Accuracy: each recipe trained on the shared split (`data.train_test` of the embedded sample),
   for several seeds, on all 345 categories and on classic10; tested on the held-out drawings as they are
   and re-rendered like Google's numpy_bitmap files (`bitmaps.numpy_bitmap_style`), the rendering shift.
   The draw-ai recipe is `TrainConfig()` as it is now, read at run time; the baselines change only what

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from drawai import bitmaps, classifier, data, seeds
 from drawai import categories as cats
 from drawai.bench.browser import dashboard_measure
-from drawai.bench.cells import SPLIT_SEED, WARMUP, BenchError, Cell, shown_path
+from drawai.bench.cells import WARMUP, BenchError, Cell, shown_path
 from drawai.classifier import TrainConfig
 from drawai.io import write_text
 from drawai.paths import CLASSIFIER_DIR, ROOT
@@ -73,7 +73,7 @@ def measure(cell: Cell, out: Path, progress: bool, cache: dict) -> dict:
         return result
     # latency: the same drawings for every model, as a bitmap and as the strokes a pad would send
     if "latency_inputs" not in cache:
-        _, test = data.train_test(data.load_sample("all"), seed=SPLIT_SEED)
+        _, test = data.train_test(data.load_sample("all"))
         pick = seeds.rng(0).choice(len(test), size=min(spec["reps"], len(test)), replace=False)
         images = test.images[np.sort(pick)]
         cache["latency_inputs"] = images, [traced_strokes(img) for img in tqdm(
@@ -96,7 +96,7 @@ def in_fresh_process(fn, *args):
 
 def shifted_test(categories: str) -> np.ndarray:
     """The held-out drawings re-rendered like Google's numpy_bitmap files (uint8)."""
-    _, test = data.train_test(data.load_sample(categories), seed=SPLIT_SEED)
+    _, test = data.train_test(data.load_sample(categories))
     return bitmaps.rendering_shifted(test).images
 
 
@@ -121,7 +121,7 @@ def peak_rss_mib() -> float:
 def accuracy_process(categories: str, config: dict, shifted: np.ndarray, checkpoint_dir: str,
                      progress: bool) -> dict:
     """Train one recipe on one seed; test on the held-out drawings, plain and rendering-shifted."""
-    train_set, test_set = data.train_test(data.load_sample(categories), seed=SPLIT_SEED)
+    train_set, test_set = data.train_test(data.load_sample(categories))
     epochs_here = []
     start = time.perf_counter()
     clf, history = classifier.train(train_set, TrainConfig(**config), checkpoint_dir=checkpoint_dir, resume=True,
@@ -204,7 +204,7 @@ def gan_comparison_process(spec: dict, run_root: str) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     stages_path = root / "stages.json"
     done = json.loads(stages_path.read_text()) if stages_path.exists() else {}
-    train_set, test_set = data.train_test(data.load_sample(spec["categories"]), seed=SPLIT_SEED)
+    train_set, test_set = data.train_test(data.load_sample(spec["categories"]))
     judge = Classifier.load(CLASSIFIER_DIR, categories=spec["categories"])
 
     def stage(name: str, config, run_dir: str) -> dict:
@@ -239,7 +239,7 @@ def shipped_generator_process(spec: dict, run_root: str) -> dict:
 
     model = gan.load(ROOT / spec["path"])
     names = list(model.categories)
-    train_set, test_set = data.train_test(data.load_sample(names), seed=SPLIT_SEED)
+    train_set, test_set = data.train_test(data.load_sample(names))
     judge = Classifier.load(CLASSIFIER_DIR, categories=names)
     figures = metrics.evaluate_generator(model, judge, train_set, test_set, **spec["eval"]).summary()
     figures |= metrics.classification_accuracy_score(model, train_set, test_set, TrainConfig(**spec["cas"]),

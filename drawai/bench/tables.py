@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drawai import bitmaps, metrics
+from drawai import bitmaps, data, metrics
 from drawai import categories as cats
 from drawai.bench.cells import (
     CATEGORY_SETS,
@@ -18,7 +18,6 @@ from drawai.bench.cells import (
     GAN_EVAL,
     GAN_PRESET,
     RECIPE_NAMES,
-    SPLIT_SEED,
     WARMUP,
     Cell,
     shown_path,
@@ -77,7 +76,7 @@ def report(results: dict, cells: list[Cell]) -> str:
              f"Compare figures within this table, not with other machines.{quick}"]
     if summary:
         parts += ["### Accuracy\n\nThe embedded sample (100 drawings per category), the shared split "
-                  f"(`data.split(seed={SPLIT_SEED})`: 80 train / 20 test per category), mean ± std over training "
+                  f"(`data.split(seed={data.SPLIT_SEED})`: 80 train / 20 test per category), mean ± std over training "
                   "seeds. *Shifted*: the test drawings re-rendered like Google's numpy_bitmap files "
                   f"(`bitmaps.rendering_shifted`, seed {bitmaps.SHIFT_SEED}); *gap*: top-1 minus shifted top-1. "
                   "*Train min*: wall-clock of `classifier.train` (canonicalising the training set included).",
