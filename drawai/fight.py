@@ -221,7 +221,8 @@ class FightResult:
         return "\n".join(lines)
 
 
-def _check_count(name: str, value, low: int = 1) -> int:
+def check_count(name: str, value, low: int = 1) -> int:
+    """`value` as an int, or FightError("<name> must be an integer >= <low>, ...")."""
     if not is_whole(value, low):
         raise FightError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
@@ -236,7 +237,7 @@ def fight(generator, clf, labels=None, rounds: int = 1000, seed: int = 0, batch:
     or one more), in a random order; `seed` decides the order and the generator's noise.
     Everything is checked before a drawing is made.
     """
-    rounds, seed, batch = _check_count("rounds", rounds), _check_count("seed", seed, 0), _check_count("batch", batch)
+    rounds, seed, batch = check_count("rounds", rounds), check_count("seed", seed, 0), check_count("batch", batch)
     referee = Referee(generator, clf, labels)
     n = len(referee.labels)
     if rounds < n:
@@ -383,10 +384,10 @@ class AugmentationResult:
 def check_ks_and_seeds(ks, seeds) -> tuple[tuple[int, ...], tuple[int, ...]]:
     if isinstance(ks, int | str) or not len(ks):
         raise FightError(f"ks must be a non-empty list of counts per class, e.g. (0, 40, 80, 160), got {ks!r}")
-    ks = tuple(_check_count("every k", k, 0) for k in ks)
+    ks = tuple(check_count("every k", k, 0) for k in ks)
     if isinstance(seeds, int | str) or len(seeds) < 2:
         raise FightError(f"seeds must list at least two seeds (a confidence interval needs two runs), got {seeds!r}")
-    seeds = tuple(_check_count("every seed", s, 0) for s in seeds)
+    seeds = tuple(check_count("every seed", s, 0) for s in seeds)
     for name, values in (("ks", ks), ("seeds", seeds)):
         if len(set(values)) != len(values):
             raise FightError(f"{name} has repeated values: {list(values)}")

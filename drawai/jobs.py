@@ -109,8 +109,8 @@ def check_fight_params(p: dict) -> None:
 
     from drawai import classifier, fight
 
-    fight._check_count("rounds", p["rounds"])
-    fight._check_count("seed", p["seed"], 0)
+    fight.check_count("rounds", p["rounds"])
+    fight.check_count("seed", p["seed"], 0)
     fight.check_ks_and_seeds(p["ks"], p["seeds"])
     classifier.TrainConfig(epochs=p["epochs"])
     models = {}
@@ -197,9 +197,10 @@ def check_params(job: Job, params: dict) -> dict:
         default = job.defaults[name]
         if isinstance(default, bool) and not isinstance(value, bool):
             raise JobError(f"parameter {name} must be true/false, got {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool) and (
-                not isinstance(value, int) or isinstance(value, bool)):
-            raise JobError(f"parameter {name} must be an integer, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool):
+            if not is_whole(value, None):
+                raise JobError(f"parameter {name} must be an integer, got {value!r}")
+            value = int(value)  # a numpy integer would not go into params.json
         if isinstance(default, float) and not isinstance(value, (int, float)):
             raise JobError(f"parameter {name} must be a number, got {value!r}")
         out[name] = value

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 
 from drawai import bitmaps, model_folder, process_group
 from drawai import categories as cats
+from drawai.checks import is_whole
 from drawai.classifier import networks
 from drawai.classifier.networks import ARCHITECTURES, InferenceNet, build_model, for_inference, mirror_probabilities
 from drawai.data import Drawings
@@ -79,7 +80,7 @@ class Classifier:
 
     def predict(self, images, k: int = 5, canonical: bool = False) -> list:
         """Top-k (label, probability) pairs for one image, or a list of them for a batch."""
-        if not isinstance(k, int) or k < 1:
+        if not is_whole(k, 1):
             raise ValueError(f"k must be a positive integer, got {k!r}")
         p, single = self._forward(images, canonical)
         top = np.argsort(-p, axis=1)[:, :k]

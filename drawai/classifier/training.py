@@ -47,8 +47,9 @@ class TrainConfig:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {sorted(ARCHITECTURES)}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_whole(value, 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            setattr(self, name, int(value))  # a numpy integer would not go into the manifest's JSON
         for name in ("lr", "weight_decay", "label_smoothing"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
