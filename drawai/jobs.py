@@ -263,13 +263,8 @@ def run(job_name: str, params: dict | None = None, fresh: bool = False, publish:
         out_dir = None if fresh else (resume_dir if is_unfinished(resume_dir, params)
                                       else find_unfinished(job_name, params))
         if out_dir is None:
-            out_dir = new_run_folder(RUNS / job_name)
-            try:
-                out_dir.mkdir(parents=True)
-                write_json(out_dir / "params.json", params)
-            except OSError as e:
-                raise JobError(f"cannot create the run folder {out_dir}: {e.strerror}; set DRAWAI_RUNS to a "
-                               "writable folder") from None
+            out_dir = _begin_run(RUNS / job_name, "params.json", params, "cannot create the run folder {folder}: "
+                                 "{reason}; set DRAWAI_RUNS to a writable folder")
             if progress:
                 print(f"{job_name}: running {job.notebook} into {shown(out_dir)}", flush=True)
         else:
@@ -315,6 +310,19 @@ def environ(**values: str):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _begin_run(parent: Path, record_name: str, record: dict, unwritable: str) -> Path:
+    """A new run folder under `parent` (io.new_run_folder) holding `record_name`, `record` as JSON, which marks the
+    run begun. When either cannot be written: JobError(`unwritable`), formatted with the folder, RUNS and the reason.
+    """
+    folder = new_run_folder(parent)
+    try:
+        folder.mkdir(parents=True)
+        write_json(folder / record_name, record)
+    except OSError as e:
+        raise JobError(unwritable.format(folder=folder, runs=RUNS, reason=e.strerror)) from None
+    return folder
 
 
 def is_unfinished(folder: Path | None, params: dict) -> bool:
@@ -411,14 +419,9 @@ def _demo_state(params: dict, fresh: bool) -> tuple[Path, dict]:
             if {k: state.get(k) for k in record} == record:
                 print(f"resuming the demo stopped in {shown(path.parent)}", flush=True)
                 return path.parent, state
-    folder = new_run_folder(RUNS / "demo")
     state = {**record, "jobs": {}, "wall_seconds": 0.0, "cpu_seconds": 0.0, "finished": False}
-    try:
-        folder.mkdir(parents=True)
-        write_json(folder / "demo.json", state)
-    except OSError as e:
-        raise JobError(f"cannot write the demo's runs to {RUNS} ({e.strerror}): make it writable or set DRAWAI_RUNS "
-                       "to a writable folder") from None
+    folder = _begin_run(RUNS / "demo", "demo.json", state, "cannot write the demo's runs to {runs} ({reason}): make "
+                        "it writable or set DRAWAI_RUNS to a writable folder")
     return folder, state
 
 
