@@ -1,14 +1,13 @@
 import json
 import pickle
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from drawai import bitmaps, classifier, data
-from drawai.paths import CLASSIFIER_DIR
+from drawai.paths import CLASSIFIER_DIR, NOTEBOOKS
 
 
 @pytest.fixture(scope="module")
@@ -323,8 +322,7 @@ def test_the_draw_notebook_trains_on_saved_drawings(tmp_path):
 
     own = _pad_drawings(["cat", "apple"])
     strokes.save_drawings(tmp_path / "mine.npz", own.strokes, own.labels)
-    root = Path(__file__).resolve().parents[1]
-    pm.execute_notebook(root / "notebooks" / "05_draw.ipynb", tmp_path / "report.ipynb", cwd=str(root / "notebooks"),
+    pm.execute_notebook(NOTEBOOKS / "05_draw.ipynb", tmp_path / "report.ipynb", cwd=str(NOTEBOOKS),
                         parameters={"dataset_path": str(tmp_path / "mine.npz"), "categories": ["apple", "cloud"],
                                     "fine_tune": True, "fine_tune_epochs": 1},
                         progress_bar=False, kernel_name="python3")
