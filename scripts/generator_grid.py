@@ -14,13 +14,14 @@ import io
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from drawai.paths import GENERATOR_DIR, ROOT  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "generator-345")
+    ap.add_argument("--model", type=Path, default=GENERATOR_DIR)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "generated.png")
     args = ap.parse_args(argv)
 

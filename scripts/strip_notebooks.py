@@ -11,7 +11,9 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's notebooks, not an installed copy's
+
+from drawai.paths import NOTEBOOKS, ROOT  # noqa: E402
 
 
 def dirty(nb) -> bool:
@@ -21,7 +23,7 @@ def dirty(nb) -> bool:
 def main() -> int:
     check = "--check" in sys.argv
     bad = []
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         if not dirty(nb):
             continue

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("train_ddp", ROOT / "scripts" / "train_ddp.py")
+from drawai.paths import SCRIPTS  # the test starts this file with PYTHONPATH at the checkout's root
+
+spec = importlib.util.spec_from_file_location("train_ddp", SCRIPTS / "train_ddp.py")
 train_ddp = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train_ddp)
 

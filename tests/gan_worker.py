@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("train_gan_distributed", ROOT / "scripts" / "train_gan_distributed.py")
+from drawai.paths import SCRIPTS  # the test starts this file with PYTHONPATH at the checkout's root
+
+spec = importlib.util.spec_from_file_location("train_gan_distributed", SCRIPTS / "train_gan_distributed.py")
 script = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(script)
 

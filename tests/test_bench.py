@@ -11,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import binom
 
 from drawai import bench, gan, jobs
 from drawai.bench import cells as bench_cells
 from drawai.bench import cli, measurements
+from drawai.bench import tables as bench_tables
 from drawai.classifier import TrainConfig
+from drawai.paths import ROOT
 
 SMALL = {"quick": False, "only": ["accuracy"], "seeds": 2, "categories": ["classic10"], "recipes": ["cnn", "mlp"],
          "epochs": None, "reps": 100}
@@ -207,10 +210,10 @@ def test_tiny_real_run(tmp_path, capsys):
     assert bench.main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["finished"]
-    # one epoch is 7 steps: the MLP learns something (chance is 0.1; seed 0 measured 0.205 single-view and 0.200
-    # mirror-averaged with the ink threshold at 0.45, 0.30-0.33 over 3 seeds at 0.3), the augmented CNN not yet
-    # (0.105 after two epochs)
-    assert results["cells"]["accuracy/classic10/mlp/seed0"]["top1"] > 0.15
+    # one epoch (7 steps) teaches the MLP something: more right than a guesser at chance (1 in 10) gets on the
+    # test split more than once in a thousand tries; the augmented CNN needs more epochs than that
+    mlp = results["cells"]["accuracy/classic10/mlp/seed0"]
+    assert mlp["top1"] > binom.ppf(0.999, mlp["test_drawings"], 1 / 10) / mlp["test_drawings"]
     for recipe in ("cnn", "mlp"):
         cell = results["cells"][f"accuracy/classic10/{recipe}/seed0"]
         assert cell["top1"] <= cell["top5"]
@@ -429,6 +432,23 @@ def test_the_full_bench_runs_the_demo_and_the_quick_one_does_not(tmp_path, monke
     assert planned[False] == list(bench.SECTIONS) and planned[True] == [s for s in bench.SECTIONS if s != "demo"]
 
 
+def neighbours_agree(spec) -> float:
+    """The share of the test split whose 5 nearest training drawings' majority (ties: the nearer) is the
+    classifier's top guess, one drawing at a time through the public `explain.nearest`."""
+    from drawai import bitmaps, data, explain
+    from drawai.classifier import Classifier
+
+    clf = Classifier.load(ROOT / spec["model"], categories=spec["categories"])
+    _, test = data.train_test(data.load_sample(clf.categories), seed=spec["split_seed"])
+    x = bitmaps.to_canonical(test.images)
+    guesses = clf.probabilities(x, canonical=True).argmax(1)
+    agree = 0
+    for image, guess in zip(x, guesses):
+        labels = explain.nearest(clf, image, k=5, canonical=True).labels
+        agree += max(labels, key=lambda name: (labels.count(name), -labels.index(name))) == clf.categories[guess]
+    return agree / len(x)
+
+
 @pytest.mark.slow
 def test_explain_section_on_a_tiny_real_run_its_table_and_targets(tmp_path, monkeypatch):
     monkeypatch.setattr(jobs, "RUNS", tmp_path)  # where the index of training drawings is cached
@@ -439,10 +459,16 @@ def test_explain_section_on_a_tiny_real_run_its_table_and_targets(tmp_path, monk
     assert full["drawings"] == bench.EXPLAIN_DRAWINGS["full"] and full["categories"] == "all"
     spec = {**cells[0].spec, "drawings": 4, "reps": 3, "warmup": 1}
     figures = bench.explain_process(spec)
-    assert figures["n_drawings"] == 4 and figures["n_agreement"] == 200 and 0 <= figures["agreement"] <= 1
+    assert figures["n_drawings"] == 4 and figures["n_agreement"] == 200
+    assert figures["agreement"] == pytest.approx(neighbours_agree(spec))
     deletion = figures["deletion"]
     assert deletion["k"] == list(range(1, 51)) and len(deletion["salient"]) == len(deletion["random"]) == 50
-    assert 0 < deletion["start"] <= 1 and -1 <= figures["rank_correlation"] <= 1
+    # the curve follows the guessed class, the most probable of ten: it starts at chance or above, and no
+    # blanking takes away more than it started with
+    assert 1 / 10 <= deletion["start"] <= 1
+    assert max(deletion["salient"] + deletion["random"]) <= deletion["start"]
+    # the re-initialised layers change the maps, as they do in test_explain on the same classifier
+    assert figures["rank_correlation"] < bench_tables.EXPLAIN_TARGETS["rank_correlation"]
     assert all(figures["latency"][name]["n"] == 3 for name in ("saliency", "nearest", "total"))
     assert len(list((tmp_path / "cache").glob("nearest-*.npz"))) == 1
     results = {"format": bench.FORMAT, "cells": {"explain": {"spec": cells[0].spec, **figures}}}

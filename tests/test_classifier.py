@@ -1,14 +1,13 @@
 import json
 import pickle
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from drawai import bitmaps, classifier, data
-from drawai.paths import CLASSIFIER_DIR
+from drawai.paths import CLASSIFIER_DIR, NOTEBOOKS
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +183,7 @@ def test_a_pickle_in_place_of_weights_never_runs(trained, tmp_path):
     assert not os.path.exists("/tmp/drawai-pwned")
 
 
+@pytest.mark.slow  # three training runs on a quarter of classic10
 def test_resume_equals_uninterrupted(classic10, tmp_path):
     train, _ = classic10
     small = train.subset(np.arange(0, len(train), 4))
@@ -218,6 +218,7 @@ def test_bad_config(kwargs, match):
         classifier.TrainConfig(**kwargs)
 
 
+@pytest.mark.slow  # four epochs on classic10 for each
 @pytest.mark.parametrize("arch", ["mlp", "doodlenet"])
 def test_baseline_architectures_train(arch, classic10):
     train, test = classic10
@@ -226,7 +227,10 @@ def test_baseline_architectures_train(arch, classic10):
     assert history[-1]["top1"] > 0.2
 
 
-@pytest.mark.parametrize("n, batch_size, epochs", [(40, 256, 1), (40, 20, 1), (40, 10, 1), (200, 64, 2)])
+@pytest.mark.parametrize("n, batch_size, epochs", [
+    (40, 256, 1), (40, 20, 1), (40, 10, 1),
+    pytest.param(200, 64, 2, marks=pytest.mark.slow),  # (40, 10, 1) anneals over its steps too, in a tenth the time
+])
 def test_tiny_runs_have_a_schedule(n, batch_size, epochs, classic10):
     """Runs of 4 steps or more warm up and anneal over exactly their steps (one-cycle); shorter ones keep the peak."""
     small = classic10[0].subset(np.arange(n))
@@ -323,8 +327,7 @@ def test_the_draw_notebook_trains_on_saved_drawings(tmp_path):
 
     own = _pad_drawings(["cat", "apple"])
     strokes.save_drawings(tmp_path / "mine.npz", own.strokes, own.labels)
-    root = Path(__file__).resolve().parents[1]
-    pm.execute_notebook(root / "notebooks" / "05_draw.ipynb", tmp_path / "report.ipynb", cwd=str(root / "notebooks"),
+    pm.execute_notebook(NOTEBOOKS / "05_draw.ipynb", tmp_path / "report.ipynb", cwd=str(NOTEBOOKS),
                         parameters={"dataset_path": str(tmp_path / "mine.npz"), "categories": ["apple", "cloud"],
                                     "fine_tune": True, "fine_tune_epochs": 1},
                         progress_bar=False, kernel_name="python3")

@@ -49,24 +49,15 @@ class Broken(SampleGenerator):
         raise RuntimeError("the weights are gone")
 
 
-@pytest.fixture(scope="module")
-def clf():
-    if not (CLASSIFIER_DIR / "manifest.json").exists():
-        pytest.skip("no shipped classifier")
-    from drawai.classifier import Classifier
-
-    return Classifier.load(CLASSIFIER_DIR)
-
-
 def grid_images(panel) -> list[np.ndarray]:
     """The PNGs in the grid, decoded as a browser would."""
     return [np.asarray(Image.open(io.BytesIO(base64.b64decode(b))))
             for b in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", panel.grid.value)]
 
 
-def test_generate_shows_the_drawings_and_the_classifier_verdict_on_each(clf):
+def test_generate_shows_the_drawings_and_the_classifier_verdict_on_each(shipped):
     gen = SampleGenerator()
-    panel = GeneratorPanel(gen, clf, count=8, seed=3)
+    panel = GeneratorPanel(gen, shipped, count=8, seed=3)
     assert panel.images is None and panel.grid.value == ""
     panel.category.value = "house"
     panel.button.click()
@@ -76,8 +67,8 @@ def test_generate_shows_the_drawings_and_the_classifier_verdict_on_each(clf):
     for png, image in zip(shown, panel.images, strict=True):  # what the page shows is what was judged
         assert png.shape == (84, 84)
         np.testing.assert_array_equal(png[::3, ::3], np.rint(image * 255).astype(np.uint8))
-    probs = clf.probabilities(panel.images, canonical=True)
-    assert panel.verdicts == [(clf.categories[j], pytest.approx(float(probs[i, j]))) for i, j in
+    probs = shipped.probabilities(panel.images, canonical=True)
+    assert panel.verdicts == [(shipped.categories[j], pytest.approx(float(probs[i, j]))) for i, j in
                               enumerate(probs.argmax(1))]
     right = sum(g == "house" for g, _ in panel.verdicts)
     assert right >= 4  # real house drawings: the classifier (55.7 % top-1 over 345) gets most
@@ -87,8 +78,8 @@ def test_generate_shows_the_drawings_and_the_classifier_verdict_on_each(clf):
     assert panel.summary.value.count("recognised") == 1
 
 
-def test_the_same_seed_gives_the_same_drawings_and_another_seed_others(clf):
-    panel = GeneratorPanel(SampleGenerator(), clf, count=6, seed=1)
+def test_the_same_seed_gives_the_same_drawings_and_another_seed_others(shipped):
+    panel = GeneratorPanel(SampleGenerator(), shipped, count=6, seed=1)
     panel.generate()
     first = panel.images.copy()
     panel.generate()
@@ -108,8 +99,8 @@ def test_without_a_classifier_the_drawings_show_without_verdicts():
     assert "drawai-verdict" not in panel.grid.value and "no classifier" in panel.message
 
 
-def test_failures_are_reported_in_the_panel(clf):
-    panel = GeneratorPanel(Broken(), clf)
+def test_failures_are_reported_in_the_panel(shipped):
+    panel = GeneratorPanel(Broken(), shipped)
     panel.generate()
     assert panel.images is None and panel.grid.value == ""
     assert "The generator failed: RuntimeError: the weights are gone" in panel.message
@@ -127,10 +118,10 @@ class NoisyGenerator(SampleGenerator):
         return super().generate(labels, n, seed)
 
 
-def test_variety_picks_the_noise_truncation_of_a_gan(clf):
-    assert GeneratorPanel(SampleGenerator(), clf).variety is None  # a generator that draws one way
+def test_variety_picks_the_noise_truncation_of_a_gan(shipped):
+    assert GeneratorPanel(SampleGenerator(), shipped).variety is None  # a generator that draws one way
     gen = NoisyGenerator()
-    panel = GeneratorPanel(gen, clf, count=2)
+    panel = GeneratorPanel(gen, shipped, count=2)
     assert [value for _, value in panel.variety.options] == ["model", "normal ±1", "normal untruncated"]
     assert panel.variety.options[0][0] == "as trained (±0.5)"
     assert panel.variety.value == "model" and panel.variety in panel.children[1].children
@@ -148,17 +139,17 @@ def test_variety_picks_the_noise_truncation_of_a_gan(clf):
     assert "noise truncated at ±0.5)" in panel.message
     # A model drawing at +-1 already, or untruncated: no choice offered twice.
     def offered(generator):
-        return [v for _, v in GeneratorPanel(generator, clf).variety.options]
+        return [v for _, v in GeneratorPanel(generator, shipped).variety.options]
 
     assert offered(NoisyGenerator(1.0)) == ["model", "normal ±0.5", "normal untruncated"]
     assert offered(NoisyGenerator(None)) == ["model", "normal ±0.5", "normal ±1"]
     assert offered(NoisyGenerator(0.7)) == ["model", "normal ±0.5", "normal ±1", "normal untruncated"]
 
 
-def test_variety_offers_the_fitted_noise_of_a_gan_that_has_it(clf):
+def test_variety_offers_the_fitted_noise_of_a_gan_that_has_it(shipped):
     gen = NoisyGenerator(1.0)
     gen.noises = ("normal", "fitted")
-    panel = GeneratorPanel(gen, clf, count=2)
+    panel = GeneratorPanel(gen, shipped, count=2)
     assert [v for _, v in panel.variety.options] == ["model", "normal ±0.5", "normal untruncated", "fitted"]
     panel.variety.value = "fitted"
     panel.generate()
@@ -166,14 +157,14 @@ def test_variety_offers_the_fitted_noise_of_a_gan_that_has_it(clf):
     assert "noise fitted to people's drawings of it)" in panel.message
     # A GAN that draws from its fitted noise by default: that is its own, and N(0, 1) at each cut is offered.
     gen.noise, gen.truncation = "fitted", None
-    panel = GeneratorPanel(gen, clf, count=2)
+    panel = GeneratorPanel(gen, shipped, count=2)
     assert panel.variety.options[0][0] == "as trained (fitted)"
     assert [v for _, v in panel.variety.options] == ["model", "normal ±0.5", "normal ±1", "normal untruncated"]
     panel.generate()
     assert gen.asked[-1] == {} and "noise fitted to people's drawings of it)" in panel.message
     gen.truncation = 1.0
-    assert GeneratorPanel(gen, clf).variety.options[0][0] == "as trained (fitted, ±1)"
-    assert [v for _, v in GeneratorPanel(gen, clf).variety.options] == [
+    assert GeneratorPanel(gen, shipped).variety.options[0][0] == "as trained (fitted, ±1)"
+    assert [v for _, v in GeneratorPanel(gen, shipped).variety.options] == [
         "model", "normal ±0.5", "normal ±1", "normal untruncated", "fitted"]
 
 
@@ -199,17 +190,17 @@ def test_the_shipped_generator_shows_the_variety_of_real_doodles_by_default():
     assert drawn["model"] > 0.75 * real, (drawn, real)
 
 
-def test_bad_arguments_are_refused_with_a_clear_error(clf):
+def test_bad_arguments_are_refused_with_a_clear_error(shipped):
     gen = SampleGenerator()
     with pytest.raises(ValueError, match="does not draw.*'cat'"):
-        GeneratorPanel(gen, clf, categories=["house", "cat"])
+        GeneratorPanel(gen, shipped, categories=["house", "cat"])
     with pytest.raises(ValueError, match="count must be"):
-        GeneratorPanel(gen, clf, count=0)
+        GeneratorPanel(gen, shipped, count=0)
     narrow = SampleGenerator()
     narrow.categories = ["house", "nonsense"]  # a category the classifier has never seen
     with pytest.raises(ValueError, match="classifier does not know"):
-        GeneratorPanel(narrow, clf)
-    panel = GeneratorPanel(gen, clf, categories=["house", "apple"])
+        GeneratorPanel(narrow, shipped)
+    panel = GeneratorPanel(gen, shipped, categories=["house", "apple"])
     assert list(panel.category.options) == ["house", "apple"]
 
 
@@ -305,10 +296,10 @@ def test_dashboard_loads_the_generator_when_its_tabs_are_opened(monkeypatch, tmp
 
 
 @needs_model
-def test_a_running_fight_pauses_by_itself_so_a_lost_page_cannot_keep_its_kernel_busy(monkeypatch, clf, tmp_path):
+def test_a_running_fight_pauses_by_itself_so_a_lost_page_cannot_keep_its_kernel_busy(monkeypatch, shipped, tmp_path):
     generator = SampleGenerator()
     monkeypatch.setattr(dash, "load_model", lambda kind, given=None: dash.Loaded(
-        kind, tmp_path / kind, generator if kind == "generator" else clf))
+        kind, tmp_path / kind, generator if kind == "generator" else shipped))
     monkeypatch.setattr(dash.Dashboard, "MAX_FIGHT_ROUNDS", 3)
     board = dash.dashboard()
     board.load_generator()

@@ -110,7 +110,8 @@ def test_file_put_in_the_cache_by_hand_is_used_and_hashed_once(server, bucket, c
     target.write_bytes((bucket / "numpy_bitmap" / "cat.npy").read_bytes())
     assert fetch("cat", server, cache) == [target]
     assert server.requests == []
-    assert dl._read_sidecar(target) == hashlib.sha256(target.read_bytes()).hexdigest()
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    assert dl.sidecar_path(target).read_text() == f"{digest}  cat.npy\n"  # what `sha256sum -c` reads
 
 
 def test_resume_from_partial_part_with_range(server, bucket, cache):

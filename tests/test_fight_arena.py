@@ -28,6 +28,11 @@ def arena():
     return FightArena(MarkGenerator(CLASSIC10, draws_as={"mug": "cloud"}), MarkClassifier(CLASSIC10), seed=1)
 
 
+def strip_images(arena):
+    """The history strip's pictures as the page shows them: each the top of its (picture, caption) column."""
+    return [column.children[0] for column in arena.strip.children]
+
+
 def test_play_round_updates_rounds_wins_score_and_history(arena):
     seen = []
     arena.observe(lambda change: seen.append((change["name"], change["new"])), names=["rounds", "wins"])
@@ -46,7 +51,7 @@ def test_play_round_updates_rounds_wins_score_and_history(arena):
     # the strip: the last HISTORY rounds, newest last, green for a win and red for a loss
     assert len(arena.history) == arena.HISTORY
     assert [h["label"] for h in arena.history] == [r["label"] for r in results[-arena.HISTORY:]]
-    for slot, item in zip(arena._slots, arena.history):
+    for slot, item in zip(strip_images(arena), arena.history):
         assert ("drawai-fight-win" in slot._dom_classes) == item["win"]
         assert ("drawai-fight-lose" in slot._dom_classes) == (not item["win"])
         assert slot.layout.border.endswith("#2ca02c" if item["win"] else "#d62728")
@@ -65,10 +70,10 @@ def test_the_same_seed_plays_the_same_rounds():
 
 def test_the_strip_starts_blank_and_fills_from_the_right(arena):
     assert all("drawai-fight-win" not in s._dom_classes and "drawai-fight-lose" not in s._dom_classes
-               for s in arena._slots)
+               for s in strip_images(arena))
     arena.play_round()
     arena.play_round()
-    filled = [bool({"drawai-fight-win", "drawai-fight-lose"} & set(s._dom_classes)) for s in arena._slots]
+    filled = [bool({"drawai-fight-win", "drawai-fight-lose"} & set(s._dom_classes)) for s in strip_images(arena)]
     assert filled == [False] * (arena.HISTORY - 2) + [True, True]
 
 

@@ -50,6 +50,7 @@ def test_unknown_job():
         jobs.run("train-everything")
 
 
+@pytest.mark.slow  # runs a notebook three times, a kernel each
 def test_a_failing_notebook_keeps_its_partial_report_and_names_the_cell(tmp_path, monkeypatch):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
@@ -412,6 +413,7 @@ def test_a_job_streams_its_lines_hides_framework_noise_and_shows_real_errors(tmp
         assert noisy not in out + err, noisy
 
 
+@pytest.mark.slow  # a kernel, then a notebook that stays silent for seconds
 def test_a_job_silent_for_a_while_says_it_is_still_working(tmp_path, monkeypatch, capsys):
     fake_notebook(tmp_path / "quiet.ipynb", "import time\nprint('evaluating', flush=True)\ntime.sleep(2.6)\n"
                                             "print('done')")

@@ -314,18 +314,15 @@ def test_predictions_run_on_one_torch_thread_and_restore_the_setting():
 
 
 @pytest.mark.slow
-def test_classic_drawings_made_on_the_pad_are_recognised_like_the_test_split():
+def test_classic_drawings_made_on_the_pad_are_recognised_like_the_test_split(shipped, classic10):
     """The pad's accuracy target: the classic10 test drawings, drawn on the pad as strokes (traced from the bitmaps,
     since the sample has no strokes; pointer events 4 px apart on the 280 px pad), get top-3 guesses from
     the shipped classifier about as right as the same drawings given as bitmaps."""
-    from drawai import data
-    from drawai.classifier import Classifier
     from drawai.strokes import traced_strokes
 
-    model = Classifier.load(CLASSIFIER_DIR)
-    _, test = data.train_test(data.load_sample("classic10"))
-    pad = DrawingPad(model, categories="classic10")
-    direct = model.probabilities(test.images)[:, [model.categories.index(c) for c in test.categories]]
+    _, test = classic10
+    pad = DrawingPad(shipped, categories="classic10")
+    direct = shipped.probabilities(test.images)[:, [shipped.categories.index(c) for c in test.categories]]
     ranked = np.argsort(-direct, 1)
     direct_top1 = (ranked[:, 0] == test.labels).mean()
     direct_top3 = (ranked[:, :3] == test.labels[:, None]).any(1).mean()
