@@ -3,8 +3,8 @@
 Every source draws the same doodle differently: the embedded sample is top-left aligned with ~1 px
 strokes and a 28 px long side; Google's `numpy_bitmap` files are centred with ~2 px anti-aliased
 strokes and a ~26 px long side; a canvas or a GAN produce whatever they produce. A model trained on
-one rendering fails on another (a 345-class CNN trained on numpy_bitmap scores 2.5 % on the raw
-sample). So the models never see a source's rendering, only this form:
+one rendering fails on another (README.md, "How it works"). So the models never see a source's
+rendering, only this form:
 
     28 x 28 float32 in [0, 1], ink bright on black;
     the drawing's centreline scaled uniformly so its long side spans ~24 px, centred on its box;

@@ -5,7 +5,7 @@ Three pieces, on PyTorch's own engines (torchrun, DistributedDataParallel, DataL
 - `NumpyBitmapDataset`: the cached numpy_bitmap files (`drawai.download`) as a torch Dataset. Files are
   memory-mapped (`np.load(mmap_mode="r")`), so memory does not grow with the data: a batch reads its
   rows and nothing else. Items are canonicalised (`bitmaps.to_canonical`) a batch at a time, inside
-  DataLoader worker processes when `num_workers` > 0: at ~1 ms a drawing, that is the expensive part.
+  DataLoader worker processes when `num_workers` > 0: that is the expensive part (docs/scaling.md).
 - `SimplifiedStream`: the cached `simplified` ndjson files (vector strokes) as a torch IterableDataset, read
   line by line and rendered into the same canonical form on the fly (`drawai.strokes`).
 - `train_torchrun`: `classifier.train` in several processes on this machine, started by torchrun

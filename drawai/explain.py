@@ -176,9 +176,9 @@ class Index:
 def embed(clf: Classifier, canonical_images: np.ndarray) -> np.ndarray:
     """(N, C) unit vectors of mirror-averaged class probabilities: the space neighbours are measured in.
 
-    Chosen by agreement with the model (docs/experiments/explain.md): the majority label of a test drawing's 5
-    nearest training drawings is its top guess for 90 % of the test split here, against 65 % with the
-    penultimate features that FID uses, whose nearest drawings often look alike to a person but not to the model.
+    Chosen by agreement with the model: in it a test drawing's nearest training drawings mostly carry the model's
+    top guess, far more often than with the penultimate features that FID uses, whose nearest drawings often look
+    alike to a person but not to the model (docs/experiments/explain.md, "Nearest training drawings: which space").
     """
     model = scorer(clf)  # float32: bfloat16's rounding would outweigh the distances between close drawings
     with torch.no_grad():
@@ -241,8 +241,9 @@ def index_path(digest: str, folder: str | Path | None = None) -> Path:
 
 
 def nearest_index(clf: Classifier, folder: str | Path | None = None) -> Index:
-    """The index of `clf`'s training drawings: from memory, else from `folder` (default runs/cache), else built
-    (canonicalising 27,600 drawings and a forward pass: 30 s to 2 minutes on 2 busy cores) and saved there."""
+    """The index of `clf`'s training drawings: from memory, else from `folder` (default runs/cache), else built and
+    saved there; building canonicalises 27,600 drawings and runs a forward pass, which takes a while the first time
+    (docs/experiments/explain.md, "The pad")."""
     digest = model_digest(clf)
     if digest in _indexes:
         return _indexes[digest]

@@ -271,8 +271,8 @@ def generated_drawings(generator, category_names, n: int, seed: int) -> tuple[Dr
     """`n` generated drawings per category, kept in the canonical form the generator made them in.
 
     They go to `classifier.train(extra_canonical=...)` as they are: as uint8 bitmaps through the
-    training set's own `to_canonical` they would be re-centred and re-thinned (measured on the demo
-    GAN: correlation 0.53 with the original, against 0.84 for real canonical drawings done twice).
+    training set's own `to_canonical` they would be re-centred and re-thinned, and would change far more
+    than real drawings do (docs/fight.md, "The augmentation experiment").
     Drawings that are not line drawings (blank, or mostly ink) are left out: returns how many.
     """
     names = list(category_names)

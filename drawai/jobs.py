@@ -154,8 +154,8 @@ JOBS = {
 # `make demo`: the main jobs on the embedded sample, sized to finish within DEMO_TARGET_S on two idle cores. A later
 # job that takes a model parameter (MODEL_PARAMETERS) gets the model an earlier demo job just trained.
 DEMO = [
-    # All 345 categories, 6 of the published 30 epochs (17-19 s each on 2 cores, with the per-epoch test), leaving
-    # room for the GAN job (its 150 epochs ~2.5 minutes) and the fight (under 2); `make bench ARGS="--only demo"`.
+    # All 345 categories, 6 of the published 30 epochs, to leave room for the GAN job and the fight within the
+    # target (docs/demo.md, "Timing it"); `make bench ARGS="--only demo"` times it.
     ("train-classifier", {"categories": "all", "epochs": 6}),
     # The demo preset as it is; CAS trains 2 classic10 classifiers: 15 epochs each halves that part of the job.
     ("train-gan", {"preset": "demo", "cas_epochs": 15}),

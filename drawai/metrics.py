@@ -267,8 +267,8 @@ def evaluate_generator(generator, classifier, train_set, test_set, n_per_class: 
       test drawings. Pooled FID uses all feature dimensions. Per-class FID has only a class's test
       drawings (20 per class in the sample) to compare with, too few for a covariance in 128 dimensions,
       so it is measured on the `class_fid_dims` leading principal axes of the real training features
-      (16 hold ~80 % of their variance for the shipped classifier on classic10; fewer if a class has
-      fewer test drawings), where it stays well conditioned; it is noisy per class, and means over classes.
+      (fewer if a class has fewer test drawings), which hold most of their variance and keep it well
+      conditioned; it is noisy per class, and means over classes.
     - Shuffled-label control: per class, the drawings generated for another class (a random derangement
       `shuffle`) against this class's test drawings. Pooled, shuffling labels changes nothing, so the
       control exists per class only. A conditional generator's per-class FID should sit near the floor

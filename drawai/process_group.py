@@ -21,10 +21,9 @@ from drawai.data import Drawings
 class ShardedSampler(DistributedSampler):
     """torch's DistributedSampler (same shards, padding and `set_epoch`), with its indices in a numpy array.
 
-    DistributedSampler builds a Python list of every index each epoch: at 20 M drawings, 0.9 GB more peak
-    memory per process and 3-4 s, measured here. This keeps an int64 array of the process's own shard,
-    8 bytes a drawing / N processes, after the permutation it is cut from (8 bytes a drawing) is gone:
-    0.23 GB and 1.5 s.
+    DistributedSampler builds a Python list of every index each epoch, which costs memory and seconds on the
+    full dataset. This keeps an int64 array of the process's own shard, 8 bytes a drawing / N processes, after
+    the permutation it is cut from (8 bytes a drawing) is gone (docs/scaling.md, "What the training reads").
     """
 
     def __iter__(self):

@@ -21,12 +21,8 @@ class DoodleCNN(nn.Module):
     """draw-ai's default: VGG-style stages of 3x3 convolutions at 28, 14, 7 and 3 px, global average
     pooling, one linear layer.
 
-    Small on purpose: it trains in minutes on two CPU cores. The cheap fourth stage (3x3 px, 256
-    channels) is where extra capacity costs least time: all 345 categories, 30 epochs, mean of 3 seeds
-    (bf16, a GPU replica of `train`'s loop): three stages (32-64-128, two convolutions each) 50.7 % top-1,
-    this 53.3 %, at 161 vs 173 ms a training step on 2 CPU cores. Wider three-stage nets (48-96-192)
-    learn as much but cost twice the time; dropout, mixup, CutMix, random erasing and weight averaging
-    did not help at this budget (docs/experiments/classifier.md).
+    Small on purpose, so that it trains in minutes on two CPU cores; the fourth stage, at 3x3 px, is where
+    extra capacity costs least time (docs/experiments/classifier.md, "The sweep").
     """
 
     def __init__(self, n_classes: int, widths: tuple = (32, 64, 128, 256), depth: tuple = (2, 2, 2, 1),
@@ -111,7 +107,8 @@ def mirror_probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 class InferenceNet(nn.Module):
     """A model's layers as one flat list, each called by its `forward`: for one drawing the pass is short
-    enough that nn.Module's call machinery (hooks, nested Sequentials) is ~10 % of it."""
+    enough that nn.Module's call machinery (hooks, nested Sequentials) is a noticeable share of it
+    (docs/benchmark.md, "Latency")."""
 
     def __init__(self, layers: list[nn.Module], head: nn.Module):
         super().__init__()
@@ -129,8 +126,8 @@ class InferenceNet(nn.Module):
 def for_inference(model: nn.Module) -> InferenceNet:
     """A copy of `model` (features + head, as every draw-ai architecture) for prediction: every BatchNorm
     folded into the convolution or linear layer before it (in eval mode the same function, to float
-    rounding, in fewer passes over memory), dropout left out, channels-last, one flat list of layers.
-    For one drawing and its mirror image on one thread: 2.4 -> 1.7 ms (p50) for the default CNN."""
+    rounding, in fewer passes over memory), dropout left out, channels-last, one flat list of layers:
+    a faster prediction of the same answers (docs/benchmark.md, "Latency")."""
     model = copy.deepcopy(model).eval()
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):

@@ -39,7 +39,7 @@ class TrainConfig:
     augment: bool = True
     seed: int = 0
     threads: int = 0  # torch threads; 0 = all cores
-    bf16: bool = True  # bfloat16 autocast on CPUs that do it natively (AVX512-BF16 / AMX): ~1.8x faster steps
+    bf16: bool = True  # bfloat16 autocast on CPUs that do it natively (AVX512-BF16 / AMX): faster steps
     arch_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -63,9 +63,9 @@ class TrainConfig:
 def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
     """Mild random affine on the canonical form: rotation +-8 deg, scale 0.92-1.06, shear, shift +-1.5 px, mirror.
 
-    Mild on purpose: the canonical form already removed position and size, and with minutes of training
-    stronger geometry costs more accuracy than it buys (measured on 50 classes: 49 % vs 65 % top-1; on all
-    345, `strength` 0.5 / 1.5 scaling every range: 50.5 / 50.2 % against 50.7 %).
+    `strength` scales every range. Mild on purpose: the canonical form already removed position and size, and
+    with minutes of training stronger geometry costs more accuracy than it buys (docs/experiments/classifier.md,
+    "Recipes trained on the CPU" and "The sweep").
     """
     n, s = x.shape[0], strength
     u = lambda lo, hi: torch.empty(n).uniform_(lo, hi, generator=generator)  # noqa: E731

@@ -32,9 +32,9 @@ def redraw_on_client_ready(canvas: Canvas, redraw) -> None:
 
 @contextmanager
 def one_torch_thread():
-    """One 28x28 image is fastest on one thread. With more, OpenMP's threads wait on each other for cores
-    that are busy elsewhere: measured 1.5 ms on one thread against 140-210 ms on two, on 2 loaded cores,
-    and that lag piles up pointer events in the kernel while you draw."""
+    """Torch on one thread for the block, then as it was: one 28x28 image is fastest on one thread, because with
+    more OpenMP's threads wait on each other for cores that are busy elsewhere, and that lag piles up pointer
+    events in the kernel while you draw (docs/dashboard.md, "Start-up and memory, measured")."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
