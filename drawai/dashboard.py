@@ -70,7 +70,7 @@ def model_path(kind: str, given: str | os.PathLike | None = None) -> Path:
     return path if path.is_absolute() else ROOT / path
 
 
-def load_model(kind: str, given: str | os.PathLike | None = None) -> Loaded:
+def load_or_notice(kind: str, given: str | os.PathLike | None = None) -> Loaded:
     """Load the classifier or the generator; never raises (a problem is reported, and logged in full)."""
     path = model_path(kind, given)
     env = CLASSIFIER_ENV if kind == "classifier" else GENERATOR_ENV
@@ -132,7 +132,7 @@ class Dashboard(widgets.VBox):
         from drawai.widgets import DrawingPad
 
         self.generator_path = generator_path
-        self.classifier = load_model("classifier", classifier_path)
+        self.classifier = load_or_notice("classifier", classifier_path)
         self.generator: Loaded | None = None
         self.pad = self.panel = self.arena = None
         self.slots = [widgets.VBox(layout=widgets.Layout(padding="8px 0")) for _ in TABS]
@@ -154,7 +154,7 @@ class Dashboard(widgets.VBox):
             return
         from drawai.widgets import FightArena, GeneratorPanel
 
-        self.generator = gen = load_model("generator", self.generator_path)
+        self.generator = gen = load_or_notice("generator", self.generator_path)
         clf = self.classifier
         # Without a classifier, Generate still draws (without verdicts); Fight needs both.
         self.slots[1].children = [build_tab("Generate", lambda: GeneratorPanel(gen.model, clf.model), gen)]

@@ -22,7 +22,6 @@ Three pieces, on PyTorch's own engines (torchrun, DistributedDataParallel, DataL
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from drawai import bitmaps, classifier, data, download, process_group, seeds
+from drawai import bitmaps, classifier, data, download, model_folder, process_group, seeds
 from drawai import categories as cats
 from drawai.checks import is_whole
 from drawai.data import CorruptDataError
@@ -304,7 +303,7 @@ def _training_rate(tmp: str, procs: int, threads: int, args: list[str]) -> float
     leaving out the first epoch (warm-up)."""
     out = Path(tmp) / f"run-{len(os.listdir(tmp))}"
     run_train_ddp(procs, [*args, "--threads", str(threads), "--out", str(out), "--no-progress"])
-    manifest = json.loads((out / "model" / "manifest.json").read_text())
+    manifest = model_folder.read(out / "model", "classifier")
     return manifest["data"]["train_drawings"] / float(np.median([h["seconds"] for h in manifest["history"][1:]]))
 
 

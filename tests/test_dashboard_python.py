@@ -230,7 +230,7 @@ def test_model_paths_come_from_the_argument_then_the_environment_then_models(mon
 
 
 def test_a_missing_model_gives_a_message_that_says_what_to_do(tmp_path, log_records):
-    got = dash.load_model("generator", tmp_path / "generator-345")
+    got = dash.load_or_notice("generator", tmp_path / "generator-345")
     assert got.model is None
     assert "no generator model at generator-345" in got.problem  # no temporary folders on show
     assert "DRAWAI_GENERATOR" in got.problem and "train-gan" in got.problem
@@ -242,13 +242,13 @@ def test_a_damaged_model_gives_a_message_and_the_details_go_to_the_log(tmp_path,
     broken = tmp_path / "classifier"
     shutil.copytree(CLASSIFIER_DIR, broken)
     (broken / "model.safetensors").write_bytes(b"not weights")
-    got = dash.load_model("classifier", broken)
+    got = dash.load_or_notice("classifier", broken)
     assert got.model is None and "could not be loaded" in got.problem and "server log" in got.problem
     assert "safetensors" not in got.problem  # the why is for the log, not the visitor
     record = next(r for r in log_records if "cannot load the classifier" in r.getMessage())
     assert record.exc_info and "safetensors" in str(record.exc_info[1])
     (broken / "manifest.json").write_text("{")
-    assert "could not be loaded" in dash.load_model("classifier", broken).problem
+    assert "could not be loaded" in dash.load_or_notice("classifier", broken).problem
 
 
 def test_the_server_log_writes_to_the_process_stderr(capfd):
@@ -274,8 +274,8 @@ def test_dashboard_loads_the_generator_when_its_tabs_are_opened(monkeypatch, tmp
             return dash.Loaded("generator", tmp_path / "generator", generator)
         return real_load(kind, given)
 
-    real_load = dash.load_model
-    monkeypatch.setattr(dash, "load_model", load)
+    real_load = dash.load_or_notice
+    monkeypatch.setattr(dash, "load_or_notice", load)
     board = dash.dashboard()
     assert isinstance(board.pad, DrawingPad) and board.generator is None and loads == []
     assert list(board.tabs.titles) == ["Draw", "Generate", "Fight"]
@@ -298,7 +298,7 @@ def test_dashboard_loads_the_generator_when_its_tabs_are_opened(monkeypatch, tmp
 @needs_model
 def test_a_running_fight_pauses_by_itself_so_a_lost_page_cannot_keep_its_kernel_busy(monkeypatch, shipped, tmp_path):
     generator = SampleGenerator()
-    monkeypatch.setattr(dash, "load_model", lambda kind, given=None: dash.Loaded(
+    monkeypatch.setattr(dash, "load_or_notice", lambda kind, given=None: dash.Loaded(
         kind, tmp_path / kind, generator if kind == "generator" else shipped))
     monkeypatch.setattr(dash.Dashboard, "MAX_FIGHT_ROUNDS", 3)
     board = dash.dashboard()

@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from drawai import bitmaps, data, jobs
+from drawai import bitmaps, data, jobs, model_folder
 from drawai.classifier import TrainConfig
 from drawai.io import file_sha256
 from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, ROOT
@@ -123,9 +123,8 @@ def gan_cells(options: dict) -> list[Cell]:
     cas = asdict(replace(TrainConfig(), epochs=options["epochs"] or TrainConfig().epochs * CLASSIC10_EPOCH_FACTOR))
     cells = [Cell(f"gan/{GAN_CATEGORIES}", {**common, "kind": "gan", "categories": GAN_CATEGORIES, "preset": GAN_PRESET,
                                            "configs": configs, "epochs_overridden": bool(epochs), "cas": cas})]
-    manifest = GENERATOR_DIR / "manifest.json"
-    if "all" in options["categories"] and manifest.exists():
-        weights = json.loads(manifest.read_text()).get("weights", {}).get("sha256")
+    if "all" in options["categories"] and (GENERATOR_DIR / model_folder.MANIFEST).exists():
+        weights = model_folder.read(GENERATOR_DIR, "generator")["weights"]["sha256"]
         cells.append(Cell("gan/shipped", {**common, "kind": "gan-shipped", "weights": weights,
                                           "path": shown_path(GENERATOR_DIR), "cas": asdict(TrainConfig())}))
     return cells
