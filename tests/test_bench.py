@@ -18,7 +18,7 @@ from drawai.bench import cells as bench_cells
 from drawai.bench import cli, measurements
 from drawai.bench import tables as bench_tables
 from drawai.classifier import TrainConfig
-from drawai.paths import ROOT
+from drawai.paths import GENERATOR_DIR, ROOT
 
 SMALL = {"quick": False, "only": ["accuracy"], "seeds": 2, "categories": ["classic10"], "recipes": ["cnn", "mlp"],
          "epochs": None, "reps": 100}
@@ -264,7 +264,9 @@ def test_gan_section_plan_table_and_targets(tmp_path, monkeypatch):
     assert bench.plan({**options, "epochs": 2})[0].spec["configs"]["per_label"]["epochs"] == 2
 
     (tmp_path / "generator-345").mkdir()
-    (tmp_path / "generator-345" / "manifest.json").write_text(json.dumps({"weights": {"sha256": "abc"}}))
+    manifest = json.loads((GENERATOR_DIR / "manifest.json").read_text())  # the published one, other weights
+    (tmp_path / "generator-345" / "manifest.json").write_text(json.dumps({**manifest, "weights": {
+        **manifest["weights"], "sha256": "abc"}}))
     cells = bench.plan(options)
     assert [c.key for c in cells] == ["gan/classic10", "gan/shipped"] and cells[1].spec["weights"] == "abc"
     assert cells[1].spec["cas"] == asdict(TrainConfig())
