@@ -2,10 +2,10 @@
 trained by flow matching on the 80 training drawings of each of the 345 categories for a budget of CPU seconds
 (checkpointed each epoch: run again to resume), then generator-345's drawings redrawn by it (SDEdit from `start`)
 judged by `metrics.evaluate_generator` with models/classifier-345, and CAS (15 epochs, the real-trained reference in
-the same run). Rows appended to gan-refiner-345.jsonl.
+the same run; --cas-epochs for another count). Rows appended to gan-refiner-345.jsonl.
 
     python docs/experiments/gan_refiner_screen.py train runs/gan-refiner 1200
-    python docs/experiments/gan_refiner_screen.py judge runs/gan-refiner 0.5 5 [--cas]
+    python docs/experiments/gan_refiner_screen.py judge runs/gan-refiner 0.5 5 [--cas] [--cas-epochs 30]
 """
 
 import argparse
@@ -63,7 +63,7 @@ def train(run: Path, budget: float) -> None:
         print(f"epoch {state['epoch']}: flow loss {loss:.4f}, {state['cpu_seconds']:.0f} CPU s", flush=True)
 
 
-def judge(run: Path, start: float, steps: int, cas: bool) -> None:
+def judge(run: Path, start: float, steps: int, cas: bool, cas_epochs: int = 15) -> None:
     names = list(gan.load(GENERATOR_DIR).categories)
     train_set, test_set = data.train_test(data.load_sample(names))
     refiner = keras.models.load_model(run / "refiner.keras", safe_mode=True)
@@ -77,8 +77,11 @@ def judge(run: Path, start: float, steps: int, cas: bool) -> None:
            **evaluation.summary()}
     np.save(run / f"judged-{start}-{steps}.npy", evaluation.generated)
     if cas:
-        row.update(metrics.classification_accuracy_score(model, train_set, test_set, classifier.TrainConfig(epochs=15),
-                                                         run_dir=run / f"cas-{start}-{steps}", progress=False))
+        recipe = classifier.TrainConfig(epochs=cas_epochs)
+        row.update(metrics.classification_accuracy_score(model, train_set, test_set, recipe,
+                                                         run_dir=run / f"cas-{start}-{steps}-{cas_epochs}",
+                                                         progress=False))
+        row["cas_epochs"] = cas_epochs
     print(json.dumps(row), flush=True)
     with open(ROWS, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -90,8 +93,9 @@ if __name__ == "__main__":
     ap.add_argument("run", type=Path)
     ap.add_argument("numbers", nargs="*", type=float)
     ap.add_argument("--cas", action="store_true")
+    ap.add_argument("--cas-epochs", type=int, default=15)
     args = ap.parse_args()
     if args.what == "train":
         train(args.run, args.numbers[0] if args.numbers else 1200)
     else:
-        judge(args.run, args.numbers[0], int(args.numbers[1]), args.cas)
+        judge(args.run, args.numbers[0], int(args.numbers[1]), args.cas, args.cas_epochs)
