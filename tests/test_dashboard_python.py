@@ -22,8 +22,6 @@ from drawai.paths import CLASSIFIER_DIR, GENERATOR_DIR, ROOT
 from drawai.widgets import DrawingPad, FightArena, GeneratorPanel
 from tests.test_widgets import TRIANGLE, draw_with_mouse
 
-needs_model = pytest.mark.skipif(not (CLASSIFIER_DIR / "manifest.json").exists(), reason="no shipped classifier")
-
 
 class SampleGenerator:
     """A "generator" that draws real test drawings of the requested category (seeded choice): the GAN's
@@ -237,7 +235,6 @@ def test_a_missing_model_gives_a_message_that_says_what_to_do(tmp_path, log_reco
     assert any("no generator model" in r.getMessage() for r in log_records)
 
 
-@needs_model
 def test_a_damaged_model_gives_a_message_and_the_details_go_to_the_log(tmp_path, log_records):
     broken = tmp_path / "classifier"
     shutil.copytree(CLASSIFIER_DIR, broken)
@@ -263,7 +260,6 @@ def test_the_server_log_writes_to_the_process_stderr(capfd):
             log.removeHandler(h)
 
 
-@needs_model
 def test_dashboard_loads_the_generator_when_its_tabs_are_opened(monkeypatch, tmp_path):
     generator = SampleGenerator()
     loads = []
@@ -295,7 +291,6 @@ def test_dashboard_loads_the_generator_when_its_tabs_are_opened(monkeypatch, tmp
     assert board.arena.rounds == 1 and result["label"] in generator.categories
 
 
-@needs_model
 def test_a_running_fight_pauses_by_itself_so_a_lost_page_cannot_keep_its_kernel_busy(monkeypatch, shipped, tmp_path):
     generator = SampleGenerator()
     monkeypatch.setattr(dash, "load_or_notice", lambda kind, given=None: dash.Loaded(
@@ -401,7 +396,6 @@ def test_prelaunch_sets_the_xsrf_cookie_and_caps_the_sessions(monkeypatch, log_r
         voila_config()  # the server stops at start
 
 
-@needs_model
 def test_the_draw_tab_explains_with_the_shipped_classifier(monkeypatch):
     from drawai import explain
 
