@@ -60,8 +60,13 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
+# `augment`'s ranges at strength 1: rotation (radians, +-8 deg), scale (down, up), shear, shift (pixels of 28).
+ROTATION, SCALE, SHEAR, SHIFT_PX = 0.14, (0.08, 0.06), 0.08, 1.5
+
+
 def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
-    """Mild random affine on the canonical form: rotation +-8 deg, scale 0.92-1.06, shear, shift +-1.5 px, mirror.
+    """Mild random affine on the canonical form: rotation +-8 deg, scale 0.92-1.06, shear, shift +-1.5 px, and a
+    mirror image half of the time.
 
     `strength` scales every range. Mild on purpose: the canonical form already removed position and size, and
     with minutes of training stronger geometry costs more accuracy than it buys (docs/experiments/classifier.md,
@@ -69,13 +74,15 @@ def augment(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) 
     """
     n, s = x.shape[0], strength
     u = lambda lo, hi: torch.empty(n).uniform_(lo, hi, generator=generator)  # noqa: E731
-    angle, scale, shear = u(-0.14 * s, 0.14 * s), u(1 - 0.08 * s, 1 + 0.06 * s), u(-0.08 * s, 0.08 * s)
+    angle, scale = u(-ROTATION * s, ROTATION * s), u(1 - SCALE[0] * s, 1 + SCALE[1] * s)
+    shear = u(-SHEAR * s, SHEAR * s)
     flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 1] = cos / scale * flip, (-sin + shear) / scale
     theta[:, 1, 0], theta[:, 1, 1] = sin / scale * flip, cos / scale
-    theta[:, :, 2] = torch.empty(n, 2).uniform_(-1.5 * s / 14, 1.5 * s / 14, generator=generator)
+    shift = SHIFT_PX * s / (bitmaps.SIZE / 2)  # affine_grid's units: half the image is 1
+    theta[:, :, 2] = torch.empty(n, 2).uniform_(-shift, shift, generator=generator)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -88,6 +95,7 @@ HEAVY_FRACTION = 0.45
 # Ink, of the source's 0-255, when telling a scribbled fill from a drawing: the 30 % ink threshold it was tuned with,
 # kept rather than bitmaps.INK_THRESHOLD (45 %), at which other drawings count as fills and the recipe changes.
 FILL_INK_LEVEL = int(0.3 * 255)  # 76
+FILL_SHARE = 0.6  # a drawing with more than this share of its pixels inked is a scribbled fill
 
 
 def heavier_strokes(images: np.ndarray) -> np.ndarray:
@@ -102,7 +110,7 @@ def heavier_strokes(images: np.ndarray) -> np.ndarray:
     out[:, :, 1:] = np.maximum(out[:, :, 1:], x[:, :, :-1])
     out[:, 1:, 1:] = np.maximum(out[:, 1:, 1:], x[:, :-1, :-1])
     # A drawing that is mostly ink already (a scribbled fill) stays as it is.
-    dense = (out > FILL_INK_LEVEL).reshape(len(x), -1).mean(1) > 0.6
+    dense = (out > FILL_INK_LEVEL).reshape(len(x), -1).mean(1) > FILL_SHARE
     out[dense] = x[dense]
     return out
 
