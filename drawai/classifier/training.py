@@ -213,12 +213,19 @@ def train(train_set: Drawings | torch.utils.data.Dataset, config: TrainConfig,
         process_group.barrier()  # no process starts the next epoch (or returns) before the checkpoint is whole
         if on_epoch:
             on_epoch(row)
-    manifest = {"config": {**asdict(config), "arch_kwargs": resolved_arch_kwargs(config.arch, config.arch_kwargs)},
-                "input_form": input_form(), "data": {
-        "source": train_set.source, "checksum": train_set.checksum, "train_drawings": len(train_set),
-        **({"extra_canonical_drawings": data.extra, "extra_source": extra_canonical.source} if data.extra else {})},
-        "history": history}
+    manifest = _manifest(config, train_set, extra_canonical, history)
     return Classifier(model.cpu(), list(train_set.categories), manifest), history
+
+
+def _manifest(config: TrainConfig, train_set, extra_canonical: Drawings | None, history: list[dict]) -> dict:
+    """What a trained classifier records of how it was made: its whole recipe, input form, data and history."""
+    extra = {"extra_canonical_drawings": len(extra_canonical), "extra_source": extra_canonical.source} \
+        if extra_canonical is not None and len(extra_canonical) else {}
+    return {"config": {**asdict(config), "arch_kwargs": resolved_arch_kwargs(config.arch, config.arch_kwargs)},
+            "input_form": input_form(),
+            "data": {"source": train_set.source, "checksum": train_set.checksum, "train_drawings": len(train_set),
+                     **extra},
+            "history": history}
 
 
 @dataclass
