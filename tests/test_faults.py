@@ -207,12 +207,13 @@ while True:  # nothing but checkpoint writes, through the function classifier.tr
 @pytest.mark.slow
 def test_a_kill_during_a_checkpoint_write_never_leaves_half_a_checkpoint(tmp_path):
     """SIGKILL at random moments of a process that only writes checkpoints: after every kill the checkpoint
-    loads whole and is one consistent state (~20 s: each kill is a new process importing torch)."""
+    loads whole and is one consistent state (each kill is a new process importing torch: a few seconds each)."""
     path = tmp_path / "checkpoint" / "checkpoint.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     rng = random.Random(0)
-    mid_write, last, left = 0, 0, set()
-    for _ in range(4):
+    mid_write, last, left, kills = 0, 0, set(), 0
+    while kills < 4 or (mid_write < 2 and kills < 12):  # a loaded machine moves where kills land: kill on until two did
+        kills += 1
         proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(path)], env=env, stderr=subprocess.PIPE)
         try:
             newer = lambda last=last: path.exists() and classifier.load_checkpoint(path)["epoch"] > last  # noqa: E731
@@ -230,7 +231,7 @@ def test_a_kill_during_a_checkpoint_write_never_leaves_half_a_checkpoint(tmp_pat
         assert epoch > last and torch.equal(state["model"]["w"], torch.full((2_000_000,), float(epoch)))
         assert len(state["history"]) == epoch
         last = epoch
-    assert mid_write >= 2, f"only {mid_write} of 4 kills landed inside a write: the test did not test that"
+    assert mid_write >= 2, f"only {mid_write} of {kills} kills landed inside a write: the test did not test that"
 
 
 def test_resume_ignores_a_half_written_temporary_file(tmp_path):
