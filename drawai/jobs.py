@@ -103,16 +103,24 @@ def check_gan_params(p: dict) -> None:
                          "so it cannot judge this GAN")
 
 
+def fight_config(params: Mapping) -> TrainConfig:
+    """The TrainConfig of the fight's augmentation runs (the default recipe, for `epochs`): the job's check and
+    notebook 04 both build it here."""
+    from drawai.classifier import TrainConfig
+
+    return TrainConfig(epochs=params["epochs"])
+
+
 def check_fight_params(p: dict) -> None:
     """Counts, and the two model folders' categories (read from their manifests): nothing is loaded."""
     from types import SimpleNamespace
 
-    from drawai import classifier, fight
+    from drawai import fight
 
     fight.check_count("rounds", p["rounds"])
     fight.check_count("seed", p["seed"], 0)
     fight.check_ks_and_seeds(p["ks"], p["seeds"])
-    classifier.TrainConfig(epochs=p["epochs"])
+    fight_config(p)
     models = {}
     for role, param, job in (("generator", "generator_path", "train-gan -p preset full --publish models/generator-345"),
                              ("classifier", "classifier_path", "train-classifier --publish models/classifier-345")):

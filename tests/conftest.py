@@ -7,10 +7,10 @@ from drawai.paths import CLASSIFIER_DIR
 
 @pytest.fixture(scope="module")
 def classic10():
-    """The embedded sample's classic10 drawings, split (train, test) with seed 0."""
+    """The embedded sample's classic10 drawings, split (train, test) by the shared split seed."""
     from drawai import data
 
-    return data.train_test(data.load_sample("classic10"), seed=0)
+    return data.train_test(data.load_sample("classic10"))
 
 
 @pytest.fixture(scope="module")

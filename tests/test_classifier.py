@@ -11,15 +11,17 @@ from drawai.paths import CLASSIFIER_DIR, NOTEBOOKS
 
 
 @pytest.fixture(scope="module")
-def trained(classic10, tmp_path_factory):
+def shipped10():
+    """The shipped classifier judging classic10 alone: a trained model for the tests of prediction, saving and
+    loading, which hold for any weights."""
+    return classifier.Classifier.load(CLASSIFIER_DIR, categories="classic10")
+
+
+@pytest.mark.slow
+def test_learns_classic10(classic10):
     train, test = classic10
     config = classifier.TrainConfig(epochs=6, batch_size=64, lr=4e-3, seed=0)
     clf, history = classifier.train(train, config, test_set=test, progress=False)
-    return clf, history
-
-
-def test_learns_classic10(trained, classic10):
-    clf, history = trained
     assert history[-1]["loss"] < history[0]["loss"]
     result = classifier.evaluate(clf, classic10[1])
     assert result["top1"] > 0.6  # chance is 0.1
@@ -27,8 +29,8 @@ def test_learns_classic10(trained, classic10):
     assert np.isclose(result["per_class"].mean(), result["top1"])
 
 
-def test_predict_api(trained, classic10):
-    clf, _ = trained
+def test_predict_api(shipped10, classic10):
+    clf = shipped10
     test = classic10[1]
     top = clf.predict(test.images[0], k=3)
     assert len(top) == 3 and all(name in clf.categories for name, _ in top)
@@ -49,8 +51,8 @@ def test_predict_api(trained, classic10):
         clf.predict(np.zeros((28, 28)))
 
 
-def test_probabilities_average_the_drawing_and_its_mirror_image(trained, classic10, monkeypatch):
-    clf, _ = trained
+def test_probabilities_average_the_drawing_and_its_mirror_image(shipped10, classic10, monkeypatch):
+    clf = shipped10
     monkeypatch.setattr(classifier.networks, "native_bf16", lambda: False)  # float32, to compare with the plain network
     canon = bitmaps.to_canonical(classic10[1].images[:16])
     mirrored = canon[:, :, ::-1].copy()
@@ -64,10 +66,10 @@ def test_probabilities_average_the_drawing_and_its_mirror_image(trained, classic
     assert clf.features(canon, canonical=True).shape == (16, clf.model.head.in_features)  # the drawing alone
 
 
-def test_prediction_runs_in_bfloat16_where_the_cpu_has_it(trained, classic10, monkeypatch):
+def test_prediction_runs_in_bfloat16_where_the_cpu_has_it(shipped10, classic10, monkeypatch):
     """Like training's forward passes: bfloat16 on a CPU that computes it natively, float32 elsewhere; the
     answers move by bfloat16's rounding, not more."""
-    clf, _ = trained
+    clf = shipped10
     x = bitmaps.to_canonical(classic10[1].images[:64])
     probs = {}
     for native in (True, False):
@@ -103,8 +105,8 @@ def test_prediction_folds_batchnorm_and_follows_the_weights(arch, classic10):
     assert (after[:, 3] > before[:, 3]).all()
 
 
-def test_save_load_round_trip(trained, classic10, tmp_path):
-    clf, _ = trained
+def test_save_load_round_trip(shipped10, classic10, tmp_path):
+    clf = shipped10
     clf.save(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["manifest.json", "model.safetensors"]
     again = classifier.Classifier.load(tmp_path / "m", categories="classic10")
@@ -137,8 +139,8 @@ def test_restricted_to_a_subset_renormalises_over_it(monkeypatch):
         small.restricted_to(["sun", "dog"])
 
 
-def test_foreign_model_files_are_refused(trained, tmp_path):
-    clf, _ = trained
+def test_foreign_model_files_are_refused(shipped10, tmp_path):
+    clf = shipped10
     clf.save(tmp_path / "m")
     with pytest.raises(ValueError, match="no manifest.json"):
         classifier.Classifier.load(tmp_path)
@@ -166,8 +168,8 @@ class Boom:
         return (os.system, ("touch /tmp/drawai-pwned",))
 
 
-def test_a_pickle_in_place_of_weights_never_runs(trained, tmp_path):
-    clf, _ = trained
+def test_a_pickle_in_place_of_weights_never_runs(shipped10, tmp_path):
+    clf = shipped10
     clf.save(tmp_path / "m")
     (tmp_path / "m" / "model.safetensors").write_bytes(pickle.dumps(Boom()))
     with pytest.raises(ValueError):
@@ -337,6 +339,7 @@ def test_the_draw_notebook_trains_on_saved_drawings(tmp_path):
     assert re.fullmatch(r"Held-out sample top-1: \d+\.\d%; your drawings \(trained on\): \d+%\n", printed), printed
 
 
+@pytest.mark.slow
 def test_bf16_autocast_is_used_where_the_cpu_has_it(classic10, monkeypatch):
     """bf16=True computes the convolutions in bfloat16 (weights stay float32) on a CPU that does it natively,
     and falls back to float32 elsewhere; bf16=False is float32 everywhere."""
@@ -360,9 +363,10 @@ def test_bf16_autocast_is_used_where_the_cpu_has_it(classic10, monkeypatch):
         assert all(p.dtype == torch.float32 for p in clf.model.parameters())
 
 
-def test_manifest_records_the_whole_architecture(trained, classic10, tmp_path, monkeypatch):
+def test_manifest_records_the_whole_architecture(classic10, tmp_path, monkeypatch):
     """Defaults are written out, so a saved model loads as what it is after draw-ai's defaults change."""
-    clf, _ = trained
+    clf, _ = classifier.train(classic10[0].subset(np.arange(0, 800, 8)), classifier.TrainConfig(epochs=1),
+                              progress=False)
     widths, depth, dropout = classifier.DoodleCNN.__init__.__defaults__
     assert clf.manifest["config"]["arch_kwargs"] == {"widths": list(widths), "depth": list(depth), "dropout": dropout}
     clf.save(tmp_path / "m")

@@ -131,7 +131,7 @@ def test_killed_classifier_job_resumes_and_ends_as_an_uninterrupted_run(tmp_path
     assert f"| {killed_at}/{CLASSIFIER_JOB['epochs']} [" in progress
 
     # The same training without the kill, in this process: identical weights, history and test metrics.
-    train_set, test_set = data.train_test(data.load_sample("classic10"), seed=0)
+    train_set, test_set = data.train_test(data.load_sample("classic10"))
     config = classifier.TrainConfig(epochs=5, batch_size=64, threads=1)
     with torch_threads():
         straight, history = classifier.train(train_set, config, test_set=test_set, progress=False)
@@ -175,7 +175,7 @@ def test_killed_gan_job_resumes_from_its_last_checkpoint_and_ends_as_an_uninterr
         [f"epoch-{epochs - 1:04d}.keras", f"epoch-{epochs:04d}.keras"]  # the last two; no half-written leftovers
 
     config = gan.GANConfig.from_preset("demo", "conditional", seed=0, epochs=epochs)
-    train_set, _ = data.train_test(data.load_sample(config.categories), seed=0)
+    train_set, _ = data.train_test(data.load_sample(config.categories))
     straight = gan.train(train_set, config, verbose=0)
     resumed = gan.load(run_dir / "model")
     assert int(resumed.step_counter.numpy()) == int(straight.step_counter.numpy())
@@ -236,7 +236,7 @@ def test_a_kill_during_a_checkpoint_write_never_leaves_half_a_checkpoint(tmp_pat
 
 def test_resume_ignores_a_half_written_temporary_file(tmp_path):
     """What a kill inside `torch.save` leaves: a truncated checkpoint.tmp next to the last whole checkpoint."""
-    train = data.train_test(data.load_sample("classic10"), seed=0)[0].subset(np.arange(0, 800, 10))
+    train = data.train_test(data.load_sample("classic10"))[0].subset(np.arange(0, 800, 10))
     config = classifier.TrainConfig(epochs=2, batch_size=40, seed=1, threads=1)
     ckpt = tmp_path / "checkpoint.pt"
 

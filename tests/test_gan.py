@@ -136,12 +136,12 @@ def test_diff_augment_moves_and_blanks_drawings_by_seed():
 
 def test_aux_weight_grows_from_its_start_over_the_run():
     model = gan.build(tiny_config(aux_weight=3.0, aux_weight_start=0.5))
-    assert float(model._aux_weight_now()) == 3.0  # outside `train` (no run length): the weight itself
+    assert float(model.aux_weight_now()) == 3.0  # outside `train` (no run length): the weight itself
     model.ramp_steps = 10
     for step, weight in ((0, 0.5), (4, 1.5), (10, 3.0), (25, 3.0)):
         model.step_counter.assign(step)
-        assert float(model._aux_weight_now()) == pytest.approx(weight)
-    assert gan.build(tiny_config(aux_weight=3.0))._aux_weight_now() == 3.0
+        assert float(model.aux_weight_now()) == pytest.approx(weight)
+    assert gan.build(tiny_config(aux_weight=3.0)).aux_weight_now() == 3.0
 
 
 def test_a_run_recorded_before_a_config_field_existed_had_its_default():

@@ -284,6 +284,17 @@ def test_the_classifier_jobs_recipe_defaults_are_trainconfigs():
     assert recipe == {k: getattr(TrainConfig(), k) for k in recipe}
 
 
+@pytest.mark.parametrize("notebook, builder, rebuilt", [
+    ("02_classifier.ipynb", "classifier_config", "TrainConfig("), ("03_gan.ipynb", "gan_config", "GANConfig"),
+    ("04_fight.ipynb", "fight_config", "TrainConfig(")])
+def test_each_training_notebook_takes_its_config_from_the_jobs_builder(notebook, builder, rebuilt):
+    """The job's check and the notebook build the config in one place, so they cannot disagree."""
+    source = "\n".join(cell.source for cell in nbformat.read(jobs.NOTEBOOKS / notebook, as_version=4).cells
+                       if cell.cell_type == "code")
+    assert f"jobs.{builder}(" in source
+    assert rebuilt not in source and ".preset(" not in source
+
+
 def test_the_classifier_notebooks_imports_and_tensorboard_log_load_no_tensorflow(tmp_path):
     """Every import statement of notebook 02, then its TensorBoard log, in a fresh process: TensorFlow stays out.
     (torch's SummaryWriter imported it: tensorboard resolves its file access to TensorFlow when installed.)"""

@@ -8,6 +8,7 @@ person, and nothing about how the work was organised (issues, sessions, machines
 import re
 
 import matplotlib
+import pytest
 
 from drawai.paths import ROOT
 
@@ -29,6 +30,7 @@ def prose(text: str) -> str:
     return text
 
 
+@pytest.mark.slow
 def test_every_python_block_in_the_readme_runs(monkeypatch):
     blocks = python_blocks(README.read_text())
     assert len(blocks) >= 5, "the README's quickstart has lost its Python blocks"

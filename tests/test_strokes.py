@@ -317,7 +317,7 @@ def test_strokes_and_bitmaps_agree(rasterise, min_corr, mean_corr, threshold, me
 # --- drawings on disk ----------------------------------------------------------------------------
 
 def test_traced_strokes_redraw_the_drawing():
-    _, test = data.train_test(data.load_sample("classic10"), seed=0)
+    _, test = data.train_test(data.load_sample("classic10"))
     corr = []
     for img in test.images[::20]:
         strokes = traced_strokes(img)

@@ -161,7 +161,7 @@ class _GAN(BuiltBeforeFit, keras.Model):
             d_loss = ops.mean(ops.softplus(-real_logits)) + ops.mean(ops.softplus(fake_logits))
             if real_classes is not None:  # only real drawings teach the head (fakes would teach it their mistakes)
                 ce = keras.losses.sparse_categorical_crossentropy
-                weight = self._aux_weight_now()
+                weight = self.aux_weight_now()
                 d_loss += weight * ops.mean(ce(labels, real_classes, from_logits=True))
                 g_loss += weight * ops.mean(ce(labels, fake_classes, from_logits=True))
                 if self.aux_on_redraws:
@@ -185,7 +185,7 @@ class _GAN(BuiltBeforeFit, keras.Model):
         stream, step counter) alone, so a resumed run draws what it would have."""
         return tf.stack([tf.constant(seeds.integers(self.seed, stream)[0], tf.int64), self.step_counter.value])
 
-    def _aux_weight_now(self):
+    def aux_weight_now(self):
         """aux_weight, or on its way there from aux_weight_start: a function of the step counter, which checkpoints
         keep, so a resumed run weighs every step as an uninterrupted one."""
         if self.aux_weight_start is None or not self.ramp_steps:
