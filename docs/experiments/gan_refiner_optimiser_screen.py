@@ -41,7 +41,7 @@ out.mkdir(parents=True, exist_ok=True)
 ROWS = Path(__file__).with_name("gan-refiner-optimiser-345.jsonl")
 t0 = time.time()
 if args.eval_only:
-    refiner = load_keras(args.eval_only, (StrokeRefiner,), "refiner", compile=True)
+    refiner = load_keras(args.eval_only, "refiner")
 else:
     keras.utils.set_random_seed(seeds.integers(config.seed, seeds.REFINER_INIT)[0])
     w = args.width

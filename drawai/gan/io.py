@@ -22,6 +22,7 @@ from drawai import model_folder
 from drawai.gan.config import INPUT_FORM, MODEL_FILE, GANConfig, ModelFileError
 from drawai.gan.data import is_chief
 from drawai.gan.model import GAN_CLASSES, ConditionalGAN, PerLabelGAN
+from drawai.gan.refiner import StrokeRefiner
 from drawai.io import atomic_write
 
 
@@ -118,23 +119,27 @@ def save(model: ConditionalGAN | PerLabelGAN, path: str | Path, config: GANConfi
     return path
 
 
-def load_keras(path: Path, kinds: tuple[type, ...] = tuple(GAN_CLASSES.values()), what: str = "GAN",
-               compile: bool = False):
-    """Load a `.keras` file that must hold one of `kinds`, a draw-ai `what` (default: a GAN; a run's refiner
-    checkpoints hold a `StrokeRefiner`, loaded with `compile=True` for its optimiser's state); anything else is a
+# What a `.keras` file may hold, by the name errors give it: a GAN, or a run's refiner checkpoint, which loads
+# compiled because it carries its optimiser's state for resuming.
+KERAS_KINDS = {"GAN": tuple(GAN_CLASSES.values()), "refiner": (StrokeRefiner,)}
+
+
+def load_keras(path: Path, kind: str = "GAN"):
+    """Load a `.keras` file that must hold a draw-ai `kind` (a key of KERAS_KINDS); anything else is a
     ModelFileError."""
-    names = ", ".join(c.__name__ for c in kinds)
+    classes = KERAS_KINDS[kind]
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path} is not a .keras archive (corrupt or a different kind of file)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a failed load also warns; the error below says it all
-            model = keras.saving.load_model(path, safe_mode=True, compile=compile)
+            model = keras.saving.load_model(path, safe_mode=True, compile=kind == "refiner")
     except Exception as e:
-        raise ModelFileError(f"{path} could not be loaded as a draw-ai {what} (safe_mode=True): "
+        raise ModelFileError(f"{path} could not be loaded as a draw-ai {kind} (safe_mode=True): "
                              f"{type(e).__name__}: {str(e)[:400]}") from e
-    if not isinstance(model, kinds):
-        raise ModelFileError(f"{path} holds a {type(model).__name__}, not a draw-ai {what} ({names})")
+    if not isinstance(model, classes):
+        raise ModelFileError(f"{path} holds a {type(model).__name__}, not a draw-ai {kind} "
+                             f"({', '.join(c.__name__ for c in classes)})")
     return model
 
 

@@ -274,7 +274,7 @@ def train_refiner(model: ConditionalGAN, train_set, config: GANConfig, run_dir: 
                                  "or use a new run_dir (nothing was overwritten)")
         for epoch, path in reversed(found if resume else []):
             try:
-                refiner = load_keras(path, (StrokeRefiner,), "refiner", compile=True)
+                refiner = load_keras(path, "refiner")
             except ModelFileError as e:
                 warnings.warn(f"skipping unreadable refiner checkpoint: {e}", stacklevel=2)
                 continue
