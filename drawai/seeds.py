@@ -9,6 +9,8 @@ resumed run draws what an uninterrupted one would.
 
 SeedSequence ignores trailing zeros ([s, 1] and [s, 1, 0] are one stream), so a stream number is never 0.
 `process_group.ShardedSampler` alone keeps torch's DistributedSampler's seed + epoch, so its shards are torch's.
+Generating many labels in chunks (`metrics`, `fit_ink`) passes `seed + the chunk's first label` to each
+`generate` call: the published figures and the shipped ink curve were drawn that way.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ the same run; --cas-epochs for another count). Rows appended to gan-refiner-345.
 
     python docs/experiments/gan_refiner_screen.py train runs/gan-refiner 1200
     python docs/experiments/gan_refiner_screen.py judge runs/gan-refiner 0.5 5 [--cas] [--cas-epochs 30]
+    python docs/experiments/gan_refiner_screen.py score runs/gan-refiner/judged-0.6-5.npy
+
+`score` prints the GAN-test top-1 of drawings a `judge` saved, for a run stopped before its CAS.
 """
 
 import argparse
@@ -87,15 +90,25 @@ def judge(run: Path, start: float, steps: int, cas: bool, cas_epochs: int = 15) 
         f.write(json.dumps(row) + "\n")
 
 
+def score(judged: Path) -> None:
+    drawn = np.load(judged, allow_pickle=False)
+    judge_model = Classifier.load(CLASSIFIER_DIR, categories=list(gan.load(GENERATOR_DIR).categories))
+    labels = np.repeat(np.arange(len(judge_model.categories)), len(drawn) // len(judge_model.categories))
+    scores = classifier.top_k(judge_model.probabilities(drawn, canonical=True), labels)
+    print(json.dumps({"judged": str(judged), **{k: round(v, 4) for k, v in scores.items()}}))
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["train", "judge"])
+    ap.add_argument("what", choices=["train", "judge", "score"])
     ap.add_argument("run", type=Path)
     ap.add_argument("numbers", nargs="*", type=float)
     ap.add_argument("--cas", action="store_true")
     ap.add_argument("--cas-epochs", type=int, default=15)
     args = ap.parse_args()
-    if args.what == "train":
+    if args.what == "score":
+        score(args.run)
+    elif args.what == "train":
         train(args.run, args.numbers[0] if args.numbers else 1200)
     else:
         judge(args.run, args.numbers[0], int(args.numbers[1]), args.cas, args.cas_epochs)
