@@ -37,7 +37,7 @@ class Refined:
         self.generator, self.refiner, self.categories = generator, refiner, list(generator.categories)
 
     def generate(self, labels, n=1, seed=None, **options):
-        drawn = self.generator.generate(labels, n, seed, **options)
+        drawn = self.generator.generate(labels, n, seed, refine=False, **options)  # the GAN alone, not its own refiner
         indexes = np.repeat(self.generator.label_indices(labels), n)
         return self.refiner.refine(drawn, indexes, seed)
 
