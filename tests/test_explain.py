@@ -41,7 +41,6 @@ def guessed(clf, split):
     return x[right], test.labels[right]
 
 
-@pytest.mark.slow  # building the index of 4,800 drawings
 def test_a_training_drawing_is_its_own_nearest_neighbour(clf, split, index):
     train, _ = split
     for i in (0, 123, 4799):
@@ -52,7 +51,6 @@ def test_a_training_drawing_is_its_own_nearest_neighbour(clf, split, index):
         assert np.all(np.diff(near.distances) >= 0)
 
 
-@pytest.mark.slow  # building the index of 4,800 drawings
 def test_label_restricts_the_neighbours_to_that_category(clf, split, index):
     _, test = split
     drawing = test.images[0]
