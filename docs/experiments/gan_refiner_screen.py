@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from drawai import classifier, data, gan, metrics, seeds
+from drawai import classifier, data, gan, metrics, model_folder, seeds
 from drawai.classifier import Classifier
 from drawai.gan.refiner import StrokeRefiner
 from drawai.io import atomic_write, write_json
@@ -92,7 +92,7 @@ def judge(run: Path, start: float, steps: int, cas: bool, cas_epochs: int = 15) 
 
 def score(judged: Path) -> None:
     drawn = np.load(judged, allow_pickle=False)
-    judge_model = Classifier.load(CLASSIFIER_DIR, categories=list(gan.load(GENERATOR_DIR).categories))
+    judge_model = Classifier.load(CLASSIFIER_DIR, categories=model_folder.read(GENERATOR_DIR)["categories"])
     labels = np.repeat(np.arange(len(judge_model.categories)), len(drawn) // len(judge_model.categories))
     scores = classifier.top_k(judge_model.probabilities(drawn, canonical=True), labels)
     print(json.dumps({"judged": str(judged), **{k: round(v, 4) for k, v in scores.items()}}))
