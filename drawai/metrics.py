@@ -21,6 +21,7 @@ import hashlib
 import json
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -406,7 +407,8 @@ def evaluate_generator(generator, classifier, train_set, test_set, n_per_class: 
 
 
 def classification_accuracy_score(generator, train_set, test_set, config=None, run_dir=None, seed: int = 0,
-                                  truncation: float | None | str = "model", progress: bool = True) -> dict:
+                                  truncation: float | None | str = "model", progress: bool = True,
+                                  on_epoch=None) -> dict:
     """Classification Accuracy Score, CAS (Ravuri & Vinyals 2019): the draw-ai classifier recipe (`config`, default
     `TrainConfig()`) trained on generated drawings only, as many of each category as `train_set` holds, and scored
     on the real `test_set`; beside it, the same recipe trained on `train_set` itself. A generator that draws one
@@ -416,7 +418,8 @@ def classification_accuracy_score(generator, train_set, test_set, config=None, r
     (`generated/`, `real/`), and a second call resumes: a killed run continues from its last complete epoch, a
     finished one returns at once. One `run_dir` belongs to one generator: its stored drawings are what a resumed
     run trains on. Returns {"cas_top1", "cas_top5", "cas_real_top1", "cas_real_top5", "cas_ratio" (the top-1s'
-    ratio), "cas_epochs"}.
+    ratio), "cas_epochs"}. `on_epoch(name, row)`, if given, is called after each epoch of either training ("cas" on the
+    generated drawings, then "cas_real") with `classifier.train`'s history row: a job's progress lines.
     """
     from drawai import classifier  # torch: imported only when needed
     from drawai.data import Drawings
@@ -456,7 +459,8 @@ def classification_accuracy_score(generator, train_set, test_set, config=None, r
     scores = {}
     for name, drawings in (("cas", generated), ("cas_real", train_set)):
         _, history = classifier.train(drawings, config, test_set, checkpoint_dir=run_dir / name if run_dir else None,
-                                      resume=True, progress=progress, canonical=drawings is generated)
+                                      resume=True, progress=progress, canonical=drawings is generated,
+                                      on_epoch=None if on_epoch is None else partial(on_epoch, name))
         scores[f"{name}_top1"], scores[f"{name}_top5"] = history[-1]["top1"], history[-1]["top5"]
     return {**{k: round(float(v), 4) for k, v in scores.items()},
             "cas_ratio": round(scores["cas_top1"] / max(scores["cas_real_top1"], 1e-12), 4),

@@ -176,6 +176,11 @@ def test_train_gan_job_end_to_end(tmp_path, monkeypatch):
     assert "CAS top-1 >= 0.6 of the same recipe" in texts and "CAS top-1 " in texts
     assert "own: normal 0.5" in texts and "noise truncated at +-0.5" in texts
     assert re.search(r"^epoch 1/1  g_loss \d+\.\d{3}  d_loss \d+\.\d{3}  elapsed \d+:\d\d  ETA 0:00$", texts, re.M)
+    # the long judging after training says what it does: a line per judged noise, one per CAS epoch
+    assert [line for line in texts.splitlines() if line.startswith("judging it drawing from")] == [
+        "judging it drawing from normal ±1 ...", "judging it drawing from normal untruncated ..."]
+    cas_lines = re.findall(r"^CAS epoch +(\d+)/20  trained on (generated|real): test top-1 ", texts, re.M)
+    assert cas_lines == [(str(e), "generated" if e <= 10 else "real") for e in range(1, 21)]
     images = [o for c in report.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 6  # losses, real beside generated, GAN-test, FID, nearest pairs, variety
     model = gan.load(tmp_path / "published")

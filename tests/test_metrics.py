@@ -295,19 +295,27 @@ def cas_fresh(judged, tmp_path_factory):
     _, train, test, fresh = judged
     config = classifier.TrainConfig(**CAS_CONFIG)
     run_dir = tmp_path_factory.mktemp("cas")
-    return metrics.classification_accuracy_score(RealDrawingsGenerator(fresh), train, test, config, run_dir,
-                                                 progress=False), run_dir
+    epochs = []
+    got = metrics.classification_accuracy_score(RealDrawingsGenerator(fresh), train, test, config, run_dir,
+                                                progress=False, on_epoch=lambda name, row: epochs.append((name, row)))
+    return got, run_dir, epochs
 
 
 @pytest.mark.slow
 def test_cas_of_real_drawings_is_about_the_real_trained_score(cas_fresh):
-    got, run_dir = cas_fresh
+    got, run_dir, epochs = cas_fresh
     assert set(got) == {"cas_top1", "cas_top5", "cas_real_top1", "cas_real_top5", "cas_ratio", "cas_epochs"}
     assert got["cas_real_top1"] > 0.8 and got["cas_ratio"] > 0.85
     assert got["cas_epochs"] == CAS_CONFIG["epochs"]
     assert {p.name for p in run_dir.iterdir()} == {"generated.npz", "cas", "cas_real"}
     with np.load(run_dir / "generated.npz", allow_pickle=False) as npz:
         assert npz["images"].shape == (240, 28, 28) and np.bincount(npz["labels"]).tolist() == [60] * 4
+    # on_epoch hears every epoch of both trainings, in order, with the scores the result is made of
+    n = CAS_CONFIG["epochs"]
+    assert [(name, row["epoch"]) for name, row in epochs] == [("cas", e) for e in range(1, n + 1)] + [
+        ("cas_real", e) for e in range(1, n + 1)]
+    assert (round(epochs[n - 1][1]["top1"], 4), round(epochs[-1][1]["top1"], 4)) == (got["cas_top1"],
+                                                                                   got["cas_real_top1"])
 
 
 @pytest.mark.slow
@@ -322,7 +330,7 @@ def test_cas_of_one_template_per_label_is_low(judged, cas_fresh):
 
 def test_a_finished_cas_run_returns_its_figures_and_refuses_other_drawings(judged, cas_fresh):
     _, train, test, fresh = judged
-    got, run_dir = cas_fresh
+    got, run_dir, _ = cas_fresh
     config = classifier.TrainConfig(**CAS_CONFIG)
     again = metrics.classification_accuracy_score(RealDrawingsGenerator(fresh), train, test, config, run_dir,
                                                   progress=False)
