@@ -406,22 +406,11 @@ def evaluate_generator(generator, classifier, train_set, test_set, n_per_class: 
         truncation=None if truncation is None else float(truncation))
 
 
-def classification_accuracy_score(generator, train_set, test_set, config=None, run_dir=None, seed: int = 0,
-                                  truncation: float | None | str = "model", progress: bool = True,
-                                  on_epoch=None) -> dict:
-    """Classification Accuracy Score, CAS (Ravuri & Vinyals 2019): the draw-ai classifier recipe (`config`, default
-    `TrainConfig()`) trained on generated drawings only, as many of each category as `train_set` holds, and scored
-    on the real `test_set`; beside it, the same recipe trained on `train_set` itself. A generator that draws one
-    template per label teaches a classifier little about real drawings, however well its drawings are recognised.
-
-    With `run_dir`, the generated drawings (`generated.npz`) and both trainings' checkpoints are kept there
-    (`generated/`, `real/`), and a second call resumes: a killed run continues from its last complete epoch, a
-    finished one returns at once. One `run_dir` belongs to one generator: its stored drawings are what a resumed
-    run trains on. Returns {"cas_top1", "cas_top5", "cas_real_top1", "cas_real_top5", "cas_ratio" (the top-1s'
-    ratio), "cas_epochs"}. `on_epoch(name, row)`, if given, is called after each epoch of either training ("cas" on the
-    generated drawings, then "cas_real") with `classifier.train`'s history row: a job's progress lines.
-    """
-    from drawai import classifier  # torch: imported only when needed
+def cas_drawings(generator, train_set, test_set, run_dir=None, seed: int = 0,
+                 truncation: float | None | str = "model"):
+    """The drawings CAS trains on (`classification_accuracy_score`): as many of each category as `train_set` holds,
+    drawn by `generator`, as `Drawings`. With `run_dir`, they are stored there (`generated.npz`) and read back by a
+    later call, so a job can draw them first, then time the trainings alone."""
     from drawai.data import Drawings
 
     names = list(getattr(generator, "categories", None) or [])
@@ -429,7 +418,6 @@ def classification_accuracy_score(generator, train_set, test_set, config=None, r
         if list(drawings.categories) != names:
             raise MetricInputError(f"{what} has other categories than the generator ({len(drawings.categories)} vs "
                                    f"{len(names)}); load the data for generator.categories")
-    config = config or classifier.TrainConfig()
     counts = np.bincount(train_set.labels, minlength=len(names))
     if counts.min() < 1:
         raise MetricInputError(f"train_set has no drawings of {names[int(np.argmin(counts))]!r}")
@@ -454,8 +442,29 @@ def classification_accuracy_score(generator, train_set, test_set, config=None, r
         if stored:
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(stored, lambda f: np.savez(f, images=images, labels=labels, record=np.array(record)))
-    generated = Drawings(images, labels, tuple(names), "generated drawings (canonical)",
-                         hashlib.sha256(images.tobytes()).hexdigest())
+    return Drawings(images, labels, tuple(names), "generated drawings (canonical)",
+                    hashlib.sha256(images.tobytes()).hexdigest())
+
+
+def classification_accuracy_score(generator, train_set, test_set, config=None, run_dir=None, seed: int = 0,
+                                  truncation: float | None | str = "model", progress: bool = True,
+                                  on_epoch=None) -> dict:
+    """Classification Accuracy Score, CAS (Ravuri & Vinyals 2019): the draw-ai classifier recipe (`config`, default
+    `TrainConfig()`) trained on generated drawings only, as many of each category as `train_set` holds, and scored
+    on the real `test_set`; beside it, the same recipe trained on `train_set` itself. A generator that draws one
+    template per label teaches a classifier little about real drawings, however well its drawings are recognised.
+
+    With `run_dir`, the generated drawings (`generated.npz`) and both trainings' checkpoints are kept there
+    (`generated/`, `real/`), and a second call resumes: a killed run continues from its last complete epoch, a
+    finished one returns at once. One `run_dir` belongs to one generator: its stored drawings are what a resumed
+    run trains on. Returns {"cas_top1", "cas_top5", "cas_real_top1", "cas_real_top5", "cas_ratio" (the top-1s'
+    ratio), "cas_epochs"}. `on_epoch(name, row)`, if given, is called after each epoch of either training ("cas" on the
+    generated drawings, then "cas_real") with `classifier.train`'s history row: a job's progress lines.
+    """
+    from drawai import classifier  # torch: imported only when needed
+
+    generated = cas_drawings(generator, train_set, test_set, run_dir, seed, truncation)
+    config = config or classifier.TrainConfig()
     scores = {}
     for name, drawings in (("cas", generated), ("cas_real", train_set)):
         _, history = classifier.train(drawings, config, test_set, checkpoint_dir=run_dir / name if run_dir else None,

@@ -343,6 +343,19 @@ def test_a_finished_cas_run_returns_its_figures_and_refuses_other_drawings(judge
         metrics.classification_accuracy_score(RealDrawingsGenerator(fresh), train, other, config, progress=False)
 
 
+def test_cas_drawings_are_drawn_once_and_read_back_from_the_run_folder(judged, tmp_path):
+    _, train, test, fresh = judged
+    drawer, calls = RealDrawingsGenerator(fresh), []
+    draw = drawer.generate
+    drawer.generate = lambda *args, **kwargs: calls.append(args) or draw(*args, **kwargs)
+    first = metrics.cas_drawings(drawer, train, test, tmp_path)
+    assert calls and (tmp_path / "generated.npz").exists()
+    assert np.bincount(first.labels).tolist() == np.bincount(train.labels).tolist()  # as many as train_set holds
+    drawn = len(calls)
+    again = metrics.cas_drawings(drawer, train, test, tmp_path)
+    assert len(calls) == drawn and np.array_equal(again.images, first.images)  # read back, not drawn again
+
+
 def test_other_noises_are_the_named_ones_a_generator_can_draw_besides_its_own():
     class Drawer:
         truncation = 1.0
