@@ -10,6 +10,7 @@
   to the same figures for real drawings measured in the same run (GAN-test accuracy, FID with a
   shuffled-label control and a real-vs-real floor, memorisation, the real-vs-real variety reference).
 - `classification_accuracy_score` (CAS): a classifier trained on generated drawings alone, tested on real ones.
+  `cas_drawings` draws (or reads back) what it trains on.
 - `generator_targets` holds a generator to its targets, each a ratio to a reference from the same run.
 
 Every distance function takes (N, D) arrays, or (N, H, W) images (flattened).
@@ -455,7 +456,7 @@ def classification_accuracy_score(generator, train_set, test_set, config=None, r
     template per label teaches a classifier little about real drawings, however well its drawings are recognised.
 
     With `run_dir`, the generated drawings (`generated.npz`) and both trainings' checkpoints are kept there
-    (`generated/`, `real/`), and a second call resumes: a killed run continues from its last complete epoch, a
+    (`cas/`, `cas_real/`), and a second call resumes: a killed run continues from its last complete epoch, a
     finished one returns at once. One `run_dir` belongs to one generator: its stored drawings are what a resumed
     run trains on. Returns {"cas_top1", "cas_top5", "cas_real_top1", "cas_real_top5", "cas_ratio" (the top-1s'
     ratio), "cas_epochs"}. `on_epoch(name, row)`, if given, is called after each epoch of either training ("cas" on the
