@@ -774,6 +774,18 @@ def test_training_ends_with_the_refiner_which_generate_draws_with_and_a_killed_r
     assert not np.array_equal(refined, straight.generate(CATS, 4, seed=3))
     assert np.abs(refined - plain).mean() > 0.01  # redrawn, not passed through
     assert np.array_equal(refined, straight.refiner.refine(plain, np.repeat([0, 1, 2], 4), 2))  # after the ink curve
+    # its own ink curve, fitted last on its redrawings: their pixel values follow the training drawings'
+    curve, real = straight.refiner.ink_curve, (gan.training_arrays(drawings)[0] + 1) / 2
+    assert float(curve.fitted.numpy()) == 1
+    redrawn = straight.generate(list(CATS), gan.InkCurve.PER_LABEL_REFINED, seed=straight.seed, truncation=None)
+    curve.fitted.assign(0.0)
+    try:
+        raw = straight.generate(list(CATS), gan.InkCurve.PER_LABEL_REFINED, seed=straight.seed, truncation=None)
+    finally:
+        curve.fitted.assign(1.0)
+    q = np.linspace(0, 1, gan.InkCurve.LEVELS)[[128, 204, 230, 243]]  # ~0.5, 0.8, 0.9, 0.95: where it is exact
+    assert np.abs(np.quantile(redrawn, q) - np.quantile(real, q)).max() < 1e-3
+    assert np.abs(np.quantile(raw, q) - np.quantile(real, q)).max() > 0.05  # the curve had something to do
 
     run_dir = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):  # dies in the refiner's second epoch (the GAN has one)

@@ -5,9 +5,10 @@ preset's, checkpointed in OUT/../refiner: run again to resume), on its training 
 unchanged. Saved to OUT, loaded back, and judged as notebook 03 judges a trained generator (its default noise and
 the two N(0, 1) noises; CAS with the classifier recipe's 30 epochs, or --cas-epochs); saved again with those
 figures, which are printed, and appended as a row to gan-refiner-345.jsonl. `models/generator-345` is OUT copied
-over it. --start redraws from another time than the preset's (a screen; not for publishing).
+over it. --start redraws from another time than the preset's (a screen; not for publishing); --keep-refiner keeps
+the published refiner's weights and fits its ink curve alone.
 
-    python docs/experiments/gan_refit.py [OUT] [--start 0.6] [--cas-epochs 30] [--own-noise-only]
+    python docs/experiments/gan_refit.py [OUT] [--start 0.6] [--cas-epochs 30] [--own-noise-only] [--keep-refiner]
     # OUT: runs/gan-refit/model
 """
 
@@ -28,6 +29,7 @@ ap.add_argument("out", nargs="?", type=Path, default=ROOT / "runs" / "gan-refit"
 ap.add_argument("--start", type=float, default=None)
 ap.add_argument("--cas-epochs", type=int, default=30)
 ap.add_argument("--own-noise-only", action="store_true", help="skip judging the two N(0, 1) noises")
+ap.add_argument("--keep-refiner", action="store_true", help="the published refiner, its ink curve fitted again")
 args = ap.parse_args()
 configure_threads()  # as `gan.train` does first: the refiner trains as it would at the end of a run
 
@@ -38,9 +40,13 @@ config = gan.GANConfig(**{**published["config"], **{k: getattr(preset, k) for k 
 train_set, test_set = data.train_test(data.load_sample(list(model.categories)))
 images, labels = gan.training_arrays(train_set)
 model.fit_noise(images, labels)
-model.fit_ink(images)
-gan.train_refiner(model, train_set, config, run_dir=args.out.parent / "refiner", resume=True, verbose=0,
-                  callbacks=[gan.EpochPrinter()])
+if args.keep_refiner:
+    model.fit_ink(images)  # the GAN's curve, then its refiner's
+else:
+    model.refiner = None  # the GAN's curve alone, then a refiner trained and given its own
+    model.fit_ink(images)
+    gan.train_refiner(model, train_set, config, run_dir=args.out.parent / "refiner", resume=True, verbose=0,
+                      callbacks=[gan.EpochPrinter()])
 if args.start is not None:
     model.refiner.start = args.start
     config = dataclasses.replace(config, refine_start=args.start)
@@ -71,6 +77,7 @@ gan.save(model, args.out, config, metrics=results, command=published["command"])
 print(json.dumps(results, indent=1, ensure_ascii=False))
 print(metrics.verdict(summary))
 with open(ROWS, "a") as f:
-    f.write(json.dumps({"start": model.refiner.start, "steps": model.refiner.steps, "refiner": "full preset",
+    f.write(json.dumps({"start": model.refiner.start, "steps": model.refiner.steps, "refiner": "full preset"
+                        + (", the published one, its ink curve fitted" if args.keep_refiner else ""),
                         **{k: trained[k] for k in ("refiner_epochs", "refiner_cpu_seconds")},
                         "eval_seconds": eval_seconds, **summary}) + "\n")

@@ -27,7 +27,8 @@ default): varied drawings, like people's, which N(0, 1) does not reach. Last, ev
 map of its pixel values onto its training drawings' that `generate` applies (crisper strokes, nothing moved).
 With `refiner_epochs` (the `full` preset), a `StrokeRefiner` trains after that, by flow matching on the training
 drawings, and `generate` redraws each drawing with it from time `refine_start` (SDEdit): the GAN's shapes kept,
-in strokes like people's (`generate(..., refine=False)`: the GAN's own).
+in strokes like people's (`generate(..., refine=False)`: the GAN's own), through the refiner's own `InkCurve`
+(fitted on its redrawings: no background grain, full-ink cores).
 
 Training is seeded and resumable: the batch order of epoch e and the noise of step s are pure
 functions of (seed, e) and (seed, s), and every epoch ends with an atomically written checkpoint

@@ -274,13 +274,20 @@ class _GAN(BuiltBeforeFit, keras.Model):
     def fit_ink(self, images: np.ndarray) -> None:
         """Fit `ink_curve` to these drawings ([-1, 1], e.g. the training drawings) against `InkCurve.PER_LABEL`
         drawings of every label generated from the model's default noise, untruncated (seeded; so a truncation set
-        later draws through the same curve); `train` does it last."""
-        self.ink_curve.fitted.assign(0.0)  # fitted on what the generator draws itself
-        n, per_call = len(self.categories), MAX_GENERATE // InkCurve.PER_LABEL
-        generated = np.concatenate([self.generate(list(range(i, min(i + per_call, n))), InkCurve.PER_LABEL,
-                                                  seed=self.seed + i, truncation=None, refine=False)
-                                    for i in range(0, n, per_call)])
-        self.ink_curve.fit(generated, (np.asarray(images) + 1) / 2)
+        later draws through the same curve); then, with a refiner, the refiner's own curve against
+        `InkCurve.PER_LABEL_REFINED` of every label as the refiner redraws them. `train` does it last, and again
+        after the refiner."""
+        real = (np.asarray(images) + 1) / 2
+        self.ink_curve.fitted.assign(0.0)  # each curve is fitted on what is drawn without it
+        self.ink_curve.fit(self._drawings_for_ink(InkCurve.PER_LABEL, refine=False), real)
+        if self.refiner is not None:
+            self.refiner.ink_curve.fitted.assign(0.0)
+            self.refiner.ink_curve.fit(self._drawings_for_ink(InkCurve.PER_LABEL_REFINED, refine=True), real)
+
+    def _drawings_for_ink(self, per_label: int, refine: bool) -> np.ndarray:
+        n, per_call = len(self.categories), MAX_GENERATE // per_label
+        return np.concatenate([self.generate(list(range(i, min(i + per_call, n))), per_label, seed=self.seed + i,
+                                             truncation=None, refine=refine) for i in range(0, n, per_call)])
 
     def _generate(self, noise: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return np.concatenate([ops.convert_to_numpy(self._generator_call(noise[i:i + 1024], labels[i:i + 1024],

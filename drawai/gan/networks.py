@@ -201,7 +201,7 @@ class FittedNoise(layers.Layer):
 @keras.saving.register_keras_serializable(package="drawai")
 class InkCurve(layers.Layer):
     """A monotone map of the generator's pixel values onto those of its training drawings (histogram matching),
-    fitted after training and applied by `generate`.
+    fitted after training and applied by `generate`; a `StrokeRefiner` has its own, for its redrawings.
 
     The canonical form draws every stroke with one brush whose core is full ink; the generator's strokes come out
     dimmer and softer, so a classifier trained on its drawings reads real ones worse (CAS). Matching the two
@@ -211,6 +211,7 @@ class InkCurve(layers.Layer):
 
     LEVELS = 257  # quantiles matched: enough for a smooth curve between 0 and full ink
     PER_LABEL = 20  # generated drawings per label that the curve is fitted on
+    PER_LABEL_REFINED = 5  # for a refiner's curve (ten network calls a drawing): 1.3M pixel values on 345 labels
 
     def __init__(self, levels: int = LEVELS, **kwargs):
         super().__init__(**kwargs)

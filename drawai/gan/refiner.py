@@ -19,6 +19,7 @@ from keras import layers, ops
 from drawai import seeds
 from drawai.gan.config import GANInputError
 from drawai.gan.data import BuiltBeforeFit, step_logs
+from drawai.gan.networks import InkCurve
 
 START_MARGIN = 0.1  # trained from a little before `start`, so the first step's midpoint is inside what it learned
 TIME_FREQUENCIES = 32  # sinusoidal features of the time, as in DDPM's U-Net
@@ -79,6 +80,9 @@ class StrokeRefiner(BuiltBeforeFit, keras.Model):
         self.up1, self.up0 = ResidualBlock(w1), ResidualBlock(w0)
         self.out_norm = layers.GroupNormalization(8)
         self.out = layers.Conv2D(1, 3, padding="same")
+        # Its redrawings' pixel values mapped onto the training drawings' (fitted after training, `_GAN.fit_ink`):
+        # the flow leaves a faint grain on the background and few full-ink pixels, which real drawings lack.
+        self.ink_curve = InkCurve(name="ink_curve")
         self.loss_tracker = keras.metrics.Mean(name="flow_loss")
         # BuiltBeforeFit: every variable exists before fit, or a load, fills it (one call on a blank drawing)
         self((np.zeros((1, 28, 28, 1), np.float32), np.zeros((1,), np.float32), np.zeros((1,), np.int32)))
@@ -126,7 +130,7 @@ class StrokeRefiner(BuiltBeforeFit, keras.Model):
 
     def refine(self, images: np.ndarray, labels: np.ndarray, seed: int | None) -> np.ndarray:
         """Drawings (N, 28, 28) in [0, 1] -> the same drawings redrawn: noised back to `start` (noise from
-        `seed`), then `steps` midpoint steps to time 1. (N, 28, 28) float32 in [0, 1]."""
+        `seed`), then `steps` midpoint steps to time 1, then through `ink_curve`. (N, 28, 28) float32 in [0, 1]."""
         x1 = np.asarray(images, np.float32)[..., None] * 2 - 1
         noise = seeds.rng(seed, seeds.REFINER_NOISE).standard_normal(x1.shape).astype(np.float32)
         x = self.start * x1 + (1 - self.start) * noise
@@ -136,7 +140,7 @@ class StrokeRefiner(BuiltBeforeFit, keras.Model):
             t = self.start + i * dt
             midway = x + 0.5 * dt * self._velocity(x, t, y)
             x = x + dt * self._velocity(midway, t + 0.5 * dt, y)
-        return np.clip((x[..., 0] + 1) / 2, 0, 1).astype(np.float32)
+        return self.ink_curve.apply(np.clip((x[..., 0] + 1) / 2, 0, 1).astype(np.float32))
 
     def _velocity(self, x, t, labels):
         if getattr(self, "_predict", None) is None:  # one graph for every batch size, traced on first use

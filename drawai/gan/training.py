@@ -254,7 +254,8 @@ def _batches(train_set, images, labels, epochs: range, batch_size: int, seed: in
 def train_refiner(model: ConditionalGAN, train_set, config: GANConfig, run_dir: str | Path | None = None,
                   resume: bool = False, callbacks: list | None = None, verbose="auto") -> StrokeRefiner:
     """Train a `StrokeRefiner` for `config.refiner_epochs` epochs on `train_set`'s drawings (flow matching, from
-    `config.refine_start`) and attach it to `model`, whose `generate` then redraws with it; `train` calls it last.
+    `config.refine_start`) and attach it to `model`, whose `generate` then redraws with it, then fit the model's ink
+    curves (`fit_ink`: the refiner's, on its redrawings); `train` calls it last. Returns the attached refiner.
     With `run_dir`, every epoch writes `checkpoints/refiner-XXXX.keras` and `refiner-history.json`, and
     `resume=True` continues from the last complete one. The per-epoch log is `model.refiner_history`."""
     if not config.refiner_epochs:
@@ -298,21 +299,25 @@ def train_refiner(model: ConditionalGAN, train_set, config: GANConfig, run_dir: 
                     callbacks=[EpochLog(history, images_per_epoch, run_dir, chief=chief, name="refiner"),
                                *(callbacks or [])], shuffle=False, verbose=verbose)
     model.attach_refiner(refiner)
+    model.fit_ink(_fitting_drawings(model, train_set, images, labels)[0])  # the refiner's curve, on its redrawings
     model.refiner_history = history
-    return refiner
+    return model.refiner
 
 
-def _fit_after_training(model, train_set, images, labels, per_label: int = 500) -> None:
-    """Fit the model's FittedNoise (with an encoder), then its InkCurve, to the training drawings: at most
-    `per_label` of each label (a seeded choice, the same on every worker), read from the files when the drawings
-    are not in memory."""
+def _fit_after_training(model, train_set, images, labels) -> None:
+    """Fit the model's FittedNoise (with an encoder), then its ink curves, to the training drawings."""
+    images, labels = _fitting_drawings(model, train_set, images, labels)
+    if model.encoder is not None:
+        model.fit_noise(images, labels)
+    model.fit_ink(images)
+
+
+def _fitting_drawings(model, train_set, images, labels, per_label: int = 500):
+    """(images, labels) of at most `per_label` training drawings of each label (a seeded choice, the same on every
+    worker), read from the files when the drawings are not in memory: what the fitted noise and ink are fitted to."""
     rng = seeds.rng(model.seed, seeds.FIT_PICK)
     pick = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_label]
                                    for c in range(len(model.categories))]))
     if images is None:
-        images, _ = file_loader(train_set)(pick)
-    else:
-        images = images[pick]
-    if model.encoder is not None:
-        model.fit_noise(images, labels[pick])
-    model.fit_ink(images)
+        return file_loader(train_set)(pick)
+    return images[pick], labels[pick]
