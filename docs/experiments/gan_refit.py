@@ -50,6 +50,7 @@ else:
 if args.start is not None:
     model.refiner.start = args.start
     config = dataclasses.replace(config, refine_start=args.start)
+    model.fit_ink(images)  # the refiner's curve again, on its redrawings from that start
 trained = {k: published["metrics"][k] for k in ("epochs", "last_epoch", "train_seconds", "train_cpu_seconds",
                                                 "recipe", "preset", "categories", "seed")}
 gan.save(model, args.out, config, metrics=trained, command=published["command"])  # with the refiner's times
