@@ -42,9 +42,7 @@ images, labels = gan.training_arrays(train_set)
 model.fit_noise(images, labels)
 if args.keep_refiner:
     model.fit_ink(images)  # the GAN's curve, then its refiner's
-else:
-    model.refiner = None  # the GAN's curve alone, then a refiner trained and given its own
-    model.fit_ink(images)
+else:  # a refiner trained in place of the published one; train_refiner fits both curves last
     gan.train_refiner(model, train_set, config, run_dir=args.out.parent / "refiner", resume=True, verbose=0,
                       callbacks=[gan.EpochPrinter()])
 if args.start is not None:
